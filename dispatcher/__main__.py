@@ -1,0 +1,5 @@
+"""python -m dispatcher: run a dispatcher worker."""
+
+from dispatcher.cli import main
+
+main()

@@ -1,0 +1,119 @@
+"""The dispatcher command: wire settings, definitions and the Job sink, then consume."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+import click
+
+from dispatcher.consuming import Dispatcher
+from dispatcher.definitions import ConfigMapWatcher, DefinitionStore, load_files
+from dispatcher.handling import Handler, JobSink, PrintingSink
+from shared import logs
+from shared.settings import (
+    BrokerSettings,
+    DispatcherSettings,
+    KubeSettings,
+    LogSettings,
+    help_epilog,
+    load,
+    resolve_namespaces,
+)
+
+log = logging.getLogger("openfero.dispatcher")
+
+
+async def _wait_synced(store: DefinitionStore, stop: asyncio.Event) -> bool:
+    """Consume nothing before the definitions are known: an alert must not meet an empty store."""
+    while not store.synced.is_set():
+        if stop.is_set():
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+async def serve(dry_run: bool | None, exit_when_idle_s: float | None) -> None:
+    broker = load(BrokerSettings)
+    settings = load(DispatcherSettings, dry_run=dry_run)
+    kube = load(KubeSettings)
+    store = DefinitionStore()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    sink: JobSink = PrintingSink()
+    watcher = None
+    creator = None
+    if kube.definitions_path and settings.dry_run:
+        load_files(Path(kube.definitions_path), store)
+        log.info(
+            "definitions read from files",
+            extra={"event": "definitions.listed", "configmaps": len(store), "path": kube.definitions_path},
+        )
+    else:
+        from dispatcher.jobs import JobCreator, load_api_client
+
+        api_client, context_namespace = load_api_client(kube.request_timeout_s)
+        kube = resolve_namespaces(kube, context_namespace)
+        if kube.definitions_path:
+            load_files(Path(kube.definitions_path), store)
+        else:
+            from kubernetes import client
+
+            watcher = ConfigMapWatcher(
+                client.CoreV1Api(api_client),
+                kube.definitions_namespace,
+                kube.definition_selector,
+                store,
+                kube.watch_timeout_s,
+            )
+            watcher.start()
+        if not settings.dry_run:
+            creator = JobCreator(api_client, kube, settings.kube_concurrency)
+            sink = creator
+        log.info(
+            "dispatcher configured",
+            extra={
+                "event": "dispatcher.configured",
+                "definitions_namespace": kube.definitions_namespace,
+                "job_namespace": kube.job_namespace,
+                "selector": kube.definition_selector,
+                "dry_run": settings.dry_run,
+            },
+        )
+    try:
+        if await _wait_synced(store, stop):
+            handler = Handler(store, sink, settings.job_ttl_s)
+            await Dispatcher(broker, handler, settings.prefetch).run(stop, exit_when_idle_s)
+    finally:
+        if watcher is not None:
+            watcher.stop()
+        if creator is not None:
+            creator.close()
+
+
+@click.command(
+    "dispatcher",
+    epilog=help_epilog(BrokerSettings, KubeSettings, DispatcherSettings, LogSettings),
+    context_settings={"max_content_width": 100},
+)
+@click.option("--dry-run", is_flag=True, default=None, help="Print Jobs as YAML instead of creating them.")
+@click.option(
+    "--exit-when-idle",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Drain the work queue, then exit once it has been empty this long.",
+)
+def command(dry_run: bool | None, exit_when_idle: float | None) -> None:
+    """Consume alert messages and create the Kubernetes Jobs their definitions describe."""
+    logs.setup(load(LogSettings).level)
+    asyncio.run(serve(dry_run, exit_when_idle))
+
+
+def main() -> None:
+    command(prog_name="python -m dispatcher")

@@ -1,0 +1,114 @@
+"""Handling one message: decode, find the definition, render, create.
+
+``Handler.handle`` never raises for anything a message or the API can do;
+it returns an Outcome, and only the consuming loop turns outcomes into
+acks and rejects.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from typing import Any, Protocol, TextIO
+
+import yaml
+
+from dispatcher.definitions import DefinitionStore
+from dispatcher.jobs import ApiFailure
+from dispatcher.rendering import RenderError, render
+from shared.envelope import Envelope, InvalidEnvelope
+
+log = logging.getLogger("openfero.dispatcher")
+
+
+@dataclass(frozen=True)
+class Done:
+    """The Job exists: created now, or by an earlier delivery of the same occurrence."""
+
+    job_name: str
+    created: bool
+
+
+@dataclass(frozen=True)
+class NothingToDo:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Trying again later may succeed (the API was away, overloaded, or refused us)."""
+
+    reason: str
+    status: int | None = None
+    needs_operator: bool = False
+    retry_after_s: float | None = None
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """Trying again cannot succeed until someone changes something."""
+
+    reason: str
+    error_class: str
+    status: int | None = None
+
+
+Outcome = Done | NothingToDo | Retry | DeadLetter
+
+
+class JobSink(Protocol):
+    async def create(self, body: dict[str, Any]) -> bool: ...
+
+
+class PrintingSink:
+    """Dry run: print each Job as a YAML document instead of creating it."""
+
+    def __init__(self, out: TextIO = sys.stdout):
+        self.out = out
+
+    async def create(self, body: dict[str, Any]) -> bool:
+        self.out.write("---\n" + yaml.safe_dump(body, sort_keys=False))
+        self.out.flush()
+        return True
+
+
+class Handler:
+    def __init__(self, store: DefinitionStore, sink: JobSink, default_ttl_s: int):
+        self.store = store
+        self.sink = sink
+        self.default_ttl_s = default_ttl_s
+
+    async def handle(self, body: bytes, context: dict[str, Any]) -> Outcome:
+        """Handle one message body; ``context`` gathers fields for the log line."""
+        try:
+            envelope = Envelope.from_json(body)
+        except InvalidEnvelope as exc:
+            return DeadLetter(f"undecodable message: {exc}", "InvalidEnvelope")
+        alert = envelope.alert
+        context.update(fingerprint=alert.fingerprint, alertname=alert.alertname, status=alert.status)
+
+        found = self.store.lookup(alert.alertname, alert.status)
+        if found.definition is None:
+            if found.missing_key:
+                return DeadLetter(
+                    f"ConfigMap {found.configmap} has no data key {alert.alertname!r}", "InvalidDefinition"
+                )
+            return NothingToDo(f"no definition: no ConfigMap {found.configmap}")
+        try:
+            job = render(found.definition, envelope, self.default_ttl_s)
+        except RenderError as exc:
+            return DeadLetter(str(exc), "RenderError")
+        context["job"] = job.name
+        if job.dropped_fields:
+            log.warning(
+                "definition has fields a Job does not have; they were dropped",
+                extra={**context, "event": "definition.dropped_fields", "fields": job.dropped_fields},
+            )
+        try:
+            created = await self.sink.create(job.body)
+        except ApiFailure as exc:
+            if exc.transient:
+                return Retry(str(exc), exc.status, exc.needs_operator, exc.retry_after_s)
+            return DeadLetter(str(exc), "ApiRejected", exc.status)
+        return Done(job.name, created)

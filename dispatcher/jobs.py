@@ -1,0 +1,104 @@
+"""Creating Jobs through the official, blocking ``kubernetes`` client.
+
+Calls run in a bounded thread pool so that the event loop stays free.
+Errors are classified here, where they enter: the handler sees only
+``Created``, ``AlreadyExists`` or an ``ApiFailure`` that says whether trying
+again can help.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.config.config_exception import ConfigException
+
+from shared.settings import KubeSettings
+
+TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# Someone must fix RBAC or create the namespace; then a retry succeeds.
+NEEDS_OPERATOR_STATUSES = frozenset({401, 403, 404})
+
+
+@dataclass(frozen=True)
+class ApiFailure(Exception):
+    """A create that failed. ``transient`` says whether the same call may succeed later."""
+
+    message: str
+    status: int | None
+    transient: bool
+    needs_operator: bool = False
+    retry_after_s: float | None = None
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def load_api_client(timeout_s: float) -> tuple[client.ApiClient, str | None]:
+    """The standard access: in-cluster service account, else KUBECONFIG, else ~/.kube/config.
+
+    Returns the client and the kubeconfig context's namespace (None in-cluster).
+    """
+    configuration = client.Configuration()
+    namespace = None
+    try:
+        config.load_incluster_config(client_configuration=configuration)
+    except ConfigException:
+        config.load_kube_config(client_configuration=configuration)
+        _, active = config.list_kube_config_contexts()
+        namespace = (active or {}).get("context", {}).get("namespace")
+    # Retries are ours to decide; urllib3's own would hide 429 and 5xx.
+    configuration.retries = 0
+    return client.ApiClient(configuration), namespace
+
+
+class JobCreator:
+    def __init__(self, api_client: client.ApiClient, kube: KubeSettings, concurrency: int):
+        self.batch = client.BatchV1Api(api_client)
+        self.namespace = kube.job_namespace
+        self.timeout_s = kube.request_timeout_s
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="kube")
+
+    async def create(self, body: dict[str, Any]) -> bool:
+        """Create the Job; True if created, False if one of that name already exists."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._create_blocking, body)
+
+    def _create_blocking(self, body: dict[str, Any]) -> bool:
+        try:
+            response = self.batch.create_namespaced_job(
+                self.namespace, body, _request_timeout=self.timeout_s, _preload_content=False
+            )
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ApiFailure(f"Kubernetes API unreachable: {exc}", None, transient=True) from None
+        status = response.status
+        if 200 <= status < 300:
+            return True
+        if status == 409:
+            return False
+        raise classify(status, response.data, response.headers)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def classify(status: int, data: bytes, headers: Any) -> ApiFailure:
+    """Turn an API error answer into an ApiFailure that says what to do about it."""
+    try:
+        message = json.loads(data).get("message") or ""
+    except (ValueError, AttributeError):
+        message = data[:200].decode(errors="replace") if data else ""
+    text = f"Kubernetes API answered {status}: {message}".rstrip(": ")
+    retry_after = None
+    if headers is not None and headers.get("Retry-After", "").isdigit():
+        retry_after = float(headers["Retry-After"])
+    if status in TRANSIENT_STATUSES or status >= 500:
+        return ApiFailure(text, status, transient=True, retry_after_s=retry_after)
+    if status in NEEDS_OPERATOR_STATUSES:
+        return ApiFailure(text, status, transient=True, needs_operator=True)
+    return ApiFailure(text, status, transient=False)

@@ -1,0 +1,187 @@
+"""From a definition and an alert to the Job to create. No I/O here.
+
+What rendering does to the definition's Job, in order:
+1. names it ``<definition name>-<hash of fingerprint, status, startsAt>``:
+   one name per alert occurrence, so a redelivered message finds its Job;
+2. labels it (managed-by, alertname, status, fingerprint) with values made
+   valid for Kubernetes whatever the alert holds;
+3. hands every alert label to every container and init container as
+   ``OPENFERO_<LABEL>``, leaving variables the definition sets alone;
+4. sets ``ttlSecondsAfterFinished`` where the definition has none;
+5. drops the fields a Job does not have, as the API server would, and
+   reports them so the definition's author can see what was ignored.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydantic
+from kubernetes.client import V1Job
+
+from dispatcher.definitions import Definition
+from shared.envelope import Envelope
+
+MAX_NAME = 63
+_HASH_CHARS = 10
+_ENV_FORBIDDEN = re.compile(r"[^-._a-zA-Z0-9]")
+_NAME_FORBIDDEN = re.compile(r"[^a-z0-9-]+")
+_LABEL_FORBIDDEN = re.compile(r"[^-A-Za-z0-9_.]")
+
+MANAGED_BY = ("app.kubernetes.io/managed-by", "openfero")
+LABEL_ALERTNAME = "openfero.io/alertname"
+LABEL_STATUS = "openfero.io/status"
+LABEL_FINGERPRINT = "openfero.io/fingerprint"
+ANNOTATION_MESSAGE_ID = "openfero.io/message-id"
+ANNOTATION_DEFINITION = "openfero.io/definition"
+ANNOTATION_STARTS_AT = "openfero.io/starts-at"
+
+
+class RenderError(ValueError):
+    """The definition cannot make a Job for this alert; retrying will not help."""
+
+
+@dataclass
+class RenderedJob:
+    name: str
+    body: dict[str, Any]
+    dropped_fields: list[str] = field(default_factory=list)
+
+
+def env_name(label: str) -> str:
+    """OPENFERO_<LABEL>, upper-cased, passing Kubernetes' strict env var rule."""
+    return "OPENFERO_" + _ENV_FORBIDDEN.sub("_", label.upper())
+
+
+def label_value(value: str) -> str:
+    """``value`` made a valid label value: at most 63 of [-A-Za-z0-9_.], alphanumeric ends."""
+    cleaned = _LABEL_FORBIDDEN.sub("_", value)[:MAX_NAME]
+    return cleaned.strip("-_.")
+
+
+def dns_label(value: str) -> str:
+    return _NAME_FORBIDDEN.sub("-", value.lower()).strip("-")
+
+
+def occurrence_hash(envelope: Envelope) -> str:
+    alert = envelope.alert
+    key = "\x00".join((alert.fingerprint, alert.status, alert.startsAt))
+    return hashlib.sha256(key.encode()).hexdigest()[:_HASH_CHARS]
+
+
+def job_name(base: str, envelope: Envelope) -> str:
+    """A DNS-1123 label of at most 63 characters, the same for every delivery of one occurrence."""
+    prefix = dns_label(base)[: MAX_NAME - _HASH_CHARS - 1].rstrip("-") or "openfero"
+    return f"{prefix}-{occurrence_hash(envelope)}"
+
+
+def render(definition: Definition, envelope: Envelope, default_ttl_s: int) -> RenderedJob:
+    where = f"definition {definition.source} key {definition.key!r}"
+    if definition.parse_error:
+        raise RenderError(f"{where}: {definition.parse_error}")
+    manifest = definition.manifest
+    if not isinstance(manifest, dict) or manifest.get("kind") != "Job":
+        raise RenderError(f"{where}: not a Job manifest (kind: {_kind(manifest)!r})")
+    job = copy.deepcopy(manifest)
+    job["apiVersion"] = job.get("apiVersion") or "batch/v1"
+    metadata = _mapping(job, "metadata", where)
+    base = metadata.pop("generateName", None) or metadata.get("name") or definition.source.rpartition("/")[2]
+    name = job_name(str(base), envelope)
+    metadata["name"] = name
+    metadata.pop("namespace", None)  # the dispatcher decides where Jobs go
+
+    alert = envelope.alert
+    labels = _mapping(metadata, "labels", where)
+    labels.update(
+        {
+            MANAGED_BY[0]: MANAGED_BY[1],
+            LABEL_ALERTNAME: label_value(alert.alertname),
+            LABEL_STATUS: label_value(alert.status),
+            LABEL_FINGERPRINT: label_value(alert.fingerprint),
+        }
+    )
+    annotations = _mapping(metadata, "annotations", where)
+    annotations.update(
+        {
+            ANNOTATION_MESSAGE_ID: envelope.id,
+            ANNOTATION_DEFINITION: f"{definition.source}/{definition.key}",
+            ANNOTATION_STARTS_AT: alert.startsAt,
+        }
+    )
+
+    spec = _mapping(job, "spec", where)
+    spec.setdefault("ttlSecondsAfterFinished", default_ttl_s)
+    pod_spec = _mapping(_mapping(spec, "template", where), "spec", where)
+    containers = pod_spec.get("containers")
+    if not isinstance(containers, list) or not containers:
+        raise RenderError(f"{where}: spec.template.spec.containers must be a non-empty list")
+    injected = [{"name": env_name(k), "value": v} for k, v in sorted(alert.labels.items())]
+    for kind in ("initContainers", "containers"):
+        for index, container in enumerate(pod_spec.get(kind) or []):
+            if not isinstance(container, dict):
+                raise RenderError(f"{where}: spec.template.spec.{kind}[{index}] is not an object")
+            _inject_env(container, injected)
+
+    body, dropped = _prune_unknown_fields(job, where)
+    return RenderedJob(name=name, body=body, dropped_fields=dropped)
+
+
+def _inject_env(container: dict[str, Any], injected: list[dict[str, str]]) -> None:
+    env = container.get("env") or []
+    taken = {e.get("name") for e in env if isinstance(e, dict)}
+    for var in injected:
+        # Two labels can map to one name (a.b and a_b): the first, by label name, wins.
+        if var["name"] not in taken:
+            env.append(dict(var))
+            taken.add(var["name"])
+    container["env"] = env
+
+
+def _prune_unknown_fields(job: dict[str, Any], where: str) -> tuple[dict[str, Any], list[str]]:
+    """Drop fields a batch/v1 Job does not have, as the API server does; reject wrong types."""
+    dropped: list[str] = []
+    try:
+        V1Job.model_validate(job)
+        return job, dropped
+    except pydantic.ValidationError as exc:
+        errors = exc.errors()
+    problems = []
+    for err in errors:
+        if err["type"] == "extra_forbidden":
+            _delete(job, err["loc"])
+            dropped.append(_path(err["loc"]))
+        else:
+            problems.append(f"{_path(err['loc'])}: {err['msg']}")
+    if problems:
+        raise RenderError(f"{where}: invalid Job: " + "; ".join(problems))
+    return job, dropped
+
+
+def _delete(obj: Any, loc: tuple[Any, ...]) -> None:
+    for part in loc[:-1]:
+        obj = obj[part]
+    obj.pop(loc[-1], None)
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _mapping(parent: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = parent.get(key)
+    if value is None:
+        value = parent[key] = {}
+    if not isinstance(value, dict):
+        raise RenderError(f"{where}: {key} must be an object")
+    return value
+
+
+def _kind(manifest: Any) -> Any:
+    return manifest.get("kind") if isinstance(manifest, dict) else type(manifest).__name__

@@ -1,0 +1,1 @@
+"""The openfero command: one entry point over the services and operator tools."""

@@ -1,0 +1,18 @@
+"""openfero <subcommand>: a thin layer over the services' own commands."""
+
+from __future__ import annotations
+
+import click
+
+from dispatcher.cli import command as dispatcher_command
+from ingest.cli import command as ingest_command
+
+
+@click.group(context_settings={"max_content_width": 100})
+@click.version_option(package_name="openfero")
+def main() -> None:
+    """openfero: Alertmanager alerts become Kubernetes Jobs, durably."""
+
+
+main.add_command(ingest_command)
+main.add_command(dispatcher_command)

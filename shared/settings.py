@@ -1,0 +1,220 @@
+"""Settings, read from the environment once at start-up.
+
+Each concern has a frozen dataclass; every field names its environment
+variable, its unit and why its default is what it is. Nothing here is
+global: ``load(cls)`` builds an instance and the caller passes it on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import textwrap
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+class SettingsError(ValueError):
+    """A setting holds a value that cannot be used."""
+
+
+def setting(env: str, default: Any, help: str) -> Any:
+    """A dataclass field that is read from the environment variable ``env``."""
+    return field(default=default, metadata={"env": env, "help": help})
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    amqp_url: str = setting(
+        "OPENFERO_AMQP_URL",
+        "amqp://guest:guest@127.0.0.1:5672/",
+        "RabbitMQ connection URL.",
+    )
+    queue_prefix: str = setting(
+        "OPENFERO_QUEUE_PREFIX",
+        "openfero",
+        "Prefix of every exchange and queue name; two installations on one broker need two prefixes.",
+    )
+    reconnect_max_s: float = setting(
+        "OPENFERO_RECONNECT_MAX_SECONDS",
+        5.0,
+        "Longest pause between two attempts to reach the broker (seconds); "
+        "short, because ingest answers 503 until it is connected.",
+    )
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    addr: str = setting(
+        "OPENFERO_INGEST_ADDR",
+        "0.0.0.0:8080",
+        "host:port the webhook listens on.",
+    )
+    max_body_bytes: int = setting(
+        "OPENFERO_MAX_BODY_BYTES",
+        32 * 1024 * 1024,
+        "Largest webhook body accepted (bytes); 32 MiB holds a group of about 10,000 "
+        "alerts of Alertmanager's usual size. Larger bodies get 413.",
+    )
+    publish_timeout_s: float = setting(
+        "OPENFERO_PUBLISH_TIMEOUT_SECONDS",
+        5.0,
+        "How long a webhook waits for the broker to confirm its alerts before answering "
+        "503 (seconds); well below Alertmanager's own timeouts, so it retries soon.",
+    )
+
+    @property
+    def host(self) -> str:
+        return self.addr.rpartition(":")[0] or "0.0.0.0"
+
+    @property
+    def port(self) -> int:
+        port = self.addr.rpartition(":")[2]
+        if not port.isdigit():
+            raise SettingsError(f"OPENFERO_INGEST_ADDR={self.addr!r}: expected host:port")
+        return int(port)
+
+
+@dataclass(frozen=True)
+class KubeSettings:
+    definitions_namespace: str = setting(
+        "OPENFERO_DEFINITIONS_NAMESPACE",
+        "",
+        "Namespace holding the Job definitions. Default: the namespace openfero runs in, "
+        "else the kubeconfig context's, else 'default'.",
+    )
+    job_namespace: str = setting(
+        "OPENFERO_JOB_NAMESPACE",
+        "",
+        "Namespace the Jobs are created in. Default: the definitions namespace.",
+    )
+    definition_selector: str = setting(
+        "OPENFERO_DEFINITION_SELECTOR",
+        "app=openfero",
+        "Label selector of the ConfigMaps that hold Job definitions.",
+    )
+    definitions_path: str = setting(
+        "OPENFERO_DEFINITIONS_PATH",
+        "",
+        "A file or folder of ConfigMap manifests to read definitions from instead of the "
+        "cluster (for trying openfero without one). Empty: watch the cluster.",
+    )
+    request_timeout_s: float = setting(
+        "OPENFERO_KUBE_TIMEOUT_SECONDS",
+        10.0,
+        "Timeout of one Kubernetes API request (seconds).",
+    )
+    watch_timeout_s: int = setting(
+        "OPENFERO_WATCH_TIMEOUT_SECONDS",
+        300,
+        "How long one watch of the definitions runs before it is renewed (seconds); "
+        "the API server's own limit is about 30 to 60 minutes.",
+    )
+
+
+@dataclass(frozen=True)
+class DispatcherSettings:
+    prefetch: int = setting(
+        "OPENFERO_PREFETCH",
+        64,
+        "Messages one dispatcher holds unacknowledged at once; bounds its memory and "
+        "how many alerts a crash hands back to the queue.",
+    )
+    kube_concurrency: int = setting(
+        "OPENFERO_KUBE_CONCURRENCY",
+        16,
+        "Kubernetes API calls one dispatcher makes at once (threads of the blocking client).",
+    )
+    job_ttl_s: int = setting(
+        "OPENFERO_JOB_TTL_SECONDS",
+        86400,
+        "ttlSecondsAfterFinished given to Jobs whose definition sets none (seconds); "
+        "a day keeps the Job, and so its duplicate suppression, past Alertmanager's "
+        "4 h repeat interval.",
+    )
+    dry_run: bool = setting(
+        "OPENFERO_DRY_RUN",
+        False,
+        "Print each rendered Job as YAML instead of creating it.",
+    )
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: str = setting("OPENFERO_LOG_LEVEL", "INFO", "Log level: DEBUG, INFO, WARNING or ERROR.")
+
+
+ALL_GROUPS: tuple[type, ...] = (BrokerSettings, IngestSettings, KubeSettings, DispatcherSettings, LogSettings)
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _parse(raw: str, kind: type, env: str) -> Any:
+    try:
+        if kind is bool:
+            value = raw.strip().lower()
+            if value in _TRUE:
+                return True
+            if value in _FALSE:
+                return False
+            raise ValueError("expected one of 1/0, true/false, yes/no, on/off")
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+        return raw
+    except ValueError as exc:
+        raise SettingsError(f"{env}={raw!r}: {exc}") from None
+
+
+_KINDS = {"str": str, "int": int, "float": float, "bool": bool}
+
+
+def load(cls: type[T], environ: Mapping[str, str] | None = None, **overrides: Any) -> T:
+    """Build ``cls`` from the environment; keyword ``overrides`` win (CLI flags)."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        env = f.metadata["env"]
+        if f.name in overrides and overrides[f.name] is not None:
+            values[f.name] = overrides[f.name]
+        elif env in environ:
+            values[f.name] = _parse(environ[env], _KINDS[str(f.type)], env)
+    return cls(**values)
+
+
+def describe(*groups: type) -> list[tuple[str, str, str]]:
+    """(variable, default, help) of every setting in ``groups``, for --help and docs."""
+    rows = []
+    for cls in groups or ALL_GROUPS:
+        for f in dataclasses.fields(cls):
+            rows.append((f.metadata["env"], str(f.default), f.metadata["help"]))
+    return rows
+
+
+def help_epilog(*groups: type) -> str:
+    """The settings as a --help epilog; click keeps paragraphs after a \\b line as they are."""
+    paragraphs = ["Settings (environment variables):"]
+    for env, default, text in describe(*groups):
+        shown = default if default != "" else "(see text)"
+        body = textwrap.fill(text, width=88, initial_indent="    ", subsequent_indent="    ")
+        paragraphs.append(f"\b\n{env}  [default: {shown}]\n{body}")
+    return "\n\n".join(paragraphs)
+
+
+def resolve_namespaces(kube: KubeSettings, kubeconfig_namespace: str | None) -> KubeSettings:
+    """Fill in the namespace defaults: in-cluster, else kubeconfig context, else 'default'."""
+    definitions = kube.definitions_namespace
+    if not definitions:
+        if SERVICE_ACCOUNT_NAMESPACE_FILE.exists():
+            definitions = SERVICE_ACCOUNT_NAMESPACE_FILE.read_text().strip()
+        definitions = definitions or kubeconfig_namespace or "default"
+    jobs = kube.job_namespace or definitions
+    return dataclasses.replace(kube, definitions_namespace=definitions, job_namespace=jobs)
