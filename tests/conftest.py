@@ -1,0 +1,201 @@
+"""Shared fixtures: the real broker, the Kubernetes API double, and the real processes.
+
+The broker: ``OPENFERO_TEST_AMQP_URL`` if set; else testcontainers' RabbitMQ
+when a Docker engine answers; else the machine's broker at 127.0.0.1:5672.
+An unreachable broker fails the run: these tests never skip what they prove.
+
+Every test gets its own queue prefix, so runs share one broker safely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import pytest
+import yaml
+
+from shared.settings import BrokerSettings
+from shared.topology import Names
+from tests.kube_double import KubeDouble
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = ROOT / "examples"
+
+
+def docker_engine_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=2).ping()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> Iterator[str]:
+    url = os.environ.get("OPENFERO_TEST_AMQP_URL")
+    container = None
+    if not url and docker_engine_answers():
+        from testcontainers.rabbitmq import RabbitMqContainer
+
+        container = RabbitMqContainer("rabbitmq:3.13-management").start()
+        url = f"amqp://guest:guest@{container.get_container_host_ip()}:{container.get_exposed_port(5672)}/"
+    url = url or "amqp://guest:guest@127.0.0.1:5672/"
+
+    async def probe() -> None:
+        connection = await aio_pika.connect(url, timeout=10)
+        await connection.close()
+
+    try:
+        asyncio.run(probe())
+    except Exception as exc:
+        pytest.fail(f"the test broker at {url} is unreachable: {exc!r}", pytrace=False)
+    yield url
+    if container is not None:
+        container.stop()
+
+
+@pytest.fixture
+def prefix(amqp_url: str) -> Iterator[str]:
+    """A queue prefix of this test's own; its queues are deleted afterwards."""
+    name = f"oftest-{uuid.uuid4().hex[:10]}"
+    yield name
+
+    async def cleanup() -> None:
+        connection = await aio_pika.connect(amqp_url)
+        channel = await connection.channel()
+        names = Names(name)
+        for queue in names.all_queues():
+            await channel.queue_delete(queue)
+        await channel.exchange_delete(names.exchange)
+        await connection.close()
+
+    asyncio.run(cleanup())
+
+
+@pytest.fixture
+def broker_settings(amqp_url: str, prefix: str) -> BrokerSettings:
+    return BrokerSettings(amqp_url=amqp_url, queue_prefix=prefix, reconnect_max_s=0.5)
+
+
+@pytest.fixture
+async def channel(amqp_url: str) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
+    connection = await aio_pika.connect(amqp_url)
+    yield await connection.channel()
+    await connection.close()
+
+
+async def queue_depth(channel: aio_pika.abc.AbstractChannel, queue: str) -> int:
+    declared = await channel.declare_queue(queue, passive=True)
+    return declared.declaration_result.message_count or 0
+
+
+@pytest.fixture
+def kube() -> Iterator[KubeDouble]:
+    double = KubeDouble().start()
+    yield double
+    double.stop()
+
+
+@pytest.fixture
+def kubeconfig(kube: KubeDouble, tmp_path: Path) -> Path:
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(kube.kubeconfig()))
+    return path
+
+
+def reference_configmap() -> dict[str, Any]:
+    return yaml.safe_load((REFERENCE / "kubequotaalmostfull.configmap.yaml").read_text())
+
+
+def reference_alert_bytes() -> bytes:
+    return (REFERENCE / "kubequotaalmostfull.alert.json").read_bytes()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate: Any, timeout_s: float = 20.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+async def async_wait_for(predicate: Any, timeout_s: float = 20.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+class Process:
+    """A service started as users start it: ``python -m <module>``, logs to a file."""
+
+    def __init__(self, module: str, env: dict[str, str], log_path: Path, args: tuple[str, ...] = ()):
+        self.module = module
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout_s: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def processes() -> Iterator[list[Process]]:
+    started: list[Process] = []
+    yield started
+    for p in started:
+        p.stop()
+
+
+@pytest.fixture
+def service_env(broker_settings: BrokerSettings, kubeconfig: Path) -> dict[str, str]:
+    return {
+        "OPENFERO_AMQP_URL": broker_settings.amqp_url,
+        "OPENFERO_QUEUE_PREFIX": broker_settings.queue_prefix,
+        "OPENFERO_RECONNECT_MAX_SECONDS": "0.5",
+        "KUBECONFIG": str(kubeconfig),
+        "OPENFERO_LOG_LEVEL": "DEBUG",
+        "PYTHONUNBUFFERED": "1",
+    }

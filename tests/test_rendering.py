@@ -1,0 +1,183 @@
+"""Rendering a definition for an alert: names, labels, env vars, dropped fields. No I/O."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from dispatcher.definitions import Definition
+from dispatcher.rendering import RenderError, env_name, job_name, label_value, render
+from shared.envelope import Envelope, envelopes_from_webhook
+from tests.conftest import reference_alert_bytes, reference_configmap
+
+REFERENCE_ENV = {
+    "OPENFERO_ALERTNAME": "KubeQuotaAlmostFull",
+    "OPENFERO_CLUSTER": "dev-dmz",
+    "OPENFERO_CONTAINER": "kube-state-metrics",
+    "OPENFERO_ENDPOINT": "http",
+    "OPENFERO_NAMESPACE": "namespace",
+    "OPENFERO_POD": "mmop-kube-state-metrics-79fb6b966c-xrkgb",
+    "OPENFERO_PROMETHEUS": "monitoring/mmop-kube-prometheus-stack-prometheus",
+    "OPENFERO_RESOURCE": "requests.cpu",
+    "OPENFERO_RESOURCEQUOTA": "std-quota",
+    "OPENFERO_SERVICE": "mmop-kube-state-metrics",
+    "OPENFERO_SEVERITY": "info",
+    "OPENFERO_STAGE": "dev",
+    "OPENFERO_ZONE": "internal",
+}
+
+
+def reference_definition() -> Definition:
+    cm = reference_configmap()
+    return Definition.parse("default/" + cm["metadata"]["name"], "KubeQuotaAlmostFull", cm["data"]["KubeQuotaAlmostFull"])
+
+
+def reference_envelope() -> Envelope:
+    return envelopes_from_webhook(json.loads(reference_alert_bytes()))[0]
+
+
+def alert(labels: dict[str, str], status: str = "firing", starts: str = "2025-01-01T00:00:00Z") -> Envelope:
+    return envelopes_from_webhook({"alerts": [{"labels": labels, "status": status, "startsAt": starts}]})[0]
+
+
+def definition(text: str) -> Definition:
+    return Definition.parse("ns/openfero-a-firing", "A", text)
+
+
+SIMPLE_JOB = """
+apiVersion: batch/v1
+kind: Job
+metadata: {name: fix}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      initContainers: [{name: prep, image: busybox}]
+      containers:
+      - name: main
+        image: busybox
+        env: [{name: OPENFERO_POD, value: from-definition}]
+"""
+
+
+def test_reference_job_gets_exactly_the_alert_labels_as_env() -> None:
+    job = render(reference_definition(), reference_envelope(), default_ttl_s=3600)
+    [container] = job.body["spec"]["template"]["spec"]["containers"]
+    assert container["name"] == "python-job"
+    assert container["image"] == "ubuntu:latest"
+    assert container["args"] == ["bash", "-c", 'echo "Hallo Welt"']
+    assert {e["name"]: e["value"] for e in container["env"]} == REFERENCE_ENV
+    assert [e["name"] for e in container["env"]] == sorted(REFERENCE_ENV)
+
+
+def test_reference_fields_a_job_does_not_have_are_dropped_and_reported() -> None:
+    job = render(reference_definition(), reference_envelope(), default_ttl_s=3600)
+    assert sorted(job.dropped_fields) == ["spec.template.labels", "spec.template.spec.imagePullPolicy"]
+    assert "labels" not in job.body["spec"]["template"]
+    assert job.body["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+
+
+def test_job_is_named_and_labelled_for_its_alert() -> None:
+    e = reference_envelope()
+    job = render(reference_definition(), e, default_ttl_s=3600)
+    meta = job.body["metadata"]
+    assert job.name == meta["name"]
+    assert re.fullmatch(r"openfero-kubequotaalmostfull-firing-[0-9a-f]{10}", job.name)
+    assert meta["labels"] == {
+        "app": "openfero",
+        "app.kubernetes.io/managed-by": "openfero",
+        "openfero.io/alertname": "KubeQuotaAlmostFull",
+        "openfero.io/status": "firing",
+        "openfero.io/fingerprint": e.alert.fingerprint,
+    }
+    assert meta["annotations"]["openfero.io/message-id"] == e.id
+    assert job.body["spec"]["ttlSecondsAfterFinished"] == 3600
+
+
+def test_one_name_per_occurrence() -> None:
+    a = alert({"alertname": "A", "pod": "p"})
+    again = envelopes_from_webhook({"alerts": [{"labels": {"alertname": "A", "pod": "p"}, "status": "firing", "startsAt": "2025-01-01T00:00:00Z"}]})[0]
+    assert a.id != again.id
+    assert job_name("fix", a) == job_name("fix", again)  # a redelivery or repeat notification
+    assert job_name("fix", a) != job_name("fix", alert({"alertname": "A", "pod": "p"}, status="resolved"))
+    assert job_name("fix", a) != job_name("fix", alert({"alertname": "A", "pod": "p"}, starts="2025-01-02T00:00:00Z"))
+    assert job_name("fix", a) != job_name("fix", alert({"alertname": "A", "pod": "q"}))
+
+
+@pytest.mark.parametrize("base", ["x" * 200, "Openfero_Very.Long--Name" * 5, "---", "UPPER"])
+def test_job_names_are_dns_labels_of_at_most_63(base: str) -> None:
+    name = job_name(base, alert({"alertname": "A"}))
+    assert len(name) <= 63
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name)
+
+
+def test_definition_env_wins_and_init_containers_get_labels_too() -> None:
+    job = render(definition(SIMPLE_JOB), alert({"alertname": "A", "pod": "from-alert"}), default_ttl_s=60)
+    pod = job.body["spec"]["template"]["spec"]
+    main_env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    init_env = {e["name"]: e["value"] for e in pod["initContainers"][0]["env"]}
+    assert main_env == {"OPENFERO_POD": "from-definition", "OPENFERO_ALERTNAME": "A"}
+    assert init_env == {"OPENFERO_POD": "from-alert", "OPENFERO_ALERTNAME": "A"}
+    assert job.dropped_fields == []
+
+
+def test_definition_ttl_is_kept() -> None:
+    text = SIMPLE_JOB.replace("spec:\n  template:", "spec:\n  ttlSecondsAfterFinished: 5\n  template:")
+    assert render(definition(text), alert({"alertname": "A"}), default_ttl_s=60).body["spec"]["ttlSecondsAfterFinished"] == 5
+
+
+@pytest.mark.parametrize(
+    ("label", "expected"),
+    [
+        ("pod", "OPENFERO_POD"),
+        ("service.name", "OPENFERO_SERVICE.NAME"),
+        ("http.status-code", "OPENFERO_HTTP.STATUS-CODE"),
+        ("weird name/with:stuff", "OPENFERO_WEIRD_NAME_WITH_STUFF"),
+        ("café", "OPENFERO_CAF_"),
+        ("9lives", "OPENFERO_9LIVES"),
+    ],
+)
+def test_env_names_pass_the_strict_rule(label: str, expected: str) -> None:
+    assert env_name(label) == expected
+    assert re.fullmatch(r"[-._a-zA-Z][-._a-zA-Z0-9]*", env_name(label))
+
+
+def test_labels_that_collide_on_one_env_name_inject_once() -> None:
+    job = render(definition(SIMPLE_JOB), alert({"alertname": "A", "a.b": "dot", "A.B": "upper"}), default_ttl_s=60)
+    env = job.body["spec"]["template"]["spec"]["initContainers"][0]["env"]
+    assert [e for e in env if e["name"] == "OPENFERO_A.B"] == [{"name": "OPENFERO_A.B", "value": "upper"}]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("KubeQuotaAlmostFull", "KubeQuotaAlmostFull"), ("a b/c", "a_b_c"), ("-x-", "x"), ("é" * 80, ""), ("y" * 70, "y" * 63)],
+)
+def test_label_values_are_made_valid(value: str, expected: str) -> None:
+    assert label_value(value) == expected
+    assert re.fullmatch(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?", label_value(value))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("kind: Job\nspec: [unclosed", "not valid YAML"),
+        ("apiVersion: v1\nkind: Pod\nmetadata: {name: x}", "not a Job manifest"),
+        ("just a string", "not a Job manifest"),
+        ("kind: Job\nmetadata: {name: x}\nspec: {template: {spec: {containers: []}}}", "containers must be a non-empty list"),
+        (SIMPLE_JOB.replace("value: from-definition", "value: 1"), r"env\[0\]\.value"),
+        ("kind: Job\nmetadata: {name: x}\nspec: {template: {spec: {containers: [{name: c, image: i}]}}, parallelism: many}", "spec.parallelism"),
+    ],
+)
+def test_broken_definitions_are_render_errors_naming_the_definition(text: str, message: str) -> None:
+    with pytest.raises(RenderError, match=message) as raised:
+        render(definition(text), alert({"alertname": "A"}), default_ttl_s=60)
+    assert "ns/openfero-a-firing" in str(raised.value)
+
+
+def test_rendering_leaves_the_definition_untouched() -> None:
+    d = reference_definition()
+    before = json.dumps(d.manifest, sort_keys=True)
+    render(d, reference_envelope(), default_ttl_s=60)
+    assert json.dumps(d.manifest, sort_keys=True) == before
