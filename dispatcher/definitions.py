@@ -131,6 +131,9 @@ class ConfigMapWatcher:
             except WatchExpired:
                 log.info("definitions watch expired; listing again", extra={"event": "definitions.relist"})
             except Exception as exc:
+                if getattr(exc, "status", None) == 410:
+                    log.info("definitions watch expired; listing again", extra={"event": "definitions.relist"})
+                    continue
                 log.warning(
                     "definitions list/watch failed: %s",
                     exc,

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import urllib3
 from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from shared.settings import KubeSettings
@@ -49,8 +51,10 @@ def load_api_client(timeout_s: float) -> tuple[client.ApiClient, str | None]:
     try:
         config.load_incluster_config(client_configuration=configuration)
     except ConfigException:
-        config.load_kube_config(client_configuration=configuration)
-        _, active = config.list_kube_config_contexts()
+        # Read KUBECONFIG now: the client reads it once, at import.
+        path = os.environ.get("KUBECONFIG") or "~/.kube/config"
+        config.load_kube_config(config_file=path, client_configuration=configuration)
+        _, active = config.list_kube_config_contexts(config_file=path)
         namespace = (active or {}).get("context", {}).get("namespace")
     # Retries are ours to decide; urllib3's own would hide 429 and 5xx.
     configuration.retries = 0
@@ -74,25 +78,25 @@ class JobCreator:
             response = self.batch.create_namespaced_job(
                 self.namespace, body, _request_timeout=self.timeout_s, _preload_content=False
             )
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise classify(exc.status or 0, exc.body, exc.headers) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise ApiFailure(f"Kubernetes API unreachable: {exc}", None, transient=True) from None
-        status = response.status
-        if 200 <= status < 300:
-            return True
-        if status == 409:
-            return False
-        raise classify(status, response.data, response.headers)
+        response.release_conn()
+        return True
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def classify(status: int, data: bytes, headers: Any) -> ApiFailure:
+def classify(status: int, data: str | bytes | None, headers: Any) -> ApiFailure:
     """Turn an API error answer into an ApiFailure that says what to do about it."""
     try:
-        message = json.loads(data).get("message") or ""
+        message = json.loads(data or "").get("message") or ""
     except (ValueError, AttributeError):
-        message = data[:200].decode(errors="replace") if data else ""
+        message = str(data or "")[:200]
     text = f"Kubernetes API answered {status}: {message}".rstrip(": ")
     retry_after = None
     if headers is not None and headers.get("Retry-After", "").isdigit():

@@ -157,7 +157,7 @@ class KubeDouble:
         asyncio.set_event_loop(self._loop)
         app = web.Application(middlewares=[self._faults_middleware])
         app.router.add_route("*", "/{path:.*}", self._dispatch)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         self._loop.run_until_complete(site.start())
@@ -174,6 +174,7 @@ class KubeDouble:
         fut.result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop = None
 
     def kubeconfig(self, namespace: str = "default") -> dict[str, Any]:
         return {

@@ -1,0 +1,157 @@
+"""The whole path with the real processes: webhook -> ingest -> RabbitMQ -> dispatcher -> Job.
+
+ingest and dispatcher run as users run them (``python -m ...``), against the
+real broker and the Kubernetes API double.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import aio_pika
+import pytest
+
+from shared.topology import Names
+from tests.conftest import Process, free_port, reference_alert_bytes, reference_configmap, wait_for
+from tests.kube_double import KubeDouble
+from tests.test_rendering import REFERENCE_ENV
+
+pytestmark = pytest.mark.e2e
+
+
+def post(url: str, body: bytes) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def get_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+class Pipeline:
+    def __init__(self, processes: list[Process], env: dict[str, str], tmp_path: Path):
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.ingest = Process("ingest", {**env, "OPENFERO_INGEST_ADDR": f"127.0.0.1:{port}"}, tmp_path / "ingest.log")
+        self.dispatcher = Process("dispatcher", env, tmp_path / "dispatcher.log")
+        processes.extend([self.ingest, self.dispatcher])
+        wait_for(lambda: get_status(self.url + "/readiness") == 200, what="ingest ready")
+        wait_for(lambda: '"event": "broker.connected"' in self.dispatcher.logs(), what="dispatcher connected")
+
+    def post(self, body: bytes) -> tuple[int, dict]:
+        return post(self.url + "/alerts", body)
+
+
+@pytest.fixture
+def pipeline(processes, service_env, tmp_path, kube: KubeDouble) -> Pipeline:
+    kube.apply("configmaps", "default", reference_configmap())
+    return Pipeline(processes, service_env, tmp_path)
+
+
+def containers_env(job: dict) -> dict[str, str]:
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e["value"] for e in container["env"]}
+
+
+def job_definition(name: str, image: str) -> str:
+    return (
+        f"apiVersion: batch/v1\nkind: Job\nmetadata: {{name: {name}}}\n"
+        f"spec: {{template: {{spec: {{restartPolicy: Never, containers: [{{name: c, image: {image}}}]}}}}}}"
+    )
+
+
+def test_the_reference_alert_becomes_the_reference_job(pipeline: Pipeline, kube: KubeDouble) -> None:
+    status, body = pipeline.post(reference_alert_bytes())
+    assert (status, body) == (200, {"accepted": 1})
+    [job] = wait_for(kube.jobs, what="the Job")
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    assert container["name"] == "python-job"
+    assert container["image"] == "ubuntu:latest"
+    assert container["args"] == ["bash", "-c", 'echo "Hallo Welt"']
+    assert containers_env(job) == REFERENCE_ENV
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    assert job["metadata"]["name"].startswith("openfero-kubequotaalmostfull-firing-")
+    logs = pipeline.dispatcher.logs()
+    assert '"event": "job.created"' in logs and job["metadata"]["name"] in logs
+    assert "spec.template.spec.imagePullPolicy" in logs  # the author is told what was dropped
+
+
+def test_a_group_with_resolved_alerts_gets_one_job_per_alert_from_its_own_status(pipeline: Pipeline, kube: KubeDouble) -> None:
+    for status in ("firing", "resolved"):
+        kube.apply(
+            "configmaps",
+            "default",
+            {"metadata": {"name": f"openfero-diskfull-{status}", "labels": {"app": "openfero"}}, "data": {"DiskFull": job_definition(f"disk-{status}", f"fix-{status}")}},
+        )
+    alerts = [
+        {"labels": {"alertname": "DiskFull", "node": f"n{i}"}, "status": "resolved" if i % 4 == 0 else "firing", "startsAt": "2025-01-01T00:00:00Z"}
+        for i in range(24)
+    ]
+    status, _ = pipeline.post(json.dumps({"status": "firing", "alerts": alerts}).encode())
+    assert status == 200
+    jobs = wait_for(lambda: len(kube.jobs()) == 24 and kube.jobs(), what="24 Jobs")
+    by_node = {containers_env(j)["OPENFERO_NODE"]: j for j in jobs}
+    assert len(by_node) == 24
+    for a in alerts:
+        job = by_node[a["labels"]["node"]]
+        assert job["metadata"]["name"].startswith(f"disk-{a['status']}-")
+        assert job["spec"]["template"]["spec"]["containers"][0]["image"] == f"fix-{a['status']}"
+        assert job["metadata"]["labels"]["openfero.io/status"] == a["status"]
+
+
+def test_a_definition_added_while_running_is_used_for_the_next_alert(pipeline: Pipeline, kube: KubeDouble) -> None:
+    first = {"alerts": [{"labels": {"alertname": "NewThing", "n": "1"}}]}
+    assert pipeline.post(json.dumps(first).encode())[0] == 200
+    wait_for(lambda: '"event": "alert.no_definition"' in pipeline.dispatcher.logs(), what="no-definition log")
+    assert kube.jobs() == []
+    kube.apply(
+        "configmaps",
+        "default",
+        {"metadata": {"name": "openfero-newthing-firing", "labels": {"app": "openfero"}}, "data": {"NewThing": job_definition("new-thing", "fixer")}},
+    )
+    wait_for(lambda: '"configmap": "openfero-newthing-firing"' in pipeline.dispatcher.logs(), what="definition seen")
+    second = {"alerts": [{"labels": {"alertname": "NewThing", "n": "2"}}]}
+    assert pipeline.post(json.dumps(second).encode())[0] == 200
+    [job] = wait_for(kube.jobs, what="the Job")
+    assert containers_env(job)["OPENFERO_N"] == "2"
+
+
+def test_an_undecodable_message_does_not_stop_the_worker(pipeline: Pipeline, kube: KubeDouble, amqp_url: str, prefix: str) -> None:
+    async def publish_poison() -> None:
+        connection = await aio_pika.connect(amqp_url)
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(Names(prefix).exchange)
+        await exchange.publish(aio_pika.Message(b"\x00 not json"), routing_key="alert")
+        await connection.close()
+
+    asyncio.run(publish_poison())
+    wait_for(lambda: "undecodable message" in pipeline.dispatcher.logs(), what="poison logged")
+    assert pipeline.post(reference_alert_bytes())[0] == 200
+    wait_for(kube.jobs, what="a Job after the poison message")
+    assert pipeline.dispatcher.proc.poll() is None
+
+
+def test_bad_input_leaves_the_real_service_healthy(pipeline: Pipeline) -> None:
+    assert pipeline.post(b"nope")[0] == 400
+    assert pipeline.post(b'{"alerts": [{"labels": {"a": 1}}]}')[0] == 422
+    assert get_status(pipeline.url + "/healthz") == 200
+    assert pipeline.ingest.proc.poll() is None
+
+
+def test_sigterm_stops_both_services_cleanly(pipeline: Pipeline) -> None:
+    assert pipeline.ingest.stop() == 0
+    assert pipeline.dispatcher.stop() == 0

@@ -1,0 +1,164 @@
+"""Creating Jobs and watching definitions through the official client, against the API double."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import yaml
+from kubernetes import client
+
+from dispatcher.definitions import ConfigMapWatcher, DefinitionStore
+from dispatcher.jobs import ApiFailure, JobCreator, load_api_client
+from dispatcher.rendering import render
+from shared.settings import KubeSettings
+from tests.conftest import reference_configmap, wait_for
+from tests.kube_double import KubeDouble
+from tests.test_rendering import reference_definition, reference_envelope
+
+
+@pytest.fixture
+def api(kubeconfig, monkeypatch) -> client.ApiClient:
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    api_client, namespace = load_api_client(timeout_s=2)
+    assert namespace == "default"  # from the kubeconfig context
+    return api_client
+
+
+def creator(api, namespace="default", timeout_s=2.0) -> JobCreator:
+    return JobCreator(api, KubeSettings(job_namespace=namespace, request_timeout_s=timeout_s), concurrency=4)
+
+
+def reference_job() -> dict:
+    return render(reference_definition(), reference_envelope(), default_ttl_s=60).body
+
+
+async def test_reference_job_is_created_and_a_second_create_finds_it(api, kube: KubeDouble) -> None:
+    jobs = creator(api)
+    assert await jobs.create(reference_job()) is True
+    assert await jobs.create(reference_job()) is False  # 409: it exists already
+    [stored] = kube.jobs()
+    env = stored["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "OPENFERO_ZONE", "value": "internal"} in env
+    assert stored["metadata"]["labels"]["openfero.io/alertname"] == "KubeQuotaAlmostFull"
+
+
+@pytest.mark.parametrize(
+    ("status", "retry_after", "transient", "needs_operator"),
+    [(500, None, True, False), (503, None, True, False), (429, 7, True, False), (422, None, False, False), (400, None, False, False), (403, None, True, True)],
+)
+async def test_api_errors_are_classified(api, kube, status, retry_after, transient, needs_operator) -> None:
+    kube.add_fault("POST", r"/jobs$", status=status, times=1, retry_after_s=retry_after)
+    with pytest.raises(ApiFailure) as raised:
+        await creator(api).create(reference_job())
+    failure = raised.value
+    assert (failure.status, failure.transient, failure.needs_operator) == (status, transient, needs_operator)
+    assert failure.retry_after_s == retry_after
+    assert kube.jobs() == []
+
+
+async def test_a_missing_namespace_needs_an_operator(api, kube) -> None:
+    with pytest.raises(ApiFailure) as raised:
+        await creator(api, namespace="nowhere").create(reference_job())
+    assert (raised.value.status, raised.value.needs_operator) == (404, True)
+    assert 'namespaces "nowhere" not found' in str(raised.value)
+
+
+async def test_a_hanging_api_is_a_transient_timeout(api, kube) -> None:
+    kube.add_fault("POST", r"/jobs$", status=0, times=1, delay_s=3)
+    started = time.monotonic()
+    with pytest.raises(ApiFailure) as raised:
+        await creator(api, timeout_s=0.5).create(reference_job())
+    assert raised.value.transient and raised.value.status is None
+    assert time.monotonic() - started < 2.5
+
+
+async def test_an_unreachable_api_is_transient(kubeconfig, monkeypatch, kube) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    api_client, _ = load_api_client(timeout_s=1)
+    kube.stop()
+    with pytest.raises(ApiFailure) as raised:
+        await creator(api_client).create(reference_job())
+    assert raised.value.transient and "unreachable" in str(raised.value)
+
+
+async def test_the_double_validates_like_a_server(api, kube) -> None:
+    job = reference_job()
+    job["spec"]["template"]["spec"]["containers"][0]["env"].append({"name": "BAD NAME", "value": "x"})
+    with pytest.raises(ApiFailure) as raised:
+        await creator(api).create(job)
+    assert raised.value.status == 422 and "BAD NAME" in str(raised.value)
+
+
+# -- definitions ---------------------------------------------------------------------------
+
+
+def configmap(name: str, key: str, text: str, labels: dict | None = None) -> dict:
+    return {"metadata": {"name": name, "labels": labels if labels is not None else {"app": "openfero"}}, "data": {key: text}}
+
+
+JOB = "apiVersion: batch/v1\nkind: Job\nmetadata: {name: fix}\nspec: {template: {spec: {restartPolicy: Never, containers: [{name: c, image: i}]}}}"
+
+
+@pytest.fixture
+def watched(api, kube):
+    store = DefinitionStore()
+    watcher = ConfigMapWatcher(client.CoreV1Api(api), "default", "app=openfero", store, watch_timeout_s=2)
+    watcher.start()
+    wait_for(store.synced.is_set, what="first list")
+    yield store
+    watcher.stop()
+
+
+def test_definitions_are_listed_by_selector_then_followed(kube, api) -> None:
+    kube.apply("configmaps", "default", reference_configmap())
+    kube.apply("configmaps", "default", configmap("openfero-other-firing", "Other", JOB, labels={"app": "else"}))
+    store = DefinitionStore()
+    watcher = ConfigMapWatcher(client.CoreV1Api(api), "default", "app=openfero", store, watch_timeout_s=2)
+    watcher.start()
+    try:
+        wait_for(store.synced.is_set, what="first list")
+        assert store.lookup("KubeQuotaAlmostFull", "firing").definition is not None
+        assert store.lookup("Other", "firing").definition is None  # not selected
+        # added, changed and deleted while running
+        kube.apply("configmaps", "default", configmap("openfero-new-resolved", "New", JOB))
+        wait_for(lambda: store.lookup("New", "resolved").definition, what="added definition")
+        kube.apply("configmaps", "default", configmap("openfero-new-resolved", "New", JOB.replace("name: fix", "name: fix2")))
+        wait_for(lambda: "fix2" in store.lookup("New", "resolved").definition.text, what="changed definition")
+        kube.delete("configmaps", "default", "openfero-new-resolved")
+        wait_for(lambda: store.lookup("New", "resolved").definition is None, what="deleted definition")
+    finally:
+        watcher.stop()
+
+
+def test_lookup_is_case_insensitive_on_the_name_and_exact_on_the_key(kube, watched) -> None:
+    kube.apply("configmaps", "default", configmap("openfero-mixedcase-firing", "MixedCase", JOB))
+    wait_for(lambda: watched.lookup("MixedCase", "firing").definition, what="definition")
+    wrong_key = watched.lookup("MIXEDCASE", "firing")
+    assert wrong_key.definition is None and wrong_key.missing_key
+    assert watched.lookup("MixedCase", "resolved").definition is None
+
+
+def test_the_watch_survives_expiry_by_listing_again(kube, watched) -> None:
+    # Given a watch whose resourceVersion the server has forgotten
+    kube.compact()
+    kube.close_watches()
+    # When a definition changes afterwards, it still arrives
+    kube.apply("configmaps", "default", configmap("openfero-late-firing", "Late", JOB))
+    wait_for(lambda: watched.lookup("Late", "firing").definition, what="definition after 410")
+    assert any(method == "GET" and "watch" not in path for method, path in kube.requests)
+
+
+def test_the_watch_comes_back_after_api_errors(kube, watched) -> None:
+    kube.add_fault("GET", r"/configmaps$", status=500, for_s=1.0)
+    kube.close_watches()
+    time.sleep(0.3)
+    kube.apply("configmaps", "default", configmap("openfero-after-firing", "After", JOB))
+    wait_for(lambda: watched.lookup("After", "firing").definition, timeout_s=15, what="definition after errors")
+
+
+def test_an_invalid_yaml_definition_is_kept_with_its_error(kube, watched) -> None:
+    kube.apply("configmaps", "default", configmap("openfero-broken-firing", "Broken", "kind: Job\nspec: [unclosed"))
+    found = wait_for(lambda: watched.lookup("Broken", "firing").definition, what="broken definition")
+    assert "not valid YAML" in found.parse_error
