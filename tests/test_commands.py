@@ -1,0 +1,60 @@
+"""The commands a newcomer meets first: the run script, --help, and the README's settings."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from openfero.cli import main
+from shared.settings import describe
+from tests.conftest import ROOT, free_port
+
+
+def test_the_run_command_shows_the_reference_alert_becoming_the_reference_job(tmp_path, prefix, amqp_url) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    env.update(
+        HOME=str(tmp_path),  # no ~/.kube/config: dry run
+        OPENFERO_AMQP_URL=amqp_url,
+        OPENFERO_QUEUE_PREFIX=prefix,
+        OPENFERO_INGEST_ADDR=f"127.0.0.1:{free_port()}",
+    )
+    result = subprocess.run([str(ROOT / "scripts" / "run"), "--once"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr + result.stdout
+    out = result.stdout
+    assert "dry run" in out
+    assert '{"accepted": 1}' in out
+    assert re.search(r"name: openfero-kubequotaalmostfull-firing-[0-9a-f]{10}", out)
+    assert "- name: OPENFERO_ZONE\n          value: internal" in out
+    assert out.count("- name: OPENFERO_") == 13
+
+
+@pytest.mark.parametrize("command", ["ingest", "dispatcher"])
+def test_every_setting_of_a_service_is_in_its_help(command: str) -> None:
+    result = CliRunner().invoke(main, [command, "--help"])
+    assert result.exit_code == 0
+    groups = {"ingest": ("OPENFERO_INGEST_ADDR", "OPENFERO_MAX_BODY_BYTES"), "dispatcher": ("OPENFERO_DRY_RUN", "OPENFERO_JOB_NAMESPACE")}
+    for env in ("OPENFERO_AMQP_URL", "OPENFERO_QUEUE_PREFIX", *groups[command]):
+        assert env in result.output
+
+
+def test_python_dash_m_help_works() -> None:
+    for module in ("ingest", "dispatcher"):
+        result = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0 and "OPENFERO_AMQP_URL" in result.stdout
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    missing = [env for env, _, _ in describe() if f"`{env}`" not in readme]
+    assert missing == []
+
+
+def test_the_readme_test_command_is_what_ci_runs() -> None:
+    assert "scripts/test" in (ROOT / ".ci" / "run").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert "scripts/test" in readme and "scripts/run" in readme
