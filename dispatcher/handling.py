@@ -78,6 +78,8 @@ class Handler:
         self.store = store
         self.sink = sink
         self.default_ttl_s = default_ttl_s
+        self.dry_run = isinstance(sink, PrintingSink)
+        self._warned: set[tuple[str, str, int]] = set()
 
     async def handle(self, body: bytes, context: dict[str, Any]) -> Outcome:
         """Handle one message body; ``context`` gathers fields for the log line."""
@@ -100,7 +102,12 @@ class Handler:
         except RenderError as exc:
             return DeadLetter(str(exc), "RenderError")
         context["job"] = job.name
-        if job.dropped_fields:
+        if self.dry_run:
+            context["dry_run"] = True
+        warning_key = (found.definition.source, found.definition.key, hash(found.definition.text))
+        if job.dropped_fields and warning_key not in self._warned:
+            # Once per version of a definition, not once per alert.
+            self._warned.add(warning_key)
             log.warning(
                 "definition has fields a Job does not have; they were dropped",
                 extra={**context, "event": "definition.dropped_fields", "fields": job.dropped_fields},

@@ -26,6 +26,7 @@ import yaml
 
 from shared.settings import BrokerSettings
 from shared.topology import Names
+from tests.cluster import ApiCluster
 from tests.kube_double import KubeDouble
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,17 +103,46 @@ async def queue_depth(channel: aio_pika.abc.AbstractChannel, queue: str) -> int:
 
 
 @pytest.fixture
-def kube() -> Iterator[KubeDouble]:
+def kube_double() -> Iterator[KubeDouble]:
+    """The API double: for tests that inject faults or expire watches."""
     double = KubeDouble().start()
     yield double
     double.stop()
 
 
+@pytest.fixture(scope="session")
+def k3s() -> Iterator[ApiCluster | None]:
+    """testcontainers' K3s where a Docker engine answers; None elsewhere."""
+    if not docker_engine_answers():
+        yield None
+        return
+    from testcontainers.k3s import K3SContainer
+
+    with K3SContainer() as container:
+        yield ApiCluster(yaml.safe_load(container.config_yaml()))
+
+
 @pytest.fixture
-def kubeconfig(kube: KubeDouble, tmp_path: Path) -> Path:
+def kube(k3s: ApiCluster | None) -> Iterator[KubeDouble | ApiCluster]:
+    """The cluster end-to-end tests run against: K3s where Docker answers, else the API double."""
+    if k3s is not None:
+        yield k3s
+        k3s.clean()
+        return
+    double = KubeDouble().start()
+    yield double
+    double.stop()
+
+
+def write_kubeconfig(cluster: KubeDouble | ApiCluster, tmp_path: Path) -> Path:
     path = tmp_path / "kubeconfig"
-    path.write_text(yaml.safe_dump(kube.kubeconfig()))
+    path.write_text(yaml.safe_dump(cluster.kubeconfig()))
     return path
+
+
+@pytest.fixture
+def kubeconfig(kube: KubeDouble | ApiCluster, tmp_path: Path) -> Path:
+    return write_kubeconfig(kube, tmp_path)
 
 
 def reference_configmap() -> dict[str, Any]:

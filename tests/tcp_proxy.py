@@ -1,7 +1,8 @@
 """A TCP proxy that tests can cut and restore, to take a server "away" without stopping it.
 
 While cut, it closes every open connection and refuses new ones (it stops
-listening), as a crashed or unreachable broker would look to a client.
+listening), as a crashed or unreachable broker would look to a client. While
+stalled, connections stay open but nothing passes: a broker that hangs.
 """
 
 from __future__ import annotations
@@ -17,6 +18,14 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+
+    def stall(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
@@ -50,6 +59,7 @@ class TcpProxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, asyncio.CancelledError):

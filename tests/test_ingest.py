@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aio_pika
@@ -213,3 +214,25 @@ async def test_unroutable_alerts_get_503(broker_settings, channel) -> None:
         assert "returned" in (await response.json())["error"]
     finally:
         await client.close()
+
+
+async def test_a_broker_that_does_not_confirm_in_time_means_503(amqp_url, prefix, channel) -> None:
+    # Given ingest connected through a proxy that will stop passing bytes
+    proxy = TcpProxy("127.0.0.1", 5672, free_port())
+    await proxy.start()
+    url = amqp_url.replace("127.0.0.1:5672", f"127.0.0.1:{proxy.port}")
+    client = await start_client(
+        BrokerSettings(amqp_url=url, queue_prefix=prefix, reconnect_max_s=0.2), IngestSettings(publish_timeout_s=0.5)
+    )
+    try:
+        # When the broker hangs, the webhook is answered 503 within the publish timeout
+        proxy.stall()
+        started = asyncio.get_running_loop().time()
+        response = await client.post("/alerts", data=reference_alert_bytes())
+        assert response.status == 503
+        assert "did not confirm within 0.5 s" in (await response.json())["error"]
+        assert asyncio.get_running_loop().time() - started < 3
+    finally:
+        proxy.resume()
+        await client.close()
+        await proxy.cut()

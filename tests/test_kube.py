@@ -13,14 +13,21 @@ from dispatcher.definitions import ConfigMapWatcher, DefinitionStore
 from dispatcher.jobs import ApiFailure, JobCreator, load_api_client
 from dispatcher.rendering import render
 from shared.settings import KubeSettings
-from tests.conftest import reference_configmap, wait_for
+from tests.cluster import ApiCluster
+from tests.conftest import reference_configmap, wait_for, write_kubeconfig
 from tests.kube_double import KubeDouble
 from tests.test_rendering import reference_definition, reference_envelope
 
 
 @pytest.fixture
-def api(kubeconfig, monkeypatch) -> client.ApiClient:
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+def kube(kube_double: KubeDouble) -> KubeDouble:
+    """These tests inject faults and expire watches: always the API double."""
+    return kube_double
+
+
+@pytest.fixture
+def api(kube, tmp_path, monkeypatch) -> client.ApiClient:
+    monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(kube, tmp_path)))
     api_client, namespace = load_api_client(timeout_s=2)
     assert namespace == "default"  # from the kubeconfig context
     return api_client
@@ -74,8 +81,8 @@ async def test_a_hanging_api_is_a_transient_timeout(api, kube) -> None:
     assert time.monotonic() - started < 2.5
 
 
-async def test_an_unreachable_api_is_transient(kubeconfig, monkeypatch, kube) -> None:
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+async def test_an_unreachable_api_is_transient(tmp_path, monkeypatch, kube) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(kube, tmp_path)))
     api_client, _ = load_api_client(timeout_s=1)
     kube.stop()
     with pytest.raises(ApiFailure) as raised:
@@ -162,3 +169,16 @@ def test_an_invalid_yaml_definition_is_kept_with_its_error(kube, watched) -> Non
     kube.apply("configmaps", "default", configmap("openfero-broken-firing", "Broken", "kind: Job\nspec: [unclosed"))
     found = wait_for(lambda: watched.lookup("Broken", "firing").definition, what="broken definition")
     assert "not valid YAML" in found.parse_error
+
+
+def test_the_cluster_adapter_that_drives_k3s_works_against_any_api_server(kube) -> None:
+    # The adapter end-to-end tests use on K3s, checked here against the double.
+    cluster = ApiCluster(kube.kubeconfig())
+    cluster.apply("configmaps", "default", reference_configmap())
+    cluster.apply("configmaps", "default", reference_configmap())  # replace when it exists
+    assert [cm["metadata"]["name"] for cm in kube.list("configmaps", "default")] == ["openfero-kubequotaalmostfull-firing"]
+    job = render(reference_definition(), reference_envelope(), default_ttl_s=60).body
+    kube.apply("jobs", "default", job)
+    assert [j["metadata"]["name"] for j in cluster.jobs()] == [job["metadata"]["name"]]
+    cluster.clean()
+    assert kube.list("configmaps", "default") == [] and cluster.jobs() == []
