@@ -12,12 +12,14 @@ import click
 from dispatcher.consuming import Dispatcher
 from dispatcher.definitions import ConfigMapWatcher, DefinitionStore, load_files
 from dispatcher.handling import Handler, JobSink, PrintingSink
+from dispatcher.retrying import RetryPolicy
 from shared import logs
 from shared.settings import (
     BrokerSettings,
     DispatcherSettings,
     KubeSettings,
-    LogSettings,
+    RetrySettings,
+    ServiceSettings,
     help_epilog,
     load,
     resolve_namespaces,
@@ -35,10 +37,11 @@ async def _wait_synced(store: DefinitionStore, stop: asyncio.Event) -> bool:
     return True
 
 
-async def serve(dry_run: bool | None, exit_when_idle_s: float | None) -> None:
+async def serve(service: ServiceSettings, dry_run: bool | None, exit_when_idle_s: float | None) -> None:
     broker = load(BrokerSettings)
     settings = load(DispatcherSettings, dry_run=dry_run)
     kube = load(KubeSettings)
+    retry = RetryPolicy.from_settings(load(RetrySettings))
     store = DefinitionStore()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -88,7 +91,8 @@ async def serve(dry_run: bool | None, exit_when_idle_s: float | None) -> None:
     try:
         if await _wait_synced(store, stop):
             handler = Handler(store, sink, settings.job_ttl_s)
-            await Dispatcher(broker, handler, settings.prefetch).run(stop, exit_when_idle_s)
+            dispatcher = Dispatcher(broker, handler, settings.prefetch, retry)
+            await dispatcher.run(stop, exit_when_idle_s, service.shutdown_grace_s)
     finally:
         if watcher is not None:
             watcher.stop()
@@ -98,7 +102,7 @@ async def serve(dry_run: bool | None, exit_when_idle_s: float | None) -> None:
 
 @click.command(
     "dispatcher",
-    epilog=help_epilog(BrokerSettings, KubeSettings, DispatcherSettings, LogSettings),
+    epilog=help_epilog(BrokerSettings, KubeSettings, DispatcherSettings, RetrySettings, ServiceSettings),
     context_settings={"max_content_width": 100},
 )
 @click.option("--dry-run", is_flag=True, default=None, help="Print Jobs as YAML instead of creating them.")
@@ -111,8 +115,9 @@ async def serve(dry_run: bool | None, exit_when_idle_s: float | None) -> None:
 )
 def command(dry_run: bool | None, exit_when_idle: float | None) -> None:
     """Consume alert messages and create the Kubernetes Jobs their definitions describe."""
-    logs.setup(load(LogSettings).level)
-    asyncio.run(serve(dry_run, exit_when_idle))
+    service = load(ServiceSettings)
+    logs.setup(service.log_level)
+    asyncio.run(serve(service, dry_run, exit_when_idle))
 
 
 def main() -> None:

@@ -1,8 +1,11 @@
-"""The consuming loop: messages in, outcomes turned into acks and rejects.
+"""The consuming loop: messages in, outcomes turned into acks, retries and dead letters.
 
-A message is acknowledged only after its outcome is final (the Job exists,
-or there is nothing to do). Until then it stays on the broker, so a crash
-or a lost connection hands it to another dispatcher.
+A message is acknowledged only once its outcome is safe on the broker: the
+Job exists, there is nothing to do, or a copy was confirmed in a delay queue
+or in the dead-letter queue. Until then it stays unacknowledged, so a crash
+or a lost connection hands it to another dispatcher. Publishing the copy
+before acknowledging can duplicate a message, never lose one; duplicates
+are harmless because Job names are deterministic.
 """
 
 from __future__ import annotations
@@ -10,87 +13,162 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
+from collections import Counter
+from datetime import datetime, timezone
 from typing import Any
 
+import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from dispatcher.handling import DeadLetter, Done, Handler, NothingToDo, Outcome, Retry
+from dispatcher.retrying import RetryPolicy
+from shared import headers as h
 from shared.broker import BrokerLink
 from shared.settings import BrokerSettings
-from shared.topology import Declared
+from shared.topology import DEAD_ROUTING_KEY, Declared, Names
 
 log = logging.getLogger("openfero.dispatcher")
 
+WORKER = f"{socket.gethostname()}/{os.getpid()}"
+_PUBLISH_TIMEOUT_S = 10.0
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
 
 class Dispatcher:
-    def __init__(self, broker: BrokerSettings, handler: Handler, prefetch: int):
+    def __init__(self, broker: BrokerSettings, handler: Handler, prefetch: int, retry: RetryPolicy):
         self.handler = handler
-        self.link = BrokerLink(broker, on_connected=self._consume, prefetch=prefetch)
+        self.retry = retry
+        self.link = BrokerLink(broker, on_connected=self._consume, prefetch=prefetch, delays_s=retry.delays_s)
         self.in_flight: set[asyncio.Task[None]] = set()
-        self.handled = 0
+        self.outcomes: Counter[str] = Counter()
         self._last_activity = time.monotonic()
         self._consumer: tuple[Any, str] | None = None
+        self._accepting = True
 
     async def _consume(self, channel: AbstractChannel, declared: Declared) -> None:
-        tag = await declared.work_queue.consume(self._on_message)
-        self._consumer = (declared.work_queue, tag)
+        if self._accepting:
+            tag = await declared.work_queue.consume(self._on_message)
+            self._consumer = (declared.work_queue, tag)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        self._last_activity = time.monotonic()
         task = asyncio.current_task()
         assert task is not None
         self.in_flight.add(task)
+        self._last_activity = time.monotonic()
         try:
             await self._process(message)
         finally:
             self.in_flight.discard(task)
-            self.handled += 1
             self._last_activity = time.monotonic()
 
     async def _process(self, message: AbstractIncomingMessage) -> None:
         context: dict[str, Any] = {
             "message_id": message.message_id,
-            "delivery": (message.headers or {}).get("x-delivery-count", 0),
+            "attempt": int((message.headers or {}).get(h.ATTEMPTS, 0)) + 1,
+            "redelivered": message.redelivered,
         }
         started = time.perf_counter()
         outcome: Outcome
         try:
             outcome = await self.handler.handle(message.body, context)
-        except Exception as exc:  # a bug, not an input: hand the message back
+        except Exception as exc:  # a bug, not an input: retry it like a passing failure
             log.exception("handler failed", extra={**context, "event": "message.crashed"})
-            outcome = Retry(f"handler crashed: {exc!r}")
+            outcome = Retry(f"handler crashed: {exc!r}", "InternalError")
         context["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
         try:
             await self._settle(message, outcome, context)
         except Exception as exc:
-            # The channel is gone: the broker redelivers the message.
+            # Nothing was acknowledged: the broker hands the message out again.
             log.warning("could not settle message: %s", exc, extra={**context, "event": "message.unsettled"})
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
 
     async def _settle(self, message: AbstractIncomingMessage, outcome: Outcome, context: dict[str, Any]) -> None:
         if isinstance(outcome, Done):
             await message.ack()
-            event = "job.created" if outcome.created else "job.duplicate"
-            log.info("job %s", "created" if outcome.created else "exists already", extra={**context, "event": event})
+            kind = "created" if outcome.created else "duplicate"
+            self.outcomes[kind] += 1
+            text = "job created" if outcome.created else "job exists already: duplicate suppressed"
+            log.info(text, extra={**context, "event": f"job.{kind}"})
         elif isinstance(outcome, NothingToDo):
             await message.ack()
+            self.outcomes["no_definition"] += 1
             log.info(outcome.reason, extra={**context, "event": "alert.no_definition"})
         elif isinstance(outcome, Retry):
-            await message.nack(requeue=True)
+            attempts = context["attempt"]
+            delay = self.retry.delay_after(attempts, outcome.needs_operator, outcome.retry_after_s)
+            if delay is None:
+                reason = f"gave up after {attempts} attempts: {outcome.reason}"
+                await self._dead_letter(message, DeadLetter(reason, outcome.error_class, outcome.status), context, "retries-exhausted")
+                return
+            routing_key = Names.delay_routing_key(delay)
+            await self._republish(message, routing_key, self._failure_headers(message, outcome.reason, outcome.error_class, outcome.status, attempts))
+            await message.ack()
+            self.outcomes["retried"] += 1
             log.warning(
-                "will retry: %s",
+                "will retry in %g s: %s",
+                delay,
                 outcome.reason,
-                extra={**context, "event": "message.retry", "http_status": outcome.status},
+                extra={**context, "event": "message.retry", "delay_s": delay, "error_class": outcome.error_class, "http_status": outcome.status},
             )
         elif isinstance(outcome, DeadLetter):
-            await message.reject(requeue=False)
-            log.error(
-                "dead-lettered: %s",
-                outcome.reason,
-                extra={**context, "event": "message.dead", "error_class": outcome.error_class},
-            )
+            await self._dead_letter(message, outcome, context, "permanent")
 
-    async def run(self, stop: asyncio.Event, idle_exit_s: float | None = None) -> None:
+    async def _dead_letter(self, message: AbstractIncomingMessage, outcome: DeadLetter, context: dict[str, Any], why: str) -> None:
+        headers = self._failure_headers(message, outcome.reason, outcome.error_class, outcome.status, context["attempt"])
+        headers[h.DEAD_REASON] = why
+        await self._republish(message, DEAD_ROUTING_KEY, headers)
+        await message.ack()
+        self.outcomes["dead_lettered"] += 1
+        log.error(
+            "dead-lettered: %s",
+            outcome.reason,
+            extra={**context, "event": "message.dead", "error_class": outcome.error_class, "http_status": outcome.status, "dead_reason": why},
+        )
+
+    @staticmethod
+    def _failure_headers(message: AbstractIncomingMessage, reason: str, error_class: str, status: int | None, attempts: int) -> dict[str, Any]:
+        previous = dict(message.headers or {})
+        now = _now()
+        headers = {k: v for k, v in previous.items() if not k.startswith("x-")}  # the broker's own go
+        headers.update(
+            {
+                h.ATTEMPTS: attempts,
+                h.ERROR: reason[:1000],
+                h.ERROR_CLASS: error_class,
+                h.FIRST_FAILURE: previous.get(h.FIRST_FAILURE, now),
+                h.LAST_FAILURE: now,
+                h.WORKER: WORKER,
+            }
+        )
+        if status is not None:
+            headers[h.HTTP_STATUS] = status
+        else:
+            headers.pop(h.HTTP_STATUS, None)
+        return headers
+
+    async def _republish(self, message: AbstractIncomingMessage, routing_key: str, headers: dict[str, Any]) -> None:
+        declared = self.link.declared
+        if declared is None:
+            raise ConnectionError("not connected to the broker")
+        copy = aio_pika.Message(
+            message.body,
+            headers=headers,
+            content_type=message.content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=message.message_id,
+            type=message.type,
+            timestamp=message.timestamp,
+        )
+        await asyncio.wait_for(declared.exchange.publish(copy, routing_key=routing_key, mandatory=True), _PUBLISH_TIMEOUT_S)
+
+    async def run(self, stop: asyncio.Event, idle_exit_s: float | None = None, grace_s: float = 20.0) -> None:
         """Consume until ``stop`` is set, or, with ``idle_exit_s``, until the queue stays empty that long."""
         link_task = asyncio.create_task(self.link.run(), name="broker-link")
         try:
@@ -100,26 +178,33 @@ class Dispatcher:
                 if idle_exit_s is not None and await self._idle_for(idle_exit_s):
                     break
         finally:
-            await self.shutdown(link_task)
+            await self.shutdown(link_task, grace_s)
 
     async def _idle_for(self, seconds: float) -> bool:
         if self.in_flight or time.monotonic() - self._last_activity < seconds:
             return False
-        declared = self.link.declared
-        if declared is None or not self.link.ready.is_set():
+        declared, channel = self.link.declared, self.link.channel
+        if declared is None or channel is None or not self.link.ready.is_set():
             return False
-        queue = await self.link.channel.declare_queue(declared.work_queue.name, passive=True)  # type: ignore[union-attr]
+        queue = await channel.declare_queue(declared.work_queue.name, passive=True)
         return queue.declaration_result.message_count == 0
 
-    async def shutdown(self, link_task: asyncio.Task[None], grace_s: float = 20.0) -> None:
-        """Stop taking messages, let those in hand finish, then leave the broker."""
+    async def shutdown(self, link_task: asyncio.Task[None], grace_s: float) -> None:
+        """Stop taking messages, let those in hand finish for ``grace_s``, then leave the broker.
+
+        Whatever is still unacknowledged when the connection closes goes back
+        to the queue for another dispatcher.
+        """
+        self._accepting = False
         if self._consumer is not None and self.link.ready.is_set():
             queue, tag = self._consumer
             with contextlib.suppress(Exception):
-                await queue.cancel(tag)
+                await asyncio.wait_for(queue.cancel(tag), 5)
         if self.in_flight:
+            log.info("finishing in-flight messages", extra={"event": "dispatcher.draining", "in_flight": len(self.in_flight)})
             await asyncio.wait(set(self.in_flight), timeout=grace_s)
         await self.link.close()
         link_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await link_task
+        log.info("dispatcher stopped", extra={"event": "dispatcher.stopped", **self.outcomes})

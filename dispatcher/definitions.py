@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +37,15 @@ class Definition:
     text: str
     manifest: Any = None
     parse_error: str = ""
+    annotations: dict[str, str] = field(default_factory=dict)  # the ConfigMap's
 
     @classmethod
-    def parse(cls, source: str, key: str, text: str) -> Definition:
+    def parse(cls, source: str, key: str, text: str, annotations: dict[str, str] | None = None) -> Definition:
+        annotations = annotations or {}
         try:
-            return cls(source, key, text, manifest=yaml.safe_load(text))
+            return cls(source, key, text, manifest=yaml.safe_load(text), annotations=annotations)
         except yaml.YAMLError as exc:
-            return cls(source, key, text, parse_error=f"not valid YAML: {exc}")
+            return cls(source, key, text, parse_error=f"not valid YAML: {exc}", annotations=annotations)
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,8 @@ class DefinitionStore:
         meta = configmap["metadata"]
         source = f"{meta.get('namespace', '')}/{meta['name']}"
         data = configmap.get("data") or {}
-        return {key: Definition.parse(source, key, text) for key, text in data.items()}
+        annotations = meta.get("annotations") or {}
+        return {key: Definition.parse(source, key, text, annotations) for key, text in data.items()}
 
 
 class WatchExpired(Exception):

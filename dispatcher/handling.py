@@ -40,6 +40,7 @@ class Retry:
     """Trying again later may succeed (the API was away, overloaded, or refused us)."""
 
     reason: str
+    error_class: str
     status: int | None = None
     needs_operator: bool = False
     retry_after_s: float | None = None
@@ -116,6 +117,7 @@ class Handler:
             created = await self.sink.create(job.body)
         except ApiFailure as exc:
             if exc.transient:
-                return Retry(str(exc), exc.status, exc.needs_operator, exc.retry_after_s)
+                error_class = "ApiNeedsOperator" if exc.needs_operator else "ApiUnavailable"
+                return Retry(str(exc), error_class, exc.status, exc.needs_operator, exc.retry_after_s)
             return DeadLetter(str(exc), "ApiRejected", exc.status)
         return Done(job.name, created)

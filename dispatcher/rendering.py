@@ -2,7 +2,10 @@
 
 What rendering does to the definition's Job, in order:
 1. names it ``<definition name>-<hash of fingerprint, status, startsAt>``:
-   one name per alert occurrence, so a redelivered message finds its Job;
+   one name per alert occurrence, so a redelivered message finds its Job.
+   A definition annotated ``openfero.io/rerun-after: <duration>`` adds the
+   number of the rerun window the alert was received in (counted from
+   startsAt), so the same occurrence runs again once per window;
 2. labels it (managed-by, alertname, status, fingerprint) with values made
    valid for Kubernetes whatever the alert holds;
 3. hands every alert label to every container and init container as
@@ -17,6 +20,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
+from datetime import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +43,10 @@ LABEL_FINGERPRINT = "openfero.io/fingerprint"
 ANNOTATION_MESSAGE_ID = "openfero.io/message-id"
 ANNOTATION_DEFINITION = "openfero.io/definition"
 ANNOTATION_STARTS_AT = "openfero.io/starts-at"
+ANNOTATION_RERUN_AFTER = "openfero.io/rerun-after"
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class RenderError(ValueError):
@@ -67,16 +75,46 @@ def dns_label(value: str) -> str:
     return _NAME_FORBIDDEN.sub("-", value.lower()).strip("-")
 
 
-def occurrence_hash(envelope: Envelope) -> str:
+def parse_duration(text: str) -> float:
+    """Seconds in ``90``, ``90s``, ``15m``, ``1h30m``, ``2d``; ValueError otherwise."""
+    text = text.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        seconds = float(text)
+    elif text and _DURATION_PART.sub("", text) == "":
+        seconds = sum(float(n) * _UNIT_S[unit] for n, unit in _DURATION_PART.findall(text))
+    else:
+        raise ValueError(f"{text!r} is not a duration such as 90s, 15m or 1h")
+    if seconds <= 0:
+        raise ValueError(f"{text!r}: a duration must be positive")
+    return seconds
+
+
+def rerun_window(envelope: Envelope, rerun_after_s: float) -> int:
+    """Which window of ``rerun_after_s`` after startsAt the alert was received in."""
+    received = _timestamp(envelope.receivedAt) or 0.0
+    starts = _timestamp(envelope.alert.startsAt)
+    return int((received - (starts if starts is not None else 0.0)) // rerun_after_s)
+
+
+def _timestamp(text: str) -> float | None:
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+def occurrence_hash(envelope: Envelope, rerun_after_s: float | None = None) -> str:
     alert = envelope.alert
-    key = "\x00".join((alert.fingerprint, alert.status, alert.startsAt))
-    return hashlib.sha256(key.encode()).hexdigest()[:_HASH_CHARS]
+    parts = [alert.fingerprint, alert.status, alert.startsAt]
+    if rerun_after_s:
+        parts.append(str(rerun_window(envelope, rerun_after_s)))
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:_HASH_CHARS]
 
 
-def job_name(base: str, envelope: Envelope) -> str:
+def job_name(base: str, envelope: Envelope, rerun_after_s: float | None = None) -> str:
     """A DNS-1123 label of at most 63 characters, the same for every delivery of one occurrence."""
     prefix = dns_label(base)[: MAX_NAME - _HASH_CHARS - 1].rstrip("-") or "openfero"
-    return f"{prefix}-{occurrence_hash(envelope)}"
+    return f"{prefix}-{occurrence_hash(envelope, rerun_after_s)}"
 
 
 def render(definition: Definition, envelope: Envelope, default_ttl_s: int) -> RenderedJob:
@@ -90,7 +128,12 @@ def render(definition: Definition, envelope: Envelope, default_ttl_s: int) -> Re
     job["apiVersion"] = job.get("apiVersion") or "batch/v1"
     metadata = _mapping(job, "metadata", where)
     base = metadata.pop("generateName", None) or metadata.get("name") or definition.source.rpartition("/")[2]
-    name = job_name(str(base), envelope)
+    rerun = (metadata.get("annotations") or {}).get(ANNOTATION_RERUN_AFTER) or definition.annotations.get(ANNOTATION_RERUN_AFTER)
+    try:
+        rerun_after_s = parse_duration(str(rerun)) if rerun else None
+    except ValueError as exc:
+        raise RenderError(f"{where}: annotation {ANNOTATION_RERUN_AFTER}: {exc}") from None
+    name = job_name(str(base), envelope, rerun_after_s)
     metadata["name"] = name
     metadata.pop("namespace", None)  # the dispatcher decides where Jobs go
 

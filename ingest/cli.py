@@ -7,28 +7,25 @@ from aiohttp import web
 
 from ingest.app import create_app
 from shared import logs
-from shared.settings import BrokerSettings, IngestSettings, LogSettings, help_epilog, load
-
-# In-flight requests get this long to finish after SIGTERM; below Kubernetes'
-# default grace period of 30 s.
-SHUTDOWN_GRACE_S = 20.0
+from shared.settings import BrokerSettings, IngestSettings, ServiceSettings, help_epilog, load
 
 
 @click.command(
     "ingest",
-    epilog=help_epilog(BrokerSettings, IngestSettings, LogSettings),
+    epilog=help_epilog(BrokerSettings, IngestSettings, ServiceSettings),
     context_settings={"max_content_width": 100},
 )
 def command() -> None:
     """Receive Alertmanager webhooks and queue one message per alert."""
-    logs.setup(load(LogSettings).level)
+    service = load(ServiceSettings)
+    logs.setup(service.log_level)
     ingest = load(IngestSettings)
     app = create_app(load(BrokerSettings), ingest)
     web.run_app(
         app,
         host=ingest.host,
         port=ingest.port,
-        shutdown_timeout=SHUTDOWN_GRACE_S,
+        shutdown_timeout=service.shutdown_grace_s,
         print=None,
         access_log=None,
     )

@@ -43,26 +43,41 @@ class Publisher:
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
         """Return once the broker has confirmed every envelope; else raise Unavailable.
 
-        An unconfirmed publish may still have reached the queue: the sender's
-        retry then duplicates it, which the dispatcher's deterministic Job
-        names make harmless.
+        Publishes that fail because the connection dropped are tried again,
+        once it is back, until ``timeout_s`` has passed. An unconfirmed
+        publish may still have reached the queue: trying again (here, or
+        by the sender after a 503) then duplicates it, which the
+        dispatcher's deterministic Job names make harmless.
         """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        pending = list(envelopes)
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self.link.ready.wait()
+                    pending = await self._publish_once(pending)
+            except TimeoutError:
+                raise Unavailable(f"the broker did not confirm within {self.timeout_s:g} s") from None
+            if not pending:
+                return
+            await asyncio.sleep(0.05)  # the link notices the lost connection and reconnects
+
+    async def _publish_once(self, envelopes: list[Envelope]) -> list[Envelope]:
+        """Publish all; return those that failed in a way that trying again may mend."""
         declared = self.link.declared
-        if not self.link.ready.is_set() or declared is None:
-            raise Unavailable("not connected to the broker")
+        if declared is None:
+            return envelopes
         exchange = declared.exchange
-        publishes = [
-            exchange.publish(to_message(e), routing_key=ALERT_ROUTING_KEY, mandatory=True) for e in envelopes
-        ]
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                results = await asyncio.gather(*publishes, return_exceptions=True)
-        except TimeoutError:
-            raise Unavailable(f"the broker did not confirm within {self.timeout_s:g} s") from None
-        for result in results:
+        results = await asyncio.gather(
+            *(exchange.publish(to_message(e), routing_key=ALERT_ROUTING_KEY, mandatory=True) for e in envelopes),
+            return_exceptions=True,
+        )
+        failed = []
+        for envelope, result in zip(envelopes, results):
             if isinstance(result, DeliveryError):
-                raise Unavailable(f"the broker refused or returned the message: {result}") from None
+                # Returned as unroutable or refused by the broker: not a blip.
+                raise Unavailable(f"the broker refused or returned the message: {result}")
             if isinstance(result, BaseException):
-                # Connection or channel lost mid-publish, or anything else:
-                # the alert is not known to be stored, so the sender retries.
-                raise Unavailable(f"publish failed: {result!r}") from None
+                failed.append(envelope)
+        return failed

@@ -26,8 +26,15 @@ _CONNECT_TIMEOUT_S = 5.0
 
 
 class BrokerLink:
-    def __init__(self, settings: BrokerSettings, on_connected: OnConnected | None = None, prefetch: int = 0):
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        on_connected: OnConnected | None = None,
+        prefetch: int = 0,
+        delays_s: tuple[float, ...] = (),
+    ):
         self.settings = settings
+        self.delays_s = delays_s
         self.names = Names(settings.queue_prefix)
         self._on_connected = on_connected
         self._prefetch = prefetch
@@ -67,7 +74,7 @@ class BrokerLink:
         channel.close_callbacks.add(lambda *_: lost.set())
         if self._prefetch:
             await channel.set_qos(prefetch_count=self._prefetch)
-        declared = await declare(channel, self.names)
+        declared = await declare(channel, self.names, self.delays_s)
         self.channel, self.declared = channel, declared
         if self._on_connected is not None:
             await self._on_connected(channel, declared)

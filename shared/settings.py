@@ -146,11 +146,56 @@ class DispatcherSettings:
 
 
 @dataclass(frozen=True)
-class LogSettings:
-    level: str = setting("OPENFERO_LOG_LEVEL", "INFO", "Log level: DEBUG, INFO, WARNING or ERROR.")
+class RetrySettings:
+    delays_s: str = setting(
+        "OPENFERO_RETRY_DELAYS_SECONDS",
+        "1,5,30,120,600,1200,1800",
+        "The delay tiers of retries (seconds, comma-separated); each is a queue of its own, so a "
+        "long wait never holds up a short one. The n-th retry waits the n-th tier, later ones the last.",
+    )
+    max_attempts: int = setting(
+        "OPENFERO_RETRY_MAX_ATTEMPTS",
+        8,
+        "Attempts before a message that keeps failing is dead-lettered; with the default tiers "
+        "the first and 7 retries span about an hour.",
+    )
+    operator_min_delay_s: float = setting(
+        "OPENFERO_RETRY_OPERATOR_MIN_SECONDS",
+        30.0,
+        "Shortest wait after a failure only an operator can fix (403 Forbidden, namespace not found): "
+        "retries start at the first tier this long (seconds).",
+    )
+
+    @property
+    def delays(self) -> tuple[float, ...]:
+        try:
+            delays = tuple(float(d) for d in self.delays_s.split(",") if d.strip())
+        except ValueError:
+            raise SettingsError(f"OPENFERO_RETRY_DELAYS_SECONDS={self.delays_s!r}: expected seconds, comma-separated") from None
+        if not delays or any(d <= 0 for d in delays):
+            raise SettingsError(f"OPENFERO_RETRY_DELAYS_SECONDS={self.delays_s!r}: needs at least one positive delay")
+        return tuple(sorted(set(delays)))
 
 
-ALL_GROUPS: tuple[type, ...] = (BrokerSettings, IngestSettings, KubeSettings, DispatcherSettings, LogSettings)
+@dataclass(frozen=True)
+class ServiceSettings:
+    log_level: str = setting("OPENFERO_LOG_LEVEL", "INFO", "Log level: DEBUG, INFO, WARNING or ERROR.")
+    shutdown_grace_s: float = setting(
+        "OPENFERO_SHUTDOWN_GRACE_SECONDS",
+        20.0,
+        "After SIGTERM, how long in-flight work may finish before the rest is handed back "
+        "(seconds); below Kubernetes' default grace period of 30 s.",
+    )
+
+
+ALL_GROUPS: tuple[type, ...] = (
+    BrokerSettings,
+    IngestSettings,
+    KubeSettings,
+    DispatcherSettings,
+    RetrySettings,
+    ServiceSettings,
+)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}

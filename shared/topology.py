@@ -4,14 +4,24 @@ Every name derives from one prefix, so that installations and test runs can
 share a broker. Declaring is idempotent: ingest and every dispatcher declare
 the whole topology when they connect, with the same arguments.
 
-    exchange <prefix>            direct, durable
-      -- "alert" -->  queue <prefix>.work   quorum: the alerts to handle
-      -- "dead"  -->  queue <prefix>.dead   quorum: what could not be handled
+    exchange <prefix>                 direct, durable
+      -- "alert"    -->  <prefix>.work        quorum: the alerts to handle
+      -- "retry"    -->  <prefix>.work        (retries come back here)
+      -- "dead"     -->  <prefix>.dead        quorum: what could not be handled
+      -- "delay.5s" -->  <prefix>.delay.5s    quorum, one per retry tier: a
+                         message waits out the tier's TTL, then is
+                         dead-lettered back with routing key "retry"
+
+Retries have their own routing key so that what is bound to "alert" besides
+the work queue sees each alert once. Each delay tier has a fixed TTL: expiry
+happens only at the head of a queue, so one TTL per queue means a long wait
+never holds up a short one.
 
 The work queue dead-letters into the dead queue, at least once: a message
 rejected without requeue, or redelivered more than ``WORK_DELIVERY_LIMIT``
 times (a message that kills its worker again and again), moves there with
-the broker's own ``x-death`` header saying why.
+the broker's own ``x-death`` header saying why. Dispatchers dead-letter by
+publishing to "dead" with headers of their own (``shared.headers``).
 
 Queue arguments cannot change once a queue exists (the broker answers
 PRECONDITION_FAILED), so they are constants here, not settings.
@@ -25,6 +35,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
 ALERT_ROUTING_KEY = "alert"
+RETRY_ROUTING_KEY = "retry"
 DEAD_ROUTING_KEY = "dead"
 
 # Each requeue counts, crashes and lost channels included; after this many a
@@ -48,8 +59,15 @@ class Names:
     def dead_queue(self) -> str:
         return f"{self.prefix}.dead"
 
-    def all_queues(self) -> list[str]:
-        return [self.work_queue, self.dead_queue]
+    @staticmethod
+    def delay_routing_key(delay_s: float) -> str:
+        return f"delay.{delay_s:g}s"
+
+    def delay_queue(self, delay_s: float) -> str:
+        return f"{self.prefix}.{self.delay_routing_key(delay_s)}"
+
+    def all_queues(self, delays_s: tuple[float, ...] = ()) -> list[str]:
+        return [self.work_queue, self.dead_queue, *(self.delay_queue(d) for d in delays_s)]
 
 
 @dataclass(frozen=True)
@@ -71,18 +89,35 @@ def work_queue_arguments(names: Names) -> dict[str, object]:
     }
 
 
-async def declare(channel: AbstractChannel, names: Names) -> Declared:
-    """Declare the exchange and queues and bind them; safe to repeat."""
+def delay_queue_arguments(names: Names, delay_s: float) -> dict[str, object]:
+    return {
+        "x-queue-type": "quorum",
+        "x-message-ttl": max(1, round(delay_s * 1000)),
+        "x-dead-letter-exchange": names.exchange,
+        "x-dead-letter-routing-key": RETRY_ROUTING_KEY,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+
+
+async def declare(channel: AbstractChannel, names: Names, delays_s: tuple[float, ...] = ()) -> Declared:
+    """Declare the exchange, the queues and one delay queue per tier in ``delays_s``; safe to repeat."""
     exchange = await channel.declare_exchange(names.exchange, aio_pika.ExchangeType.DIRECT, durable=True)
     dead = await channel.declare_queue(names.dead_queue, durable=True, arguments={"x-queue-type": "quorum"})
     await dead.bind(exchange, routing_key=DEAD_ROUTING_KEY)
     work = await channel.declare_queue(names.work_queue, durable=True, arguments=work_queue_arguments(names))
     await work.bind(exchange, routing_key=ALERT_ROUTING_KEY)
+    await work.bind(exchange, routing_key=RETRY_ROUTING_KEY)
+    for delay in delays_s:
+        queue = await channel.declare_queue(
+            names.delay_queue(delay), durable=True, arguments=delay_queue_arguments(names, delay)
+        )
+        await queue.bind(exchange, routing_key=names.delay_routing_key(delay))
     return Declared(exchange=exchange, work_queue=work, dead_queue=dead)
 
 
-async def delete(channel: AbstractChannel, names: Names) -> None:
+async def delete(channel: AbstractChannel, names: Names, delays_s: tuple[float, ...] = ()) -> None:
     """Remove everything ``declare`` made (tests and uninstalls)."""
-    for queue in names.all_queues():
+    for queue in names.all_queues(delays_s):
         await channel.queue_delete(queue)
     await channel.exchange_delete(names.exchange)

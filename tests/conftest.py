@@ -24,13 +24,15 @@ import aio_pika
 import pytest
 import yaml
 
-from shared.settings import BrokerSettings
+from shared.settings import BrokerSettings, RetrySettings
 from shared.topology import Names
 from tests.cluster import ApiCluster
 from tests.kube_double import KubeDouble
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "examples"
+# Retry tiers short enough for tests to watch a whole schedule.
+TEST_RETRY_DELAYS = "0.2,0.5,1"
 
 
 def docker_engine_answers() -> bool:
@@ -77,7 +79,8 @@ def prefix(amqp_url: str) -> Iterator[str]:
         connection = await aio_pika.connect(amqp_url)
         channel = await connection.channel()
         names = Names(name)
-        for queue in names.all_queues():
+        delays = RetrySettings().delays + RetrySettings(delays_s=TEST_RETRY_DELAYS).delays
+        for queue in names.all_queues(delays):
             await channel.queue_delete(queue)
         await channel.exchange_delete(names.exchange)
         await connection.close()
@@ -227,5 +230,7 @@ def service_env(broker_settings: BrokerSettings, kubeconfig: Path) -> dict[str, 
         "OPENFERO_RECONNECT_MAX_SECONDS": "0.5",
         "KUBECONFIG": str(kubeconfig),
         "OPENFERO_LOG_LEVEL": "DEBUG",
+        "OPENFERO_RETRY_DELAYS_SECONDS": TEST_RETRY_DELAYS,
+        "OPENFERO_RETRY_MAX_ATTEMPTS": "4",
         "PYTHONUNBUFFERED": "1",
     }

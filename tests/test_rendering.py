@@ -181,3 +181,48 @@ def test_rendering_leaves_the_definition_untouched() -> None:
     before = json.dumps(d.manifest, sort_keys=True)
     render(d, reference_envelope(), default_ttl_s=60)
     assert json.dumps(d.manifest, sort_keys=True) == before
+
+
+# -- running the same occurrence again after a cool-down -----------------------------------
+
+
+def received_at(labels: dict[str, str], received: str, starts: str = "2025-01-01T00:00:00+00:00") -> Envelope:
+    from datetime import datetime
+
+    [e] = envelopes_from_webhook(
+        {"alerts": [{"labels": labels, "status": "firing", "startsAt": starts}]}, now=datetime.fromisoformat(received)
+    )
+    return e
+
+
+def test_rerun_after_gives_one_name_per_window_of_the_definition() -> None:
+    annotated = Definition.parse("ns/openfero-a-firing", "A", SIMPLE_JOB, {"openfero.io/rerun-after": "1h"})
+    labels = {"alertname": "A"}
+    first = render(annotated, received_at(labels, "2025-01-01T00:10:00+00:00"), 60).name
+    same_window = render(annotated, received_at(labels, "2025-01-01T00:59:59+00:00"), 60).name
+    next_window = render(annotated, received_at(labels, "2025-01-01T04:10:00+00:00"), 60).name
+    assert first == same_window != next_window
+    # without the annotation, Alertmanager's repeat four hours later finds the first Job
+    plain = definition(SIMPLE_JOB)
+    assert render(plain, received_at(labels, "2025-01-01T00:10:00+00:00"), 60).name == render(plain, received_at(labels, "2025-01-01T04:10:00+00:00"), 60).name
+
+
+def test_rerun_after_may_sit_on_the_job_manifest_too() -> None:
+    text = SIMPLE_JOB.replace("metadata: {name: fix}", "metadata: {name: fix, annotations: {openfero.io/rerun-after: 30m}}")
+    labels = {"alertname": "A"}
+    a = render(definition(text), received_at(labels, "2025-01-01T00:10:00+00:00"), 60).name
+    b = render(definition(text), received_at(labels, "2025-01-01T00:40:00+00:00"), 60).name
+    assert a != b
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("90s", 90), ("15m", 900), ("1h30m", 5400), ("2d", 172800), ("500ms", 0.5)])
+def test_durations(text: str, seconds: float) -> None:
+    from dispatcher.rendering import parse_duration
+
+    assert parse_duration(text) == seconds
+
+
+def test_a_bad_rerun_after_is_a_render_error() -> None:
+    annotated = Definition.parse("ns/openfero-a-firing", "A", SIMPLE_JOB, {"openfero.io/rerun-after": "soon"})
+    with pytest.raises(RenderError, match="openfero.io/rerun-after"):
+        render(annotated, alert({"alertname": "A"}), 60)

@@ -1,0 +1,39 @@
+"""The retry schedule. No I/O."""
+
+from __future__ import annotations
+
+import pytest
+
+from dispatcher.retrying import RetryPolicy
+from shared.settings import RetrySettings, SettingsError
+
+DEFAULT = RetryPolicy.from_settings(RetrySettings())
+
+
+def test_the_default_schedule_walks_the_tiers_and_spans_about_an_hour() -> None:
+    delays = [DEFAULT.delay_after(n) for n in range(1, 9)]
+    assert delays == [1, 5, 30, 120, 600, 1200, 1800, None]
+    total = sum(d for d in delays if d)
+    assert 50 * 60 <= total <= 70 * 60
+
+
+def test_retries_past_the_last_tier_stay_on_it() -> None:
+    policy = RetryPolicy((1.0, 2.0), max_attempts=5, operator_min_delay_s=30)
+    assert [policy.delay_after(n) for n in range(1, 6)] == [1, 2, 2, 2, None]
+
+
+def test_failures_an_operator_must_fix_start_on_the_slow_tiers() -> None:
+    assert [DEFAULT.delay_after(n, needs_operator=True) for n in (1, 2, 3, 4)] == [30, 30, 30, 120]
+
+
+@pytest.mark.parametrize(("retry_after", "expected"), [(3, 5), (5, 5), (0.5, 1), (7200, 1800)])
+def test_retry_after_takes_the_first_tier_at_least_that_long(retry_after: float, expected: float) -> None:
+    assert DEFAULT.delay_after(1, retry_after_s=retry_after) == expected
+
+
+def test_delays_setting_is_parsed_sorted_and_checked() -> None:
+    assert RetrySettings(delays_s="5, 1,1").delays == (1.0, 5.0)
+    with pytest.raises(SettingsError):
+        RetrySettings(delays_s="1,soon").delays
+    with pytest.raises(SettingsError):
+        RetrySettings(delays_s="0").delays
