@@ -207,4 +207,4 @@ class Dispatcher:
         link_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await link_task
-        log.info("dispatcher stopped", extra={"event": "dispatcher.stopped", **self.outcomes})
+        log.info("dispatcher stopped", extra={"event": "dispatcher.stopped", "outcomes": dict(self.outcomes)})

@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -184,39 +182,10 @@ async def async_wait_for(predicate: Any, timeout_s: float = 20.0, what: str = "c
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
-class Process:
-    """A service started as users start it: ``python -m <module>``, logs to a file."""
-
-    def __init__(self, module: str, env: dict[str, str], log_path: Path, args: tuple[str, ...] = ()):
-        self.module = module
-        self.log_path = log_path
-        self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", module, *args],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, timeout_s: float = 15.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return self.proc.returncode
-
-
 @pytest.fixture
-def processes() -> Iterator[list[Process]]:
-    started: list[Process] = []
+def processes() -> Iterator[list[Any]]:
+    """Processes a test started (tests.harness.Process); stopped when it ends."""
+    started: list[Any] = []
     yield started
     for p in started:
         p.stop()

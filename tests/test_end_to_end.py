@@ -8,52 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.error
-import urllib.request
-from pathlib import Path
 
 import aio_pika
 import pytest
 
 from shared.topology import Names
-from tests.conftest import Process, free_port, reference_alert_bytes, reference_configmap, wait_for
+from tests.conftest import reference_alert_bytes, reference_configmap, wait_for
+from tests.harness import Pipeline, dead_letters, get_status, queue_depths
 from tests.kube_double import KubeDouble
 from tests.test_rendering import REFERENCE_ENV
 
 pytestmark = pytest.mark.e2e
-
-
-def post(url: str, body: bytes) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
-def get_status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return 0
-
-
-class Pipeline:
-    def __init__(self, processes: list[Process], env: dict[str, str], tmp_path: Path):
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self.ingest = Process("ingest", {**env, "OPENFERO_INGEST_ADDR": f"127.0.0.1:{port}"}, tmp_path / "ingest.log")
-        self.dispatcher = Process("dispatcher", env, tmp_path / "dispatcher.log")
-        processes.extend([self.ingest, self.dispatcher])
-        wait_for(lambda: get_status(self.url + "/readiness") == 200, what="ingest ready")
-        wait_for(lambda: '"event": "broker.connected"' in self.dispatcher.logs(), what="dispatcher connected")
-
-    def post(self, body: bytes) -> tuple[int, dict]:
-        return post(self.url + "/alerts", body)
 
 
 @pytest.fixture
@@ -143,6 +108,11 @@ def test_an_undecodable_message_does_not_stop_the_worker(pipeline: Pipeline, kub
     assert pipeline.post(reference_alert_bytes())[0] == 200
     wait_for(kube.jobs, what="a Job after the poison message")
     assert pipeline.dispatcher.proc.poll() is None
+    [dead] = dead_letters(amqp_url, prefix)
+    assert dead.body == b"\x00 not json"
+    assert dead.headers["openfero-error-class"] == "InvalidEnvelope"
+    assert dead.headers["openfero-dead-reason"] == "permanent"
+    assert queue_depths(amqp_url, prefix) == {"work": 0, "dead": 0}
 
 
 def test_bad_input_leaves_the_real_service_healthy(pipeline: Pipeline) -> None:
