@@ -68,3 +68,32 @@ class TcpProxy:
             self._writers.discard(writer)
             with contextlib.suppress(Exception):
                 writer.transport.abort()
+
+
+class ThreadedTcpProxy:
+    """A TcpProxy on an event loop of its own, for tests whose clients are other processes."""
+
+    def __init__(self, target_host: str, target_port: int, listen_port: int):
+        import threading
+
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="tcp-proxy", daemon=True)
+        self._thread.start()
+        self.proxy = TcpProxy(target_host, target_port, listen_port)
+        self.port = listen_port
+        self._call(self.proxy.start())
+
+    def _call(self, coro):  # type: ignore[no-untyped-def]
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
+
+    def stall(self) -> None:
+        self._loop.call_soon_threadsafe(self.proxy.stall)
+
+    def resume(self) -> None:
+        self._loop.call_soon_threadsafe(self.proxy.resume)
+
+    def close(self) -> None:
+        self.resume()
+        self._call(self.proxy.cut())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import aio_pika
 import pytest
@@ -125,3 +126,42 @@ def test_bad_input_leaves_the_real_service_healthy(pipeline: Pipeline) -> None:
 def test_sigterm_stops_both_services_cleanly(pipeline: Pipeline) -> None:
     assert pipeline.ingest.stop() == 0
     assert pipeline.dispatcher.stop() == 0
+
+
+def test_ingest_on_sigterm_finishes_the_webhook_it_is_storing(processes, service_env, tmp_path, amqp_url, prefix) -> None:
+    import threading
+
+    from tests.conftest import free_port
+    from tests.harness import Process, post
+    from tests.tcp_proxy import ThreadedTcpProxy
+
+    # Given ingest whose broker has stopped answering, mid-webhook
+    proxy = ThreadedTcpProxy("127.0.0.1", 5672, free_port())
+    port = free_port()
+    env = {
+        **service_env,
+        "OPENFERO_AMQP_URL": amqp_url.replace("127.0.0.1:5672", f"127.0.0.1:{proxy.port}"),
+        "OPENFERO_INGEST_ADDR": f"127.0.0.1:{port}",
+        "OPENFERO_PUBLISH_TIMEOUT_SECONDS": "10",
+    }
+    ingest = Process("ingest", env, tmp_path / "ingest.log")
+    processes.append(ingest)
+    try:
+        wait_for(lambda: get_status(f"http://127.0.0.1:{port}/readiness") == 200, what="ingest ready")
+        proxy.stall()
+        answer: list[tuple[int, dict]] = []
+        request = threading.Thread(target=lambda: answer.append(post(f"http://127.0.0.1:{port}/alerts", reference_alert_bytes())))
+        request.start()
+        time.sleep(0.5)
+        # When it gets SIGTERM, then the broker answers again
+        ingest.proc.terminate()
+        time.sleep(0.5)
+        assert get_status(f"http://127.0.0.1:{port}/healthz") == 0  # it no longer accepts
+        proxy.resume()
+        request.join(15)
+        # Then the webhook in flight got its 200, the alert is stored, and ingest exits 0
+        assert answer and answer[0][0] == 200
+        assert ingest.proc.wait(15) == 0
+        assert queue_depths(amqp_url, prefix)["work"] == 1
+    finally:
+        proxy.close()
