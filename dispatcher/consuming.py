@@ -76,7 +76,7 @@ class Dispatcher:
         started = time.perf_counter()
         outcome: Outcome
         try:
-            outcome = await self.handler.handle(message.body, context)
+            outcome = await self.handler.handle(message.body, context, str((message.headers or {}).get(h.RUN_ID, "")))
         except Exception as exc:  # a bug, not an input: retry it like a passing failure
             log.exception("handler failed", extra={**context, "event": "message.crashed"})
             outcome = Retry(f"handler crashed: {exc!r}", "InternalError")

@@ -82,8 +82,11 @@ class Handler:
         self.dry_run = isinstance(sink, PrintingSink)
         self._warned: set[tuple[str, str, int]] = set()
 
-    async def handle(self, body: bytes, context: dict[str, Any]) -> Outcome:
-        """Handle one message body; ``context`` gathers fields for the log line."""
+    async def handle(self, body: bytes, context: dict[str, Any], run_id: str = "") -> Outcome:
+        """Handle one message body; ``context`` gathers fields for the log line.
+
+        ``run_id`` comes from a forced replay and makes new Job names.
+        """
         try:
             envelope = Envelope.from_json(body)
         except InvalidEnvelope as exc:
@@ -99,7 +102,7 @@ class Handler:
                 )
             return NothingToDo(f"no definition: no ConfigMap {found.configmap}")
         try:
-            job = render(found.definition, envelope, self.default_ttl_s)
+            job = render(found.definition, envelope, self.default_ttl_s, run_id)
         except RenderError as exc:
             return DeadLetter(str(exc), "RenderError")
         context["job"] = job.name

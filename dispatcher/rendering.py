@@ -28,6 +28,7 @@ import pydantic
 from kubernetes.client import V1Job
 
 from dispatcher.definitions import Definition
+from shared.durations import parse_duration
 from shared.envelope import Envelope
 
 MAX_NAME = 63
@@ -44,9 +45,7 @@ ANNOTATION_MESSAGE_ID = "openfero.io/message-id"
 ANNOTATION_DEFINITION = "openfero.io/definition"
 ANNOTATION_STARTS_AT = "openfero.io/starts-at"
 ANNOTATION_RERUN_AFTER = "openfero.io/rerun-after"
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+ANNOTATION_RUN_ID = "openfero.io/run-id"
 
 
 class RenderError(ValueError):
@@ -75,20 +74,6 @@ def dns_label(value: str) -> str:
     return _NAME_FORBIDDEN.sub("-", value.lower()).strip("-")
 
 
-def parse_duration(text: str) -> float:
-    """Seconds in ``90``, ``90s``, ``15m``, ``1h30m``, ``2d``; ValueError otherwise."""
-    text = text.strip()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        seconds = float(text)
-    elif text and _DURATION_PART.sub("", text) == "":
-        seconds = sum(float(n) * _UNIT_S[unit] for n, unit in _DURATION_PART.findall(text))
-    else:
-        raise ValueError(f"{text!r} is not a duration such as 90s, 15m or 1h")
-    if seconds <= 0:
-        raise ValueError(f"{text!r}: a duration must be positive")
-    return seconds
-
-
 def rerun_window(envelope: Envelope, rerun_after_s: float) -> int:
     """Which window of ``rerun_after_s`` after startsAt the alert was received in."""
     received = _timestamp(envelope.receivedAt) or 0.0
@@ -103,21 +88,26 @@ def _timestamp(text: str) -> float | None:
         return None
 
 
-def occurrence_hash(envelope: Envelope, rerun_after_s: float | None = None) -> str:
+def occurrence_hash(envelope: Envelope, rerun_after_s: float | None = None, run_id: str = "") -> str:
     alert = envelope.alert
     parts = [alert.fingerprint, alert.status, alert.startsAt]
     if rerun_after_s:
         parts.append(str(rerun_window(envelope, rerun_after_s)))
+    if run_id:
+        parts.append(f"run:{run_id}")
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:_HASH_CHARS]
 
 
-def job_name(base: str, envelope: Envelope, rerun_after_s: float | None = None) -> str:
-    """A DNS-1123 label of at most 63 characters, the same for every delivery of one occurrence."""
+def job_name(base: str, envelope: Envelope, rerun_after_s: float | None = None, run_id: str = "") -> str:
+    """A DNS-1123 label of at most 63 characters, the same for every delivery of one occurrence.
+
+    ``run_id`` (a forced replay) makes a new name for the same occurrence.
+    """
     prefix = dns_label(base)[: MAX_NAME - _HASH_CHARS - 1].rstrip("-") or "openfero"
-    return f"{prefix}-{occurrence_hash(envelope, rerun_after_s)}"
+    return f"{prefix}-{occurrence_hash(envelope, rerun_after_s, run_id)}"
 
 
-def render(definition: Definition, envelope: Envelope, default_ttl_s: int) -> RenderedJob:
+def render(definition: Definition, envelope: Envelope, default_ttl_s: int, run_id: str = "") -> RenderedJob:
     where = f"definition {definition.source} key {definition.key!r}"
     if definition.parse_error:
         raise RenderError(f"{where}: {definition.parse_error}")
@@ -133,7 +123,7 @@ def render(definition: Definition, envelope: Envelope, default_ttl_s: int) -> Re
         rerun_after_s = parse_duration(str(rerun)) if rerun else None
     except ValueError as exc:
         raise RenderError(f"{where}: annotation {ANNOTATION_RERUN_AFTER}: {exc}") from None
-    name = job_name(str(base), envelope, rerun_after_s)
+    name = job_name(str(base), envelope, rerun_after_s, run_id)
     metadata["name"] = name
     metadata.pop("namespace", None)  # the dispatcher decides where Jobs go
 
@@ -155,6 +145,8 @@ def render(definition: Definition, envelope: Envelope, default_ttl_s: int) -> Re
             ANNOTATION_STARTS_AT: alert.startsAt,
         }
     )
+    if run_id:
+        annotations[ANNOTATION_RUN_ID] = run_id
 
     spec = _mapping(job, "spec", where)
     spec.setdefault("ttlSecondsAfterFinished", default_ttl_s)

@@ -6,6 +6,7 @@ import click
 
 from dispatcher.cli import command as dispatcher_command
 from ingest.cli import command as ingest_command
+from openfero.operations import dlq, replay
 
 
 @click.group(context_settings={"max_content_width": 100})
@@ -16,3 +17,5 @@ def main() -> None:
 
 main.add_command(ingest_command)
 main.add_command(dispatcher_command)
+main.add_command(dlq)
+main.add_command(replay)

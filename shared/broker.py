@@ -16,7 +16,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
 from shared.settings import BrokerSettings
-from shared.topology import Declared, Names, declare
+from shared.topology import Declared, Names, Retention, declare
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ class BrokerLink:
     ):
         self.settings = settings
         self.delays_s = delays_s
+        self.retention = Retention(settings.archive_max_age, settings.archive_max_bytes)
         self.names = Names(settings.queue_prefix)
         self._on_connected = on_connected
         self._prefetch = prefetch
@@ -74,7 +75,7 @@ class BrokerLink:
         channel.close_callbacks.add(lambda *_: lost.set())
         if self._prefetch:
             await channel.set_qos(prefetch_count=self._prefetch)
-        declared = await declare(channel, self.names, self.delays_s)
+        declared = await declare(connection, channel, self.names, self.delays_s, self.retention)
         self.channel, self.declared = channel, declared
         if self._on_connected is not None:
             await self._on_connected(channel, declared)

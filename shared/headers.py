@@ -18,3 +18,8 @@ FIRST_FAILURE = "openfero-first-failure"  # RFC 3339 UTC
 LAST_FAILURE = "openfero-last-failure"
 WORKER = "openfero-worker"  # host/pid of the dispatcher that made the last attempt
 DEAD_REASON = "openfero-dead-reason"  # why it was dead-lettered: permanent, retries-exhausted
+
+# Set by `openfero dlq replay` and `openfero replay` on what they republish:
+REPLAYED_AT = "openfero-replayed-at"  # RFC 3339 UTC
+REPLAYED_FROM = "openfero-replayed-from"  # "dead-letter-queue" or "archive"
+RUN_ID = "openfero-run-id"  # with --force: a new run, so new Job names

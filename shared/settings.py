@@ -41,6 +41,18 @@ class BrokerSettings:
         "openfero",
         "Prefix of every exchange and queue name; two installations on one broker need two prefixes.",
     )
+    archive_max_age: str = setting(
+        "OPENFERO_ARCHIVE_MAX_AGE",
+        "7D",
+        "How long the alert archive keeps alerts, for time-window replay (RabbitMQ units: "
+        "Y, M, D, h, m, s). Applies when the archive is first created.",
+    )
+    archive_max_bytes: int = setting(
+        "OPENFERO_ARCHIVE_MAX_BYTES",
+        5 * 1024**3,
+        "Most disk the alert archive may use (bytes); the oldest alerts go first. "
+        "Applies when the archive is first created.",
+    )
     reconnect_max_s: float = setting(
         "OPENFERO_RECONNECT_MAX_SECONDS",
         5.0,

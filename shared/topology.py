@@ -6,6 +6,8 @@ the whole topology when they connect, with the same arguments.
 
     exchange <prefix>                 direct, durable
       -- "alert"    -->  <prefix>.work        quorum: the alerts to handle
+      -- "alert"    -->  <prefix>.archive     stream: every alert received, kept
+                                              for time-window replay
       -- "retry"    -->  <prefix>.work        (retries come back here)
       -- "dead"     -->  <prefix>.dead        quorum: what could not be handled
       -- "delay.5s" -->  <prefix>.delay.5s    quorum, one per retry tier: a
@@ -24,7 +26,9 @@ the broker's own ``x-death`` header saying why. Dispatchers dead-letter by
 publishing to "dead" with headers of their own (``shared.headers``).
 
 Queue arguments cannot change once a queue exists (the broker answers
-PRECONDITION_FAILED), so they are constants here, not settings.
+PRECONDITION_FAILED), so they are constants here, not settings. The one
+exception is the archive's retention: it is set when the archive is first
+declared and left as it is afterwards (change it with a policy).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractQueue
 
 ALERT_ROUTING_KEY = "alert"
 RETRY_ROUTING_KEY = "retry"
@@ -59,6 +63,10 @@ class Names:
     def dead_queue(self) -> str:
         return f"{self.prefix}.dead"
 
+    @property
+    def archive(self) -> str:
+        return f"{self.prefix}.archive"
+
     @staticmethod
     def delay_routing_key(delay_s: float) -> str:
         return f"delay.{delay_s:g}s"
@@ -67,7 +75,15 @@ class Names:
         return f"{self.prefix}.{self.delay_routing_key(delay_s)}"
 
     def all_queues(self, delays_s: tuple[float, ...] = ()) -> list[str]:
-        return [self.work_queue, self.dead_queue, *(self.delay_queue(d) for d in delays_s)]
+        return [self.work_queue, self.dead_queue, self.archive, *(self.delay_queue(d) for d in delays_s)]
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How much of the alert archive to keep: RabbitMQ's stream x-max-age and x-max-length-bytes."""
+
+    max_age: str = "7D"
+    max_bytes: int = 5 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -100,9 +116,48 @@ def delay_queue_arguments(names: Names, delay_s: float) -> dict[str, object]:
     }
 
 
-async def declare(channel: AbstractChannel, names: Names, delays_s: tuple[float, ...] = ()) -> Declared:
-    """Declare the exchange, the queues and one delay queue per tier in ``delays_s``; safe to repeat."""
+async def _declare_archive(
+    connection: AbstractConnection, channel: AbstractChannel, names: Names, retention: Retention
+) -> None:
+    """Create the archive stream with ``retention`` unless it exists; bind it either way."""
+    # A passive declare of a missing queue closes its channel: probe on a spare one.
+    probe = await connection.channel(publisher_confirms=False)
+    try:
+        await probe.declare_queue(names.archive, passive=True)
+        exists = True
+    except aio_pika.exceptions.ChannelNotFoundEntity:
+        exists = False  # the failed probe closed its own channel only
+    finally:
+        if not probe.is_closed:
+            await probe.close()
+    if exists:
+        archive = await channel.get_queue(names.archive, ensure=False)
+    else:
+        archive = await channel.declare_queue(
+            names.archive,
+            durable=True,
+            arguments={
+                "x-queue-type": "stream",
+                "x-max-age": retention.max_age,
+                "x-max-length-bytes": retention.max_bytes,
+            },
+        )
+    await archive.bind(names.exchange, routing_key=ALERT_ROUTING_KEY)
+
+
+async def declare(
+    connection: AbstractConnection,
+    channel: AbstractChannel,
+    names: Names,
+    delays_s: tuple[float, ...] = (),
+    retention: Retention = Retention(),
+) -> Declared:
+    """Declare the exchange, the queues, the archive and a delay queue per tier in ``delays_s``.
+
+    Safe to repeat. The returned exchange and queues belong to ``channel``.
+    """
     exchange = await channel.declare_exchange(names.exchange, aio_pika.ExchangeType.DIRECT, durable=True)
+    await _declare_archive(connection, channel, names, retention)
     dead = await channel.declare_queue(names.dead_queue, durable=True, arguments={"x-queue-type": "quorum"})
     await dead.bind(exchange, routing_key=DEAD_ROUTING_KEY)
     work = await channel.declare_queue(names.work_queue, durable=True, arguments=work_queue_arguments(names))

@@ -92,10 +92,15 @@ def broker_settings(amqp_url: str, prefix: str) -> BrokerSettings:
 
 
 @pytest.fixture
-async def channel(amqp_url: str) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
+async def connection(amqp_url: str) -> AsyncIterator[aio_pika.abc.AbstractConnection]:
     connection = await aio_pika.connect(amqp_url)
-    yield await connection.channel()
+    yield connection
     await connection.close()
+
+
+@pytest.fixture
+async def channel(connection: aio_pika.abc.AbstractConnection) -> aio_pika.abc.AbstractChannel:
+    return await connection.channel()
 
 
 async def queue_depth(channel: aio_pika.abc.AbstractChannel, queue: str) -> int:

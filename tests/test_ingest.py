@@ -202,12 +202,13 @@ async def test_ingest_starts_without_a_broker_and_connects_when_it_comes(prefix,
 
 
 async def test_unroutable_alerts_get_503(broker_settings, channel) -> None:
-    # Given the work queue's binding removed behind ingest's back
+    # Given the bindings removed behind ingest's back
     client = await start_client(broker_settings)
     names = Names(broker_settings.queue_prefix)
     try:
-        work = await channel.declare_queue(names.work_queue, passive=True)
-        await work.unbind(names.exchange, routing_key="alert")
+        for queue in (names.work_queue, names.archive):
+            declared = await channel.declare_queue(queue, passive=True)
+            await declared.unbind(names.exchange, routing_key="alert")
         # Then the broker returns the message and ingest does not claim it stored
         response = await client.post("/alerts", data=reference_alert_bytes())
         assert response.status == 503

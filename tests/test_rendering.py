@@ -217,7 +217,7 @@ def test_rerun_after_may_sit_on_the_job_manifest_too() -> None:
 
 @pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("90s", 90), ("15m", 900), ("1h30m", 5400), ("2d", 172800), ("500ms", 0.5)])
 def test_durations(text: str, seconds: float) -> None:
-    from dispatcher.rendering import parse_duration
+    from shared.durations import parse_duration
 
     assert parse_duration(text) == seconds
 

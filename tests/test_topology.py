@@ -14,26 +14,26 @@ from tests.conftest import queue_depth
 DELAYS = (0.2, 1800.0)
 
 
-async def test_declaring_twice_is_harmless_and_names_follow_the_prefix(channel, prefix) -> None:
-    first = await declare(channel, Names(prefix), DELAYS)
-    again = await declare(channel, Names(prefix), DELAYS)
+async def test_declaring_twice_is_harmless_and_names_follow_the_prefix(connection, channel, prefix) -> None:
+    first = await declare(connection, channel, Names(prefix), DELAYS)
+    again = await declare(connection, channel, Names(prefix), DELAYS)
     assert first.work_queue.name == again.work_queue.name == f"{prefix}.work"
     assert first.dead_queue.name == f"{prefix}.dead"
     assert Names(prefix).delay_queue(0.2) == f"{prefix}.delay.0.2s"
     assert Names(prefix).delay_queue(120) == f"{prefix}.delay.120s"
 
 
-async def test_alerts_and_retries_reach_the_work_queue_and_dead_letters_the_dead_queue(channel, prefix) -> None:
-    declared = await declare(channel, Names(prefix), DELAYS)
+async def test_alerts_and_retries_reach_the_work_queue_and_dead_letters_the_dead_queue(connection, channel, prefix) -> None:
+    declared = await declare(connection, channel, Names(prefix), DELAYS)
     for key in (ALERT_ROUTING_KEY, RETRY_ROUTING_KEY, DEAD_ROUTING_KEY):
         await declared.exchange.publish(aio_pika.Message(key.encode()), routing_key=key)
     assert await queue_depth(channel, f"{prefix}.work") == 2
     assert await queue_depth(channel, f"{prefix}.dead") == 1
 
 
-async def test_a_short_delay_is_never_held_up_by_a_long_one(channel, prefix) -> None:
+async def test_a_short_delay_is_never_held_up_by_a_long_one(connection, channel, prefix) -> None:
     names = Names(prefix)
-    declared = await declare(channel, names, DELAYS)
+    declared = await declare(connection, channel, names, DELAYS)
     # Given a message waiting 30 min published first, then one waiting 0.2 s
     await declared.exchange.publish(aio_pika.Message(b"long"), routing_key=names.delay_routing_key(1800.0))
     await declared.exchange.publish(aio_pika.Message(b"short"), routing_key=names.delay_routing_key(0.2))
@@ -48,8 +48,8 @@ async def test_a_short_delay_is_never_held_up_by_a_long_one(channel, prefix) -> 
     assert await queue_depth(channel, names.delay_queue(1800.0)) == 1
 
 
-async def test_a_message_requeued_past_the_delivery_limit_is_dead_lettered(channel, prefix) -> None:
-    declared = await declare(channel, Names(prefix))
+async def test_a_message_requeued_past_the_delivery_limit_is_dead_lettered(connection, channel, prefix) -> None:
+    declared = await declare(connection, channel, Names(prefix))
     await declared.exchange.publish(aio_pika.Message(b"kills its worker"), routing_key=ALERT_ROUTING_KEY)
     # Each crash hands it back: WORK_DELIVERY_LIMIT deliveries and then one more
     for _ in range(WORK_DELIVERY_LIMIT + 1):
