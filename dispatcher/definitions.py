@@ -45,7 +45,8 @@ class Definition:
         try:
             return cls(source, key, text, manifest=yaml.safe_load(text), annotations=annotations)
         except yaml.YAMLError as exc:
-            return cls(source, key, text, parse_error=f"not valid YAML: {exc}", annotations=annotations)
+            hint = ' (a value that starts with {{ must be quoted: value: "{{ .Labels.pod }}")' if "{{" in text else ""
+            return cls(source, key, text, parse_error=f"not valid YAML{hint}: {exc}", annotations=annotations)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,9 @@
 """From a definition and an alert to the Job to create. No I/O here.
 
 What rendering does to the definition's Job, in order:
+0. renders every string value as a template (dispatcher.templating) with
+   the alert as data; the fields that choose where and as whom the Job runs
+   (namespace, service account) may not be templates;
 1. names it ``<definition name>-<hash of fingerprint, status, startsAt>``:
    one name per alert occurrence, so a redelivered message finds its Job.
    A definition annotated ``openfero.io/rerun-after: <duration>`` adds the
@@ -17,7 +20,6 @@ What rendering does to the definition's Job, in order:
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import re
 from datetime import datetime
@@ -28,6 +30,8 @@ import pydantic
 from kubernetes.client import V1Job
 
 from dispatcher.definitions import Definition
+from dispatcher.templating import TemplateError, is_template, render_tree
+from dispatcher.templating import context as template_context
 from shared.durations import parse_duration
 from shared.envelope import Envelope
 
@@ -114,7 +118,11 @@ def render(definition: Definition, envelope: Envelope, default_ttl_s: int, run_i
     manifest = definition.manifest
     if not isinstance(manifest, dict) or manifest.get("kind") != "Job":
         raise RenderError(f"{where}: not a Job manifest (kind: {_kind(manifest)!r})")
-    job = copy.deepcopy(manifest)
+    _refuse_templated_identity(manifest, where)
+    try:
+        job = render_tree(manifest, template_context(envelope))  # a copy
+    except TemplateError as exc:
+        raise RenderError(f"{where}: {exc}") from None
     job["apiVersion"] = job.get("apiVersion") or "batch/v1"
     metadata = _mapping(job, "metadata", where)
     base = metadata.pop("generateName", None) or metadata.get("name") or definition.source.rpartition("/")[2]
@@ -129,6 +137,7 @@ def render(definition: Definition, envelope: Envelope, default_ttl_s: int, run_i
 
     alert = envelope.alert
     labels = _mapping(metadata, "labels", where)
+    _make_label_values_valid(labels)
     labels.update(
         {
             MANAGED_BY[0]: MANAGED_BY[1],
@@ -150,7 +159,10 @@ def render(definition: Definition, envelope: Envelope, default_ttl_s: int, run_i
 
     spec = _mapping(job, "spec", where)
     spec.setdefault("ttlSecondsAfterFinished", default_ttl_s)
-    pod_spec = _mapping(_mapping(spec, "template", where), "spec", where)
+    pod_template = _mapping(spec, "template", where)
+    if isinstance(pod_template.get("metadata"), dict) and isinstance(pod_template["metadata"].get("labels"), dict):
+        _make_label_values_valid(pod_template["metadata"]["labels"])
+    pod_spec = _mapping(pod_template, "spec", where)
     containers = pod_spec.get("containers")
     if not isinstance(containers, list) or not containers:
         raise RenderError(f"{where}: spec.template.spec.containers must be a non-empty list")
@@ -163,6 +175,29 @@ def render(definition: Definition, envelope: Envelope, default_ttl_s: int, run_i
 
     body, dropped = _prune_unknown_fields(job, where)
     return RenderedJob(name=name, body=body, dropped_fields=dropped)
+
+
+# Where a Job runs and with which rights is the definition's to say, never an alert's.
+_IDENTITY_FIELDS = (
+    ("metadata", "namespace"),
+    ("spec", "template", "metadata", "namespace"),
+    ("spec", "template", "spec", "serviceAccountName"),
+    ("spec", "template", "spec", "serviceAccount"),
+)
+
+
+def _refuse_templated_identity(manifest: dict[str, Any], where: str) -> None:
+    for path in _IDENTITY_FIELDS:
+        value: Any = manifest
+        for part in path:
+            value = value.get(part) if isinstance(value, dict) else None
+        if isinstance(value, str) and is_template(value):
+            raise RenderError(f"{where}: {'.'.join(path)} may not be a template: alert data cannot choose it")
+
+
+def _make_label_values_valid(labels: dict[str, Any]) -> None:
+    for key, value in labels.items():
+        labels[key] = label_value(str(value))
 
 
 def _inject_env(container: dict[str, Any], injected: list[dict[str, str]]) -> None:
