@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 from pathlib import Path
+from typing import Any
 
 import click
 
 from dispatcher.consuming import Dispatcher
-from dispatcher.definitions import ConfigMapWatcher, DefinitionStore, load_files
+from dispatcher.catalog import Catalog, load_files
+from dispatcher.operarii import GROUP, PLURAL, VERSION
+from dispatcher.watching import ResourceWatcher
 from dispatcher.handling import Handler, JobSink, PrintingSink
 from dispatcher.retrying import RetryPolicy
 from shared import logs
@@ -28,13 +32,37 @@ from shared.settings import (
 log = logging.getLogger("openfero.dispatcher")
 
 
-async def _wait_synced(store: DefinitionStore, stop: asyncio.Event) -> bool:
-    """Consume nothing before the definitions are known: an alert must not meet an empty store."""
-    while not store.synced.is_set():
+async def _wait_synced(catalog: Catalog, stop: asyncio.Event) -> bool:
+    """Consume nothing before the definitions are known: an alert must not meet an empty catalog."""
+    while not catalog.synced:
         if stop.is_set():
             return False
         await asyncio.sleep(0.05)
     return True
+
+
+def _watchers(api_client: Any, kube: KubeSettings, catalog: Catalog) -> list[ResourceWatcher]:
+    from kubernetes import client
+
+    core = client.CoreV1Api(api_client)
+    custom = client.CustomObjectsApi(api_client)
+    namespace = kube.definitions_namespace
+    return [
+        ResourceWatcher(
+            "ConfigMap",
+            functools.partial(core.list_namespaced_config_map, namespace, label_selector=kube.definition_selector),
+            catalog.replace_configmaps,
+            catalog.apply_configmap,
+            kube.watch_timeout_s,
+        ),
+        ResourceWatcher(
+            "Operarius",
+            functools.partial(custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL),
+            catalog.replace_operarii,
+            catalog.apply_operarius,
+            kube.watch_timeout_s,
+        ),
+    ]
 
 
 async def serve(service: ServiceSettings, dry_run: bool | None, exit_when_idle_s: float | None) -> None:
@@ -42,42 +70,39 @@ async def serve(service: ServiceSettings, dry_run: bool | None, exit_when_idle_s
     settings = load(DispatcherSettings, dry_run=dry_run)
     kube = load(KubeSettings)
     retry = RetryPolicy.from_settings(load(RetrySettings))
-    store = DefinitionStore()
+    catalog = Catalog()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
     sink: JobSink = PrintingSink()
-    watcher = None
-    creator = None
+    status = None
+    closers: list[Any] = []
     if kube.definitions_path and settings.dry_run:
-        load_files(Path(kube.definitions_path), store)
+        load_files(Path(kube.definitions_path), catalog)
         log.info(
             "definitions read from files",
-            extra={"event": "definitions.listed", "configmaps": len(store), "path": kube.definitions_path},
+            extra={"event": "definitions.listed", "count": len(catalog), "path": kube.definitions_path},
         )
     else:
-        from dispatcher.jobs import JobCreator, load_api_client
+        from dispatcher.jobs import JobCreator, OperariusStatusWriter, load_api_client
 
         api_client, context_namespace = load_api_client(kube.request_timeout_s)
         kube = resolve_namespaces(kube, context_namespace)
         if kube.definitions_path:
-            load_files(Path(kube.definitions_path), store)
+            load_files(Path(kube.definitions_path), catalog)
         else:
-            from kubernetes import client
-
-            watcher = ConfigMapWatcher(
-                client.CoreV1Api(api_client),
-                kube.definitions_namespace,
-                kube.definition_selector,
-                store,
-                kube.watch_timeout_s,
-            )
-            watcher.start()
+            for watcher in _watchers(api_client, kube, catalog):
+                watcher.start()
+                closers.append(watcher.stop)
         if not settings.dry_run:
             creator = JobCreator(api_client, kube, settings.kube_concurrency)
             sink = creator
+            closers.append(creator.close)
+            if not kube.definitions_path:
+                status = OperariusStatusWriter(api_client, catalog)
+                closers.append(status.close)
         log.info(
             "dispatcher configured",
             extra={
@@ -89,15 +114,13 @@ async def serve(service: ServiceSettings, dry_run: bool | None, exit_when_idle_s
             },
         )
     try:
-        if await _wait_synced(store, stop):
-            handler = Handler(store, sink, settings.job_ttl_s)
+        if await _wait_synced(catalog, stop):
+            handler = Handler(catalog, sink, settings.job_ttl_s, status)
             dispatcher = Dispatcher(broker, handler, settings.prefetch, retry)
             await dispatcher.run(stop, exit_when_idle_s, service.shutdown_grace_s)
     finally:
-        if watcher is not None:
-            watcher.stop()
-        if creator is not None:
-            creator.close()
+        for close in closers:
+            close()
 
 
 @click.command(

@@ -14,7 +14,8 @@ from typing import Any, Protocol, TextIO
 
 import yaml
 
-from dispatcher.definitions import DefinitionStore
+from dispatcher.catalog import Catalog
+from dispatcher.definitions import Lookup
 from dispatcher.jobs import ApiFailure
 from dispatcher.rendering import RenderError, render
 from shared.envelope import Envelope, InvalidEnvelope
@@ -62,6 +63,11 @@ class JobSink(Protocol):
     async def create(self, body: dict[str, Any]) -> bool: ...
 
 
+class StatusRecorder(Protocol):
+    def record(self, operarius: tuple[str, str], job_name: str, outcome: str) -> None:
+        """Note an outcome on the Operarius' status; must not block or raise."""
+
+
 class PrintingSink:
     """Dry run: print each Job as a YAML document instead of creating it."""
 
@@ -75,9 +81,10 @@ class PrintingSink:
 
 
 class Handler:
-    def __init__(self, store: DefinitionStore, sink: JobSink, default_ttl_s: int):
-        self.store = store
+    def __init__(self, catalog: Catalog, sink: JobSink, default_ttl_s: int, status: StatusRecorder | None = None):
+        self.catalog = catalog
         self.sink = sink
+        self.status = status
         self.default_ttl_s = default_ttl_s
         self.dry_run = isinstance(sink, PrintingSink)
         self._warned: set[tuple[str, str, int]] = set()
@@ -94,13 +101,22 @@ class Handler:
         alert = envelope.alert
         context.update(fingerprint=alert.fingerprint, alertname=alert.alertname, status=alert.status)
 
-        found = self.store.lookup(alert.alertname, alert.status)
+        found = self.catalog.lookup(alert)
+        if found.operarius is not None:
+            context["operarius"] = "/".join(found.operarius)
+        outcome = await self._handle_found(envelope, found, context, run_id)
+        if found.operarius is not None and self.status is not None and not isinstance(outcome, Retry):
+            self.status.record(found.operarius, context.get("job", ""), _status_word(outcome))
+        return outcome
+
+    async def _handle_found(self, envelope: Envelope, found: Lookup, context: dict[str, Any], run_id: str) -> Outcome:
+        alert = envelope.alert
         if found.definition is None:
             if found.missing_key:
                 return DeadLetter(
                     f"ConfigMap {found.configmap} has no data key {alert.alertname!r}", "InvalidDefinition"
                 )
-            return NothingToDo(f"no definition: no ConfigMap {found.configmap}")
+            return NothingToDo(f"no definition: no Operarius matches and there is no ConfigMap {found.configmap}")
         try:
             job = render(found.definition, envelope, self.default_ttl_s, run_id)
         except RenderError as exc:
@@ -108,7 +124,7 @@ class Handler:
         context["job"] = job.name
         if self.dry_run:
             context["dry_run"] = True
-        warning_key = (found.definition.source, found.definition.key, hash(found.definition.text))
+        warning_key = (found.definition.source, found.definition.key, hash(found.definition.text or repr(found.definition.manifest)))
         if job.dropped_fields and warning_key not in self._warned:
             # Once per version of a definition, not once per alert.
             self._warned.add(warning_key)
@@ -124,3 +140,9 @@ class Handler:
                 return Retry(str(exc), error_class, exc.status, exc.needs_operator, exc.retry_after_s)
             return DeadLetter(str(exc), "ApiRejected", exc.status)
         return Done(job.name, created)
+
+
+def _status_word(outcome: Outcome) -> str:
+    if isinstance(outcome, Done):
+        return "Created" if outcome.created else "Duplicate"
+    return "Failed"

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 import urllib3
@@ -20,7 +22,10 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
+from dispatcher.operarii import GROUP, PLURAL, VERSION
 from shared.settings import KubeSettings
+
+log = logging.getLogger("openfero.dispatcher")
 
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 # Someone must fix RBAC or create the namespace; then a retry succeeds.
@@ -106,3 +111,47 @@ def classify(status: int, data: str | bytes | None, headers: Any) -> ApiFailure:
     if status in NEEDS_OPERATOR_STATUSES:
         return ApiFailure(text, status, transient=True, needs_operator=True)
     return ApiFailure(text, status, transient=False)
+
+
+class OperariusStatusWriter:
+    """Writes outcomes back to an Operarius' status subresource, best effort.
+
+    ``executionCount`` counts from the status last seen through the watch,
+    so two dispatchers writing at the same moment may count one run once:
+    the count is for people, the Jobs are the record.
+    """
+
+    def __init__(self, api_client: client.ApiClient, catalog: Any):
+        self.custom = client.CustomObjectsApi(api_client)
+        self.catalog = catalog
+        # Its own small pool: status writes never take a thread from Job creation.
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="status")
+
+    def record(self, operarius: tuple[str, str], job_name: str, outcome: str) -> None:
+        self.pool.submit(self._write, operarius, job_name, outcome)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+    def _write(self, key: tuple[str, str], job_name: str, outcome: str) -> None:
+        found = self.catalog.operarius(key)
+        count = int((found.status_view if found else {}).get("executionCount") or 0)
+        status: dict[str, Any] = {
+            "lastOutcome": outcome,
+            "lastExecutionTime": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        if outcome == "Created":
+            status["executionCount"] = count + 1
+        if job_name:
+            status["lastJob"] = job_name
+        namespace, name = key
+        try:
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name, {"status": status}, _request_timeout=10
+            )
+        except Exception as exc:  # status is for people; never let it disturb an alert
+            log.warning(
+                "could not write Operarius status: %s",
+                exc,
+                extra={"event": "operarius.status_failed", "operarius": f"{namespace}/{name}"},
+            )

@@ -4,8 +4,10 @@ The official ``kubernetes`` client talks to it over plain HTTP on 127.0.0.1,
 exactly as it talks to a real API server. It keeps what a real server does
 on these endpoints and that openfero depends on:
 
-- namespaces, ConfigMaps (list, watch, get, create, replace, delete) and
-  batch/v1 Jobs (list, get, create, delete);
+- namespaces, ConfigMaps (list, watch, get, create, replace, delete),
+  batch/v1 Jobs (list, get, create, delete) and openfero.io/v1alpha1
+  Operarii (the same, and merge-patches of their status subresource; or a
+  404 for them all, as a cluster without the CRD answers);
 - label selectors (=, ==, !=, exists, !exists, in, notin);
 - a global resourceVersion; watches that replay from a version, send live
   events, end after ``timeoutSeconds`` and answer an expired version with an
@@ -44,7 +46,12 @@ LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 ENV_NAME_STRICT = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 
-KINDS = {"configmaps": ("v1", "ConfigMap"), "jobs": ("batch/v1", "Job")}
+KINDS = {
+    "configmaps": ("v1", "ConfigMap"),
+    "jobs": ("batch/v1", "Job"),
+    "operarii": ("openfero.io/v1alpha1", "Operarius"),
+}
+_API_PREFIX = {"configmaps": "/api/v1", "jobs": "/apis/batch/v1", "operarii": "/apis/openfero.io/v1alpha1"}
 
 
 @dataclass
@@ -127,8 +134,9 @@ def _split_selector(selector: str) -> list[str]:
 
 
 class KubeDouble:
-    def __init__(self, strict_env_names: bool = True):
+    def __init__(self, strict_env_names: bool = True, serve_operarii: bool = True):
         self.strict_env_names = strict_env_names
+        self.serve_operarii = serve_operarii
         self.namespaces: set[str] = {"default"}
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.events: list[tuple[int, str, str, str, dict[str, Any]]] = []  # rv, resource, ns, type, obj
@@ -312,16 +320,20 @@ class KubeDouble:
                 self.add_namespace(body["metadata"]["name"])
                 return web.json_response(body, status=201)
             return web.json_response({"kind": "NamespaceList", "items": [{"metadata": {"name": n}} for n in sorted(self.namespaces)]})
-        m = re.fullmatch(r"/api(?:s/batch)?/v1/namespaces/([^/]+)(?:/(configmaps|jobs)(?:/([^/]+))?)?", path)
+        m = re.fullmatch(r"(/api/v1|/apis/[^/]+/[^/]+)/namespaces/([^/]+)(?:/([a-z]+)(?:/([^/]+)(/status)?)?)?", path)
         if m is None:
             return web.json_response(status_body(404, "NotFound", f"the server could not find {path}"), status=404)
-        namespace, resource, name = m.groups()
-        if resource is None:
+        api, namespace, resource, name, subresource = m.groups()
+        if resource is None and api == "/api/v1":
             if namespace in self.namespaces:
                 return web.json_response({"kind": "Namespace", "metadata": {"name": namespace}})
             return self._not_found("namespaces", namespace)
-        if path.startswith("/apis/batch") != (resource == "jobs"):
-            return web.json_response(status_body(404, "NotFound", f"the server could not find {path}"), status=404)
+        if _API_PREFIX.get(resource or "") != api or (resource == "operarii" and not self.serve_operarii):
+            return web.json_response(status_body(404, "NotFound", f"the server could not find the requested resource {path}"), status=404)
+        if subresource:
+            if request.method != "PATCH" or resource != "operarii":
+                return web.json_response(status_body(405, "MethodNotAllowed", "method not allowed"), status=405)
+            return await self._patch_status(request, resource, namespace, name)
         if name is None:
             if request.method == "GET":
                 if request.query.get("watch") in ("true", "1"):
@@ -343,6 +355,18 @@ class KubeDouble:
                     self.delete(resource, namespace, name)
                 return web.json_response({"kind": "Status", "status": "Success", "code": 200})
         return web.json_response(status_body(405, "MethodNotAllowed", "method not allowed"), status=405)
+
+    async def _patch_status(self, request: web.Request, resource: str, namespace: str, name: str) -> web.Response:
+        """A JSON merge patch of .status, which is all a status subresource lets through."""
+        patch = await request.json()
+        with self._lock:
+            obj = self.objects.get((resource, namespace, name))
+            if obj is None:
+                return self._not_found(resource, name)
+            updated = copy.deepcopy(obj)
+            updated["status"] = _merge(updated.get("status") or {}, patch.get("status") or {})
+            stored = self._store(resource, namespace, updated, "MODIFIED")
+        return web.json_response(stored)
 
     def _not_found(self, resource: str, name: str) -> web.Response:
         return web.json_response(
@@ -431,6 +455,18 @@ class KubeDouble:
                 return self._not_found(resource, replace)
             stored = self._store(resource, namespace, obj, "MODIFIED" if replace else "ADDED")
         return web.json_response(stored, status=200 if replace else 201)
+
+
+def _merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7386 JSON merge patch."""
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            target[key] = _merge(target[key], value)
+        else:
+            target[key] = value
+    return target
 
 
 def _labels(obj: dict[str, Any]) -> dict[str, str]:

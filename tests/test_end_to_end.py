@@ -89,7 +89,7 @@ def test_a_definition_added_while_running_is_used_for_the_next_alert(pipeline: P
         "default",
         {"metadata": {"name": "openfero-newthing-firing", "labels": {"app": "openfero"}}, "data": {"NewThing": job_definition("new-thing", "fixer")}},
     )
-    wait_for(lambda: '"configmap": "openfero-newthing-firing"' in pipeline.dispatcher.logs(), what="definition seen")
+    wait_for(lambda: '"object": "openfero-newthing-firing"' in pipeline.dispatcher.logs(), what="definition seen")
     second = {"alerts": [{"labels": {"alertname": "NewThing", "n": "2"}}]}
     assert pipeline.post(json.dumps(second).encode())[0] == 200
     [job] = wait_for(kube.jobs, what="the Job")

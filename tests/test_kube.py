@@ -9,7 +9,11 @@ import pytest
 import yaml
 from kubernetes import client
 
-from dispatcher.definitions import ConfigMapWatcher, DefinitionStore
+import functools
+
+from dispatcher.catalog import Catalog
+from dispatcher.watching import ResourceWatcher
+from shared.envelope import envelopes_from_webhook
 from dispatcher.jobs import ApiFailure, JobCreator, load_api_client
 from dispatcher.rendering import render
 from shared.settings import KubeSettings
@@ -108,24 +112,41 @@ def configmap(name: str, key: str, text: str, labels: dict | None = None) -> dic
 JOB = "apiVersion: batch/v1\nkind: Job\nmetadata: {name: fix}\nspec: {template: {spec: {restartPolicy: Never, containers: [{name: c, image: i}]}}}"
 
 
+class Watched:
+    """A catalog of ConfigMap definitions kept by a watcher, looked up by alertname and status."""
+
+    def __init__(self, api: client.ApiClient):
+        self.catalog = Catalog()
+        self.catalog.operarii_synced.set()  # ConfigMaps only here
+        core = client.CoreV1Api(api)
+        self.watcher = ResourceWatcher(
+            "ConfigMap",
+            functools.partial(core.list_namespaced_config_map, "default", label_selector="app=openfero"),
+            self.catalog.replace_configmaps,
+            self.catalog.apply_configmap,
+            watch_timeout_s=2,
+        )
+        self.watcher.start()
+        wait_for(lambda: self.catalog.synced, what="first list")
+
+    def lookup(self, alertname: str, status: str):
+        alert = envelopes_from_webhook({"alerts": [{"labels": {"alertname": alertname}, "status": status}]})[0].alert
+        return self.catalog.lookup(alert)
+
+
 @pytest.fixture
 def watched(api, kube):
-    store = DefinitionStore()
-    watcher = ConfigMapWatcher(client.CoreV1Api(api), "default", "app=openfero", store, watch_timeout_s=2)
-    watcher.start()
-    wait_for(store.synced.is_set, what="first list")
+    store = Watched(api)
     yield store
-    watcher.stop()
+    store.watcher.stop()
 
 
 def test_definitions_are_listed_by_selector_then_followed(kube, api) -> None:
     kube.apply("configmaps", "default", reference_configmap())
     kube.apply("configmaps", "default", configmap("openfero-other-firing", "Other", JOB, labels={"app": "else"}))
-    store = DefinitionStore()
-    watcher = ConfigMapWatcher(client.CoreV1Api(api), "default", "app=openfero", store, watch_timeout_s=2)
-    watcher.start()
+    store = Watched(api)
+    watcher = store.watcher
     try:
-        wait_for(store.synced.is_set, what="first list")
         assert store.lookup("KubeQuotaAlmostFull", "firing").definition is not None
         assert store.lookup("Other", "firing").definition is None  # not selected
         # added, changed and deleted while running
