@@ -165,3 +165,51 @@ def test_ingest_on_sigterm_finishes_the_webhook_it_is_storing(processes, service
         assert queue_depths(amqp_url, prefix)["work"] == 1
     finally:
         proxy.close()
+
+
+def test_an_operarius_creates_its_rendered_job_and_records_the_run(processes, service_env, tmp_path, kube_double, amqp_url, prefix) -> None:
+    import yaml
+
+    from tests.conftest import ROOT, write_kubeconfig
+
+    # Given the shipped Operarius in the cluster, beside a ConfigMap for the same alert
+    operarius = yaml.safe_load((ROOT / "examples" / "podcrashlooping.operarius.yaml").read_text())
+    kube_double.apply("operarii", "default", operarius)
+    kube_double.apply(
+        "configmaps",
+        "default",
+        {"metadata": {"name": "openfero-kubepodcrashlooping-firing", "labels": {"app": "openfero"}}, "data": {"KubePodCrashLooping": "kind: Job"}},
+    )
+    env = {**service_env, "KUBECONFIG": str(write_kubeconfig(kube_double, tmp_path))}
+    pipeline = Pipeline(processes, env, tmp_path)
+    # When the Go original's test alert arrives
+    assert pipeline.post((ROOT / "examples" / "kubepodcrashlooping.alert.json").read_bytes())[0] == 200
+    # Then the Operarius' Job is created, rendered for the alert
+    [job] = wait_for(kube_double.jobs, what="the Job")
+    assert job["metadata"]["name"].startswith("pod-crashloop-restart-")
+    pod = job["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "openfero-pod-restarter"
+    assert "restarting default/test-crashloop-pod" in pod["containers"][0]["command"][2]
+    env_vars = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    assert env_vars["SUMMARY"] == "Pod is crash looping." and env_vars["OPENFERO_POD"] == "test-crashloop-pod"
+    assert job["spec"]["template"]["metadata"]["labels"]["pod"] == "test-crashloop-pod"
+    # and the run is written back to its status
+    status = wait_for(lambda: kube_double.list("operarii", "default")[0].get("status"), what="the Operarius status")
+    assert status["executionCount"] == 1 and status["lastJob"] == job["metadata"]["name"] and status["lastOutcome"] == "Created"
+    [created] = pipeline.dispatcher.events("job.created")
+    assert created["operarius"] == "default/pod-crashloop-restart"
+
+
+def test_a_cluster_without_the_operarius_crd_still_serves_configmap_definitions(processes, service_env, tmp_path, amqp_url, prefix) -> None:
+    from tests.conftest import write_kubeconfig
+
+    double = KubeDouble(serve_operarii=False).start()
+    try:
+        double.apply("configmaps", "default", reference_configmap())
+        env = {**service_env, "KUBECONFIG": str(write_kubeconfig(double, tmp_path))}
+        pipeline = Pipeline(processes, env, tmp_path)
+        assert pipeline.post(reference_alert_bytes())[0] == 200
+        wait_for(double.jobs, what="the Job")
+        assert pipeline.dispatcher.events("definitions.kind_missing")
+    finally:
+        double.stop()
