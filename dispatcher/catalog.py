@@ -107,11 +107,22 @@ class Catalog:
             return None
 
 
-def load_files(path: Path, catalog: Catalog) -> None:
-    """Fill ``catalog`` from ConfigMap and Operarius manifests in a file or a folder of them."""
-    files = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml")) if path.is_dir() else [path]
+def manifest_files(paths: list[Path]) -> list[Path]:
+    """The YAML files among ``paths``, folders searched."""
+    files: list[Path] = []
+    for path in paths:
+        files += sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml")) if path.is_dir() else [path]
+    return files
+
+
+def load_files(paths: Path | list[Path], catalog: Catalog) -> None:
+    """Fill ``catalog`` from the ConfigMap and Operarius manifests in files or folders of them.
+
+    Each manifest without a namespace is given its file's path as one, so
+    that messages say where a definition came from.
+    """
     configmaps, operarii = [], []
-    for file in files:
+    for file in manifest_files(paths if isinstance(paths, list) else [paths]):
         for doc in yaml.safe_load_all(file.read_text()):
             if not isinstance(doc, dict):
                 continue

@@ -27,7 +27,9 @@ _MARKERS = ("{{", "{%", "{#")
 # Inside {{ ... }}: a dot that starts a name and follows no name, bracket or quote.
 _GO_DOT = re.compile(r"(?<![\w\])'\"])\.(?=[A-Za-z_])")
 _EXPRESSION = re.compile(r"{{-?(.*?)-?}}", re.S)
-_LABEL_REFERENCE = re.compile(r"\b(?:Labels|labels)(?:\.([A-Za-z_][A-Za-z0-9_]*)|\[\s*['\"]([^'\"]+)['\"]\s*\])")
+_REFERENCE = r"\b(?:{names})(?:\.([A-Za-z_][A-Za-z0-9_]*)|\[\s*['\"]([^'\"]+)['\"]\s*\])"
+_LABEL_REFERENCE = re.compile(_REFERENCE.format(names="Labels|labels"))
+_ANNOTATION_REFERENCE = re.compile(_REFERENCE.format(names="Annotations|annotations"))
 
 
 class TemplateError(ValueError):
@@ -82,6 +84,11 @@ def compile_template(text: str) -> jinja2.Template:
 def referenced_labels(text: str) -> set[str]:
     """Alert label names a template reads (``.Labels.x``, ``labels.x``, ``labels['x']``)."""
     return {dotted or quoted for dotted, quoted in _LABEL_REFERENCE.findall(go_to_jinja(text))}
+
+
+def referenced_annotations(text: str) -> set[str]:
+    """Alert annotation names a template reads."""
+    return {dotted or quoted for dotted, quoted in _ANNOTATION_REFERENCE.findall(go_to_jinja(text))}
 
 
 def context(envelope: Envelope) -> dict[str, Any]:

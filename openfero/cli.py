@@ -6,6 +6,7 @@ import click
 
 from dispatcher.cli import command as dispatcher_command
 from ingest.cli import command as ingest_command
+from openfero.authoring import render_command, validate_command
 from openfero.operations import dlq, replay
 
 
@@ -19,3 +20,5 @@ main.add_command(ingest_command)
 main.add_command(dispatcher_command)
 main.add_command(dlq)
 main.add_command(replay)
+main.add_command(render_command)
+main.add_command(validate_command)

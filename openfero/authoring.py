@@ -1,0 +1,169 @@
+"""Writing definitions without a broker or a cluster: `openfero render` and `openfero validate`.
+
+``render`` runs the dispatcher's own lookup and rendering (dispatcher.catalog,
+dispatcher.rendering), so what it prints is the Job the dispatcher would
+create. ``validate`` checks what can be checked before an alert arrives.
+
+Exit codes: 0 fine (validate: warnings allowed), 1 a definition or an alert
+has an error, 2 wrong usage.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+import yaml
+
+from dispatcher.catalog import Catalog, load_files, manifest_files
+from dispatcher.definitions import Definition, configmap_definitions
+from dispatcher.operarii import KIND, InvalidOperarius, Operarius
+from dispatcher.rendering import MAX_NAME, RenderError, dns_label, render
+from dispatcher.templating import referenced_annotations, referenced_labels, templated_fields
+from shared.envelope import Envelope, InvalidWebhook, envelopes_from_webhook
+from shared.settings import DispatcherSettings, load
+
+# Job names are the definition's name cut to this, a dash and a 10-character hash.
+_NAME_ROOM = MAX_NAME - 11
+
+
+def read_alerts(path: Path) -> list[Envelope]:
+    """A webhook, or one alert on its own, as the envelopes ingest would make."""
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f"{path}: {exc}") from None
+    if isinstance(payload, dict) and not any(k.lower() == "alerts" for k in payload):
+        payload = {"alerts": [payload]}
+    try:
+        return envelopes_from_webhook(payload)
+    except InvalidWebhook as exc:
+        raise click.BadParameter(f"{path}: {exc}") from None
+
+
+@click.command("render", context_settings={"max_content_width": 100})
+@click.option("--alert", "alert_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True, help="A webhook JSON (or one alert) as Alertmanager sends it.")
+@click.option("--definition", "definitions", type=click.Path(exists=True, path_type=Path), multiple=True, required=True, help="ConfigMap or Operarius manifests: a file or a folder (repeatable).")
+def render_command(alert_path: Path, definitions: tuple[Path, ...]) -> None:
+    """Print, as YAML, the Job the dispatcher would create for each alert."""
+    catalog = Catalog()
+    load_files(list(definitions), catalog)
+    ttl_s = load(DispatcherSettings).job_ttl_s
+    failed = False
+    for envelope in read_alerts(alert_path):
+        alert = envelope.alert
+        found = catalog.lookup(alert)
+        if found.definition is None:
+            click.echo(f"# {alert.alertname} ({alert.status}): no definition matches", err=True)
+            failed = True
+            continue
+        try:
+            job = render(found.definition, envelope, ttl_s)
+        except RenderError as exc:
+            click.echo(f"# {alert.alertname} ({alert.status}): {exc}", err=True)
+            failed = True
+            continue
+        for dropped in job.dropped_fields:
+            click.echo(f"# {found.definition.source}: {dropped} is not a field of a Job; dropped", err=True)
+        click.echo("---\n" + yaml.safe_dump(job.body, sort_keys=False), nl=False)
+    sys.exit(1 if failed else 0)
+
+
+@dataclass
+class Report:
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    definitions: int = 0
+
+
+def _sample(definition: Definition, alertname: str, status: str, alert: Envelope | None) -> Envelope:
+    """The alert to try a definition on: the one given, or one with every label and annotation it reads."""
+    if alert is not None:
+        return alert
+    texts = [text for _, text in templated_fields(definition.manifest)]
+    labels = {name: "example" for text in texts for name in referenced_labels(text)}
+    labels["alertname"] = alertname or "Example"
+    annotations = {name: "example" for text in texts for name in referenced_annotations(text)}
+    webhook = {"alerts": [{"labels": labels, "annotations": annotations, "status": status or "firing", "startsAt": "2025-01-01T00:00:00Z"}]}
+    return envelopes_from_webhook(webhook)[0]
+
+
+def _check(definition: Definition, where: str, alertname: str, status: str, alert: Envelope | None, report: Report) -> None:
+    report.definitions += 1
+    if definition.parse_error:
+        report.errors.append(f"{where}: {definition.parse_error}")
+        return
+    if alert is not None:
+        for name in sorted({n for _, t in templated_fields(definition.manifest) for n in referenced_labels(t)}):
+            if name not in alert.alert.labels:
+                report.errors.append(f"{where}: a template reads label {name!r}, which the alert does not have")
+    try:
+        job = render(definition, _sample(definition, alertname, status, alert), 60)
+    except RenderError as exc:
+        own_prefix = f"definition {definition.source} key {definition.key!r}: "  # `where` says it already
+        report.errors.append(f"{where}: {str(exc).removeprefix(own_prefix)}")
+        return
+    for dropped in job.dropped_fields:
+        report.warnings.append(f"{where}: {dropped} is not a field of a Job; it will be dropped")
+    base = (definition.manifest.get("metadata") or {}).get("name") or ""
+    if len(dns_label(str(base))) > _NAME_ROOM:
+        report.warnings.append(f"{where}: metadata.name is cut to {_NAME_ROOM} characters in Job names")
+
+
+def validate_file(path: Path, alert: Envelope | None, report: Report) -> None:
+    try:
+        docs = list(yaml.safe_load_all(path.read_text()))
+    except yaml.YAMLError as exc:
+        report.errors.append(f"{path}: not valid YAML: {exc}")
+        return
+    for index, doc in enumerate(docs):
+        if not isinstance(doc, dict):
+            continue
+        kind = doc.get("kind")
+        name = (doc.get("metadata") or {}).get("name", f"document {index}")
+        if kind == "ConfigMap":
+            doc.setdefault("metadata", {}).setdefault("namespace", str(path))
+            for key, definition in configmap_definitions(doc).items():
+                where = f"{path}: ConfigMap {name} key {key}"
+                status = str(name).rpartition("-")[2]
+                if name != f"openfero-{key.lower()}-{status}" or status not in ("firing", "resolved"):
+                    report.errors.append(
+                        f"{where}: never used: alert {key!r} looks for ConfigMap openfero-{key.lower()}-firing or -resolved"
+                    )
+                _check(definition, where, key, status, alert, report)
+        elif kind == KIND:
+            where = f"{path}: Operarius {name}"
+            try:
+                operarius = Operarius.from_resource({**doc, "metadata": {**doc.get("metadata", {}), "namespace": str(path)}})
+            except (InvalidOperarius, KeyError, TypeError, ValueError) as exc:
+                report.errors.append(f"{where}: {exc}")
+                continue
+            if not (doc.get("spec") or {}).get("jobTemplate"):
+                report.errors.append(f"{where}: spec.jobTemplate is required")
+                continue
+            _check(operarius.definition, where, operarius.alertname or "", operarius.status or "", alert, report)
+
+
+@click.command("validate", context_settings={"max_content_width": 100})
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--alert", "alert_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Also check every definition against this alert (its first).")
+def validate_command(paths: tuple[Path, ...], alert_path: Path | None) -> None:
+    """Check definitions: YAML, Job shape, templates, labels they read, name length.
+
+    Each problem is printed with its file, definition and field. Exits 1 on
+    any error; warnings alone exit 0.
+    """
+    alert = read_alerts(alert_path)[0] if alert_path else None
+    report = Report()
+    for path in manifest_files(list(paths)):
+        validate_file(path, alert, report)
+    for line in report.errors:
+        click.echo(f"error: {line}")
+    for line in report.warnings:
+        click.echo(f"warning: {line}")
+    click.echo(f"{report.definitions} definitions, {len(report.errors)} errors, {len(report.warnings)} warnings")
+    sys.exit(1 if report.errors else 0)
+
