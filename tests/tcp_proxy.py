@@ -70,6 +70,25 @@ class TcpProxy:
                 writer.transport.abort()
 
 
+def broker_proxy_url(amqp_url: str, listen_port: int) -> tuple[str, int, str]:
+    """(broker host, broker port, the URL that reaches it through a proxy on ``listen_port``)."""
+    from yarl import URL
+
+    url = URL(amqp_url)
+    return url.host or "127.0.0.1", url.port or 5672, str(url.with_host("127.0.0.1").with_port(listen_port))
+
+
+async def start_broker_proxy(amqp_url: str) -> tuple[TcpProxy, str]:
+    """A started proxy in front of the broker of ``amqp_url``, and the URL to use through it."""
+    from tests.conftest import free_port
+
+    listen = free_port()
+    host, port, proxied = broker_proxy_url(amqp_url, listen)
+    proxy = TcpProxy(host, port, listen)
+    await proxy.start()
+    return proxy, proxied
+
+
 class ThreadedTcpProxy:
     """A TcpProxy on an event loop of its own, for tests whose clients are other processes."""
 

@@ -133,14 +133,16 @@ def test_ingest_on_sigterm_finishes_the_webhook_it_is_storing(processes, service
 
     from tests.conftest import free_port
     from tests.harness import Process, post
-    from tests.tcp_proxy import ThreadedTcpProxy
+    from tests.tcp_proxy import ThreadedTcpProxy, broker_proxy_url
 
     # Given ingest whose broker has stopped answering, mid-webhook
-    proxy = ThreadedTcpProxy("127.0.0.1", 5672, free_port())
+    listen = free_port()
+    host, broker_port, proxied_url = broker_proxy_url(amqp_url, listen)
+    proxy = ThreadedTcpProxy(host, broker_port, listen)
     port = free_port()
     env = {
         **service_env,
-        "OPENFERO_AMQP_URL": amqp_url.replace("127.0.0.1:5672", f"127.0.0.1:{proxy.port}"),
+        "OPENFERO_AMQP_URL": proxied_url,
         "OPENFERO_INGEST_ADDR": f"127.0.0.1:{port}",
         "OPENFERO_PUBLISH_TIMEOUT_SECONDS": "10",
     }

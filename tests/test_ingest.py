@@ -14,7 +14,7 @@ from shared.envelope import Envelope
 from shared.settings import BrokerSettings, IngestSettings
 from shared.topology import Names
 from tests.conftest import async_wait_for, free_port, queue_depth, reference_alert_bytes
-from tests.tcp_proxy import TcpProxy
+from tests.tcp_proxy import TcpProxy, broker_proxy_url, start_broker_proxy
 
 
 async def start_client(broker: BrokerSettings, ingest: IngestSettings | None = None, ready: bool = True) -> TestClient:
@@ -151,10 +151,7 @@ async def test_a_large_group_is_accepted_under_the_default_limit(broker_settings
 
 async def test_broker_away_means_503_and_not_ready_then_200_once_back(amqp_url, prefix, channel) -> None:
     # Given ingest reaching the broker through a proxy we can cut
-    proxy = TcpProxy("127.0.0.1", 5672, free_port())
-    await proxy.start()
-    url = amqp_url.replace("127.0.0.1:5672", f"127.0.0.1:{proxy.port}")
-    assert url != amqp_url, "this test needs the machine's broker at 127.0.0.1:5672"
+    proxy, url = await start_broker_proxy(amqp_url)
     client = await start_client(BrokerSettings(amqp_url=url, queue_prefix=prefix, reconnect_max_s=0.2))
     work = Names(prefix).work_queue
     try:
@@ -182,13 +179,11 @@ async def _not_ready(client: TestClient) -> bool:
     return (await client.get("/readiness")).status == 503
 
 
-async def test_ingest_starts_without_a_broker_and_connects_when_it_comes(prefix, channel) -> None:
-    port = free_port()
-    proxy = TcpProxy("127.0.0.1", 5672, port)
-    client = await start_client(
-        BrokerSettings(amqp_url=f"amqp://guest:guest@127.0.0.1:{port}/", queue_prefix=prefix, reconnect_max_s=0.2),
-        ready=False,
-    )
+async def test_ingest_starts_without_a_broker_and_connects_when_it_comes(amqp_url, prefix, channel) -> None:
+    listen = free_port()
+    host, port, url = broker_proxy_url(amqp_url, listen)
+    proxy = TcpProxy(host, port, listen)
+    client = await start_client(BrokerSettings(amqp_url=url, queue_prefix=prefix, reconnect_max_s=0.2), ready=False)
     try:
         assert (await client.get("/healthz")).status == 200
         assert (await client.get("/readiness")).status == 503
@@ -219,9 +214,7 @@ async def test_unroutable_alerts_get_503(broker_settings, channel) -> None:
 
 async def test_a_broker_that_does_not_confirm_in_time_means_503(amqp_url, prefix, channel) -> None:
     # Given ingest connected through a proxy that will stop passing bytes
-    proxy = TcpProxy("127.0.0.1", 5672, free_port())
-    await proxy.start()
-    url = amqp_url.replace("127.0.0.1:5672", f"127.0.0.1:{proxy.port}")
+    proxy, url = await start_broker_proxy(amqp_url)
     client = await start_client(
         BrokerSettings(amqp_url=url, queue_prefix=prefix, reconnect_max_s=0.2), IngestSettings(publish_timeout_s=0.5)
     )
