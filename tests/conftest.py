@@ -28,7 +28,8 @@ from tests.cluster import ApiCluster
 from tests.kube_double import KubeDouble
 
 ROOT = Path(__file__).resolve().parent.parent
-REFERENCE = ROOT / "examples"
+ALERTS = ROOT / "examples"
+DEFINITIONS = ROOT / "k8s" / "examples"
 # Retry tiers short enough for tests to watch a whole schedule.
 TEST_RETRY_DELAYS = "0.2,0.5,1"
 
@@ -152,11 +153,11 @@ def kubeconfig(kube: KubeDouble | ApiCluster, tmp_path: Path) -> Path:
 
 
 def reference_configmap() -> dict[str, Any]:
-    return yaml.safe_load((REFERENCE / "kubequotaalmostfull.configmap.yaml").read_text())
+    return yaml.safe_load((DEFINITIONS / "kubequotaalmostfull.configmap.yaml").read_text())
 
 
 def reference_alert_bytes() -> bytes:
-    return (REFERENCE / "kubequotaalmostfull.alert.json").read_bytes()
+    return (ALERTS / "kubequotaalmostfull.alert.json").read_bytes()
 
 
 def free_port() -> int:

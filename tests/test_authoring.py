@@ -13,7 +13,8 @@ from openfero.cli import main
 from tests.conftest import ROOT
 from tests.test_rendering import REFERENCE_ENV
 
-EXAMPLES = ROOT / "examples"
+EXAMPLES = ROOT / "examples"  # alerts
+DEFINITIONS = ROOT / "k8s" / "examples"
 
 
 def run(*args: str) -> tuple[int, str, str]:
@@ -22,7 +23,7 @@ def run(*args: str) -> tuple[int, str, str]:
 
 
 def test_render_prints_the_reference_job() -> None:
-    code, out, err = run("render", "--alert", str(EXAMPLES / "kubequotaalmostfull.alert.json"), "--definition", str(EXAMPLES))
+    code, out, err = run("render", "--alert", str(EXAMPLES / "kubequotaalmostfull.alert.json"), "--definition", str(DEFINITIONS))
     assert code == 0
     [job] = list(yaml.safe_load_all(out))
     container = job["spec"]["template"]["spec"]["containers"][0]
@@ -32,7 +33,7 @@ def test_render_prints_the_reference_job() -> None:
 
 
 def test_render_uses_the_dispatchers_choice_and_templates() -> None:
-    code, out, _ = run("render", "--alert", str(EXAMPLES / "kubepodcrashlooping.alert.json"), "--definition", str(EXAMPLES / "podcrashlooping.operarius.yaml"))
+    code, out, _ = run("render", "--alert", str(EXAMPLES / "kubepodcrashlooping.alert.json"), "--definition", str(DEFINITIONS / "podcrashlooping.operarius.yaml"))
     assert code == 0
     [job] = list(yaml.safe_load_all(out))
     assert job["metadata"]["name"].startswith("pod-crashloop-restart-")
@@ -41,7 +42,7 @@ def test_render_uses_the_dispatchers_choice_and_templates() -> None:
 
 def test_render_names_the_same_job_as_the_dispatcher() -> None:
     # Job names depend only on the alert occurrence, so two renders and the dispatcher agree.
-    args = ("render", "--alert", str(EXAMPLES / "kubequotaalmostfull.alert.json"), "--definition", str(EXAMPLES))
+    args = ("render", "--alert", str(EXAMPLES / "kubequotaalmostfull.alert.json"), "--definition", str(DEFINITIONS))
     names = {yaml.safe_load(run(*args)[1])["metadata"]["name"] for _ in range(2)}
     from tests.test_rendering import reference_definition, reference_envelope
     from dispatcher.rendering import render
@@ -52,12 +53,12 @@ def test_render_names_the_same_job_as_the_dispatcher() -> None:
 def test_render_says_when_nothing_matches(tmp_path: Path) -> None:
     alert = tmp_path / "alert.json"
     alert.write_text(json.dumps({"labels": {"alertname": "Unknown"}, "status": "firing"}))  # one alert on its own
-    code, out, err = run("render", "--alert", str(alert), "--definition", str(EXAMPLES))
+    code, out, err = run("render", "--alert", str(alert), "--definition", str(DEFINITIONS))
     assert code == 1 and out == "" and "Unknown (firing): no definition matches" in err
 
 
 def test_validate_passes_the_examples_and_the_go_originals_definitions() -> None:
-    code, out, _ = run("validate", str(EXAMPLES), str(ROOT / "tests" / "data" / "go-original"))
+    code, out, _ = run("validate", str(DEFINITIONS), str(ROOT / "tests" / "data" / "go-original"))
     assert code == 0, out
     assert "4 definitions, 0 errors" in out
 

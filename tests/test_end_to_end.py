@@ -175,7 +175,7 @@ def test_an_operarius_creates_its_rendered_job_and_records_the_run(processes, se
     from tests.conftest import ROOT, write_kubeconfig
 
     # Given the shipped Operarius in the cluster, beside a ConfigMap for the same alert
-    operarius = yaml.safe_load((ROOT / "examples" / "podcrashlooping.operarius.yaml").read_text())
+    operarius = yaml.safe_load((ROOT / "k8s" / "examples" / "podcrashlooping.operarius.yaml").read_text())
     kube_double.apply("operarii", "default", operarius)
     kube_double.apply(
         "configmaps",

@@ -22,7 +22,7 @@ def crd_schema() -> dict:
 
 def operarii_shipped() -> list[tuple[str, dict]]:
     found = []
-    for path in [*DATA.glob("*.operarius.yaml"), *(ROOT / "examples").glob("*.yaml")]:
+    for path in [*DATA.glob("*.operarius.yaml"), *(ROOT / "k8s" / "examples").glob("*.yaml")]:
         for doc in yaml.safe_load_all(path.read_text()):
             if isinstance(doc, dict) and doc.get("kind") == "Operarius":
                 found.append((path.name, doc))

@@ -207,7 +207,7 @@ spec:
 
 
 def shipped_jobs() -> list[tuple[str, dict]]:
-    """(where, Job-like tree) of every definition shipped in examples/ and k8s/."""
+    """(where, Job-like tree) of every definition shipped in k8s/."""
     found = []
     for path in sorted([*ROOT.glob("examples/*.yaml"), *ROOT.glob("k8s/**/*.yaml")]):
         for doc in yaml.safe_load_all(path.read_text()):
