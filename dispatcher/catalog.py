@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from dispatcher.metrics import DEFINITIONS
 from dispatcher.definitions import Definition, Lookup, configmap_definitions, configmap_name
 from dispatcher.operarii import KIND, InvalidOperarius, Operarius, select
 from shared.envelope import Alert
@@ -52,12 +53,17 @@ class Catalog:
     def __len__(self) -> int:
         return len(self._configmaps) + len(self._operarii)
 
+    def _count(self) -> None:
+        DEFINITIONS.labels("ConfigMap").set(sum(len(d) for d in self._configmaps.values()))
+        DEFINITIONS.labels("Operarius").set(len(self._operarii))
+
     # -- ConfigMaps --------------------------------------------------------------------
 
     def replace_configmaps(self, configmaps: list[dict[str, Any]]) -> None:
         fresh = {cm["metadata"]["name"]: configmap_definitions(cm) for cm in configmaps}
         with self._lock:
             self._configmaps = fresh
+            self._count()
         self.configmaps_synced.set()
 
     def apply_configmap(self, event_type: str, configmap: dict[str, Any]) -> None:
@@ -69,6 +75,7 @@ class Catalog:
             else:
                 updated[name] = configmap_definitions(configmap)
             self._configmaps = updated
+            self._count()
 
     # -- Operarii ------------------------------------------------------------------------
 
@@ -80,6 +87,7 @@ class Catalog:
                 fresh[operarius.key] = operarius
         with self._lock:
             self._operarii = fresh
+            self._count()
         self.operarii_synced.set()
 
     def apply_operarius(self, event_type: str, obj: dict[str, Any]) -> None:
@@ -92,6 +100,7 @@ class Catalog:
             if operarius is not None:
                 updated[key] = operarius
             self._operarii = updated
+            self._count()
 
     @staticmethod
     def _read(obj: dict[str, Any]) -> Operarius | None:

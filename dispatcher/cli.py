@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import click
+from aiohttp import web
 
 from dispatcher.consuming import Dispatcher
 from dispatcher.catalog import Catalog, load_files
 from dispatcher.operarii import GROUP, PLURAL, VERSION
 from dispatcher.watching import ResourceWatcher
+from shared.metrics import metrics_handler
 from dispatcher.handling import Handler, JobSink, PrintingSink
 from dispatcher.retrying import RetryPolicy
 from shared import logs
@@ -113,6 +115,7 @@ async def serve(service: ServiceSettings, dry_run: bool | None, exit_when_idle_s
                 "dry_run": settings.dry_run,
             },
         )
+    metrics_runner = await _serve_metrics(service.metrics_addr)
     try:
         if await _wait_synced(catalog, stop):
             handler = Handler(catalog, sink, settings.job_ttl_s, status)
@@ -121,6 +124,26 @@ async def serve(service: ServiceSettings, dry_run: bool | None, exit_when_idle_s
     finally:
         for close in closers:
             close()
+        await metrics_runner.cleanup()
+
+
+async def _serve_metrics(addr: str) -> web.AppRunner:
+    """/metrics and /healthz on their own port: the dispatcher has no other HTTP."""
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    host, _, port = addr.rpartition(":")
+    site = web.TCPSite(runner, host or "0.0.0.0", int(port))
+    await site.start()
+    bound = runner.addresses[0][1]
+    log.info("metrics served", extra={"event": "metrics.listening", "port": bound})
+    return runner
 
 
 @click.command(
@@ -139,7 +162,7 @@ async def serve(service: ServiceSettings, dry_run: bool | None, exit_when_idle_s
 def command(dry_run: bool | None, exit_when_idle: float | None) -> None:
     """Consume alert messages and create the Kubernetes Jobs their definitions describe."""
     service = load(ServiceSettings)
-    logs.setup(service.log_level)
+    logs.setup(service.log_level, service.log_format)
     asyncio.run(serve(service, dry_run, exit_when_idle))
 
 

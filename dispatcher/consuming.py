@@ -23,6 +23,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
+from dispatcher.metrics import HANDLED, RETRIES
 from dispatcher.handling import DeadLetter, Done, Handler, NothingToDo, Outcome, Retry
 from dispatcher.retrying import RetryPolicy
 from shared import headers as h
@@ -90,15 +91,18 @@ class Dispatcher:
                 await message.nack(requeue=True)
 
     async def _settle(self, message: AbstractIncomingMessage, outcome: Outcome, context: dict[str, Any]) -> None:
+        alertname = context.get("alertname", "")
         if isinstance(outcome, Done):
             await message.ack()
             kind = "created" if outcome.created else "duplicate"
             self.outcomes[kind] += 1
+            HANDLED.labels(kind, alertname).inc()
             text = "job created" if outcome.created else "job exists already: duplicate suppressed"
             log.info(text, extra={**context, "event": f"job.{kind}"})
         elif isinstance(outcome, NothingToDo):
             await message.ack()
             self.outcomes["no_definition"] += 1
+            HANDLED.labels("no_definition", alertname).inc()
             log.info(outcome.reason, extra={**context, "event": "alert.no_definition"})
         elif isinstance(outcome, Retry):
             attempts = context["attempt"]
@@ -111,6 +115,8 @@ class Dispatcher:
             await self._republish(message, routing_key, self._failure_headers(message, outcome.reason, outcome.error_class, outcome.status, attempts))
             await message.ack()
             self.outcomes["retried"] += 1
+            HANDLED.labels("retried", alertname).inc()
+            RETRIES.labels(f"{delay:g}").inc()
             log.warning(
                 "will retry in %g s: %s",
                 delay,
@@ -126,6 +132,7 @@ class Dispatcher:
         await self._republish(message, DEAD_ROUTING_KEY, headers)
         await message.ack()
         self.outcomes["dead_lettered"] += 1
+        HANDLED.labels("dead_lettered", context.get("alertname", "")).inc()
         log.error(
             "dead-lettered: %s",
             outcome.reason,

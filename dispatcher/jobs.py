@@ -22,6 +22,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
+from dispatcher.metrics import JOB_CREATE_SECONDS
 from dispatcher.operarii import GROUP, PLURAL, VERSION
 from shared.settings import KubeSettings
 
@@ -79,6 +80,10 @@ class JobCreator:
         return await loop.run_in_executor(self._pool, self._create_blocking, body)
 
     def _create_blocking(self, body: dict[str, Any]) -> bool:
+        with JOB_CREATE_SECONDS.time():
+            return self._create_once(body)
+
+    def _create_once(self, body: dict[str, Any]) -> bool:
         try:
             response = self.batch.create_namespaced_job(
                 self.namespace, body, _request_timeout=self.timeout_s, _preload_content=False

@@ -17,6 +17,8 @@ from typing import Any
 
 from kubernetes.watch.watch import iter_resp_lines
 
+from dispatcher.metrics import KUBE_API_UP
+
 log = logging.getLogger("openfero.definitions")
 
 ListCall = Callable[..., Any]  # the client's list call, arguments bound but for the watch ones
@@ -84,6 +86,7 @@ class ResourceWatcher:
                     self.on_list([])
                     self._stop.wait(_MISSING_KIND_RETRY_S)
                     continue
+                KUBE_API_UP.labels(self.kind).set(0)
                 log.warning(
                     "%s list/watch failed: %s",
                     self.kind,
@@ -99,6 +102,7 @@ class ResourceWatcher:
         body = json.loads(response.data)
         items = body.get("items") or []
         self.on_list(items)
+        KUBE_API_UP.labels(self.kind).set(1)
         log.info("%s listed", self.kind, extra={"event": "definitions.listed", "kind": self.kind, "count": len(items)})
         return body["metadata"]["resourceVersion"]
 

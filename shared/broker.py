@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
+from shared.metrics import BROKER_CONNECTED
 from shared.settings import BrokerSettings
 from shared.topology import Declared, Names, Retention, declare
 
@@ -62,6 +63,7 @@ class BrokerLink:
                 log.warning("broker unreachable: %s", exc or type(exc).__name__, extra={"event": "broker.unreachable"})
             finally:
                 self.ready.clear()
+                BROKER_CONNECTED.set(0)
                 await self._drop_connection()
             if not self._stopping:
                 await asyncio.sleep(pause)
@@ -80,6 +82,7 @@ class BrokerLink:
         if self._on_connected is not None:
             await self._on_connected(channel, declared)
         self.ready.set()
+        BROKER_CONNECTED.set(1)
         log.info("connected to the broker", extra={"event": "broker.connected"})
 
     async def _drop_connection(self) -> None:

@@ -74,6 +74,45 @@ class IngestSettings:
         "Largest webhook body accepted (bytes); 32 MiB holds a group of about 10,000 "
         "alerts of Alertmanager's usual size. Larger bodies get 413.",
     )
+    max_alerts: int = setting(
+        "OPENFERO_MAX_ALERTS_PER_WEBHOOK",
+        10000,
+        "Most alerts one webhook may hold; more get 413 (Alertmanager's max_alerts keeps groups below it).",
+    )
+    max_labels: int = setting(
+        "OPENFERO_MAX_LABELS_PER_ALERT",
+        100,
+        "Most labels (and most annotations) one alert may have; more get 422.",
+    )
+    max_label_bytes: int = setting(
+        "OPENFERO_MAX_LABEL_BYTES",
+        16384,
+        "Longest label or annotation, name and value together (bytes of UTF-8); longer gets 422.",
+    )
+    max_inflight_alerts: int = setting(
+        "OPENFERO_MAX_INFLIGHT_ALERTS",
+        20000,
+        "Most alerts being stored at once, over all webhooks; a webhook that would go past it gets 503 at "
+        "once, so that an alert storm cannot exhaust memory.",
+    )
+    auth_mode: str = setting(
+        "OPENFERO_AUTH",
+        "none",
+        "Webhook authentication: none, basic or bearer (what Alertmanager's basic_auth and authorization send).",
+    )
+    auth_username: str = setting("OPENFERO_AUTH_USERNAME", "", "The user name for basic auth.")
+    auth_password_file: str = setting(
+        "OPENFERO_AUTH_PASSWORD_FILE", "", "A file holding the basic auth password (a mounted Secret)."
+    )
+    auth_password: str = setting(
+        "OPENFERO_AUTH_PASSWORD", "", "The basic auth password, when it does not come from a file."
+    )
+    auth_token_file: str = setting("OPENFERO_AUTH_TOKEN_FILE", "", "A file holding the bearer token (a mounted Secret).")
+    auth_token: str = setting("OPENFERO_AUTH_TOKEN", "", "The bearer token, when it does not come from a file.")
+    tls_cert_file: str = setting(
+        "OPENFERO_TLS_CERT_FILE", "", "Serve HTTPS with this certificate (PEM) and OPENFERO_TLS_KEY_FILE; empty: HTTP."
+    )
+    tls_key_file: str = setting("OPENFERO_TLS_KEY_FILE", "", "The TLS private key (PEM).")
     publish_timeout_s: float = setting(
         "OPENFERO_PUBLISH_TIMEOUT_SECONDS",
         5.0,
@@ -192,6 +231,12 @@ class RetrySettings:
 @dataclass(frozen=True)
 class ServiceSettings:
     log_level: str = setting("OPENFERO_LOG_LEVEL", "INFO", "Log level: DEBUG, INFO, WARNING or ERROR.")
+    log_format: str = setting("OPENFERO_LOG_FORMAT", "json", "json (one object a line) or text.")
+    metrics_addr: str = setting(
+        "OPENFERO_METRICS_ADDR",
+        "0.0.0.0:9091",
+        "host:port of the dispatcher's /metrics and /healthz (ingest serves them on its own port).",
+    )
     shutdown_grace_s: float = setting(
         "OPENFERO_SHUTDOWN_GRACE_SECONDS",
         20.0,

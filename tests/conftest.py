@@ -207,5 +207,6 @@ def service_env(broker_settings: BrokerSettings, kubeconfig: Path) -> dict[str, 
         "OPENFERO_LOG_LEVEL": "DEBUG",
         "OPENFERO_RETRY_DELAYS_SECONDS": TEST_RETRY_DELAYS,
         "OPENFERO_RETRY_MAX_ATTEMPTS": "4",
+        "OPENFERO_METRICS_ADDR": "127.0.0.1:0",  # any free port: tests run several dispatchers
         "PYTHONUNBUFFERED": "1",
     }

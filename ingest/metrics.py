@@ -1,0 +1,20 @@
+"""Ingest's metrics."""
+
+from prometheus_client import Counter, Histogram
+
+from shared.metrics import LATENCY_BUCKETS_S
+
+WEBHOOKS = Counter(
+    "openfero_webhooks_total",
+    "Webhooks received, by outcome: accepted, rejected (bad input), unavailable (503, not stored), "
+    "busy (503, too much in flight), unauthorized.",
+    ["outcome"],
+)
+REJECTED = Counter("openfero_webhooks_rejected_total", "Webhooks refused for bad input, by reason.", ["reason"])
+ALERTS = Counter("openfero_alerts_received_total", "Alerts received, by outcome: accepted or unavailable.", ["outcome"])
+AUTH_FAILURES = Counter("openfero_auth_failures_total", "Webhook requests refused for missing or wrong credentials.")
+PUBLISH_SECONDS = Histogram(
+    "openfero_publish_duration_seconds",
+    "Time from a webhook's arrival until the broker confirmed all its alerts (or gave up).",
+    buckets=LATENCY_BUCKETS_S,
+)
