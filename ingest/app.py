@@ -27,6 +27,7 @@ from ingest.auth import Authenticator
 from ingest.limits import Limits, LimitExceeded
 from ingest.openapi import OPENAPI
 from ingest.publishing import Publisher, Unavailable
+from ingest.queues import watch_queues
 from shared.broker import BrokerLink
 from shared.envelope import InvalidWebhook, envelopes_from_webhook
 from shared.metrics import metrics_handler
@@ -150,12 +151,16 @@ def create_app(broker: BrokerSettings, ingest: IngestSettings) -> web.Applicatio
     app[AUTH] = Authenticator.from_settings(ingest)
 
     async def broker_connection(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(link.run(), name="broker-link")
+        tasks = [
+            asyncio.create_task(link.run(), name="broker-link"),
+            asyncio.create_task(watch_queues(link), name="queue-counts"),
+        ]
         yield
         await link.close()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     app.cleanup_ctx.append(broker_connection)
     app.router.add_post("/alerts", post_alerts)

@@ -1,6 +1,6 @@
 """Ingest's metrics."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from shared.metrics import LATENCY_BUCKETS_S
 
@@ -18,3 +18,5 @@ PUBLISH_SECONDS = Histogram(
     "Time from a webhook's arrival until the broker confirmed all its alerts (or gave up).",
     buckets=LATENCY_BUCKETS_S,
 )
+QUEUE_MESSAGES = Gauge("openfero_queue_messages", "Messages ready in a queue (work, dead), as ingest last saw it.", ["queue"])
+QUEUE_CONSUMERS = Gauge("openfero_queue_consumers", "Consumers of a queue (work, dead), as ingest last saw it.", ["queue"])

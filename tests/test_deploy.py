@@ -49,6 +49,9 @@ def one(objects: list[dict], kind: str, name: str) -> dict:
 FOREIGN_REQUIRED = {
     "RabbitmqCluster": [("spec", "replicas")],
     "ScaledObject": [("spec", "scaleTargetRef", "name"), ("spec", "triggers")],
+    "ServiceMonitor": [("spec", "selector"), ("spec", "endpoints")],
+    "PodMonitor": [("spec", "selector"), ("spec", "podMetricsEndpoints")],
+    "PrometheusRule": [("spec", "groups")],
 }
 
 
@@ -141,3 +144,43 @@ def test_the_compose_stack_is_wired_as_documented() -> None:
                 assert (ROOT / source).exists(), f"{name}: {source} is missing"
     alertmanager = yaml.safe_load((ROOT / "examples" / "compose" / "alertmanager.yml").read_text())
     assert alertmanager["receivers"][0]["webhook_configs"][0]["url"] == "http://ingest:8080/alerts"
+
+
+def exported_metric_names() -> set[str]:
+    """Every series name openfero's two services export."""
+    import re
+
+    from prometheus_client import REGISTRY, generate_latest
+
+    import dispatcher.metrics  # noqa: F401 (registers the dispatcher's metrics)
+    import ingest.metrics  # noqa: F401
+
+    return set(re.findall(r"^# TYPE (openfero_\w+)", generate_latest(REGISTRY).decode(), re.M))
+
+
+def test_dashboard_and_rules_use_only_metrics_openfero_exports() -> None:
+    import json
+    import re
+
+    exported = exported_metric_names()
+    monitoring = ROOT / "k8s" / "components" / "monitoring"
+    dashboard = json.loads((monitoring / "openfero-dashboard.json").read_text())
+    expressions = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    rules = yaml.safe_load((monitoring / "rules.yaml").read_text())
+    alerts = [r for g in rules["spec"]["groups"] for r in g["rules"]]
+    assert {r["alert"] for r in alerts} >= {"OpenferoDeadLetterQueueGrowing", "OpenferoWorkQueueWithoutConsumer", "OpenferoIngestUnavailable"}
+    expressions += [r["expr"] for r in alerts]
+    for expression in expressions:
+        for name in re.findall(r"openfero_\w+", expression):
+            base = re.sub(r"_(bucket|count|sum)$", "", name)
+            assert base in exported or name in exported, f"{name} in {expression!r} is not exported"
+
+
+def test_ingest_lets_prometheus_scrape_but_only_alertmanager_post() -> None:
+    objects = build(ROOT / "k8s" / "overlays" / "production")
+    policy = one(objects, "NetworkPolicy", "openfero-ingest")
+    sources = [rule["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for rule in policy["spec"]["ingress"]]
+    assert sorted(sources) == ["alertmanager", "prometheus"]
+    assert one(objects, "ServiceMonitor", "openfero-ingest")["spec"]["endpoints"][0]["port"] == "http"
+    dispatcher = one(objects, "Deployment", "openfero-dispatcher")["spec"]["template"]["spec"]["containers"][0]
+    assert dispatcher["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}

@@ -215,3 +215,35 @@ def test_a_cluster_without_the_operarius_crd_still_serves_configmap_definitions(
         assert pipeline.dispatcher.events("definitions.kind_missing")
     finally:
         double.stop()
+
+
+def test_one_grep_follows_an_alert_and_metrics_count_it(pipeline: Pipeline, kube: KubeDouble, amqp_url: str) -> None:
+    import urllib.request
+
+    status, _ = pipeline.post(reference_alert_bytes())
+    assert status == 200
+    [job] = wait_for(kube.jobs, what="the Job")
+    fingerprint = job["metadata"]["labels"]["openfero.io/fingerprint"]
+    wait_for(lambda: pipeline.dispatcher.events("job.created"), what="the created log line")
+    # One grep for the fingerprint finds the alert's whole path, each line with its message id
+    lines = [json.loads(line) for p in (pipeline.ingest, pipeline.dispatcher) for line in p.logs().splitlines() if fingerprint in line]
+    events = [line["event"] for line in lines]
+    assert events[0] == "alert.accepted" and "job.created" in events
+    assert len({line["message_id"] for line in lines}) == 1
+    created = next(line for line in lines if line["event"] == "job.created")
+    assert created["job"] == job["metadata"]["name"] and created["attempt"] == 1
+    # and no secret: the broker URL's password is in no log line
+    password = amqp_url.split("@")[0].rsplit(":", 1)[1]
+    for process in (pipeline.ingest, pipeline.dispatcher):
+        assert f":{password}@" not in process.logs()
+    # The dispatcher's metrics, on the port it logged
+    [listening] = pipeline.dispatcher.events("metrics.listening")
+    with urllib.request.urlopen(f"http://127.0.0.1:{listening['port']}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    assert 'openfero_messages_handled_total{alertname="KubeQuotaAlmostFull",outcome="created"} 1.0' in text
+    assert 'openfero_definitions_loaded{kind="ConfigMap"} 1.0' in text
+    assert 'openfero_kube_api_up{kind="ConfigMap"} 1.0' in text
+    assert "openfero_broker_connected 1.0" in text
+    assert "openfero_job_create_duration_seconds_count 1.0" in text
+    with urllib.request.urlopen(f"http://127.0.0.1:{listening['port']}/healthz", timeout=5) as response:
+        assert response.status == 200

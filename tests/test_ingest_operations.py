@@ -191,3 +191,39 @@ async def test_tls_listener(broker_settings, tmp_path: Path) -> None:
         await runner.cleanup()
     with pytest.raises(SettingsError):
         _tls_context(IngestSettings(tls_cert_file=str(cert)))
+
+
+async def test_queue_depth_and_consumers_are_exported(broker_settings, channel) -> None:
+    from prometheus_client import REGISTRY
+
+    from ingest.queues import watch_queues
+    from tests.conftest import async_wait_for
+
+    def sample(name: str, queue: str) -> float | None:
+        return REGISTRY.get_sample_value(name, {"queue": queue})
+
+    from shared.broker import BrokerLink
+
+    link = BrokerLink(broker_settings)
+    runner = asyncio.create_task(link.run())
+    await asyncio.wait_for(link.ready.wait(), 10)
+    names = Names(broker_settings.queue_prefix)
+    exchange = await channel.get_exchange(names.exchange)
+    for _ in range(3):
+        await exchange.publish(__import__("aio_pika").Message(b"x"), routing_key="alert")
+    work = await channel.declare_queue(names.work_queue, passive=True)
+    async def consume(message) -> None:
+        await message.ack()
+
+    tag = await work.consume(consume)
+    await asyncio.sleep(0.2)
+    watcher = asyncio.create_task(watch_queues(link, poll_s=0.1))
+    try:
+        await async_wait_for(lambda: sample("openfero_queue_consumers", "work") == 1, 5, "one consumer seen")
+        assert sample("openfero_queue_messages", "dead") == 0
+        await work.cancel(tag)
+        await async_wait_for(lambda: sample("openfero_queue_consumers", "work") == 0, 10, "no consumer seen")
+    finally:
+        watcher.cancel()
+        await link.close()
+        runner.cancel()
