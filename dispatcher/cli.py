@@ -90,7 +90,7 @@ async def serve(service: ServiceSettings, dry_run: bool | None, exit_when_idle_s
     else:
         from dispatcher.jobs import JobCreator, OperariusStatusWriter, load_api_client
 
-        api_client, context_namespace = load_api_client(kube.request_timeout_s)
+        api_client, context_namespace = load_api_client(kube.request_timeout_s, settings.kube_concurrency)
         kube = resolve_namespaces(kube, context_namespace)
         if kube.definitions_path:
             load_files(Path(kube.definitions_path), catalog)

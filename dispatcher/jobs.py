@@ -47,7 +47,7 @@ class ApiFailure(Exception):
         return self.message
 
 
-def load_api_client(timeout_s: float) -> tuple[client.ApiClient, str | None]:
+def load_api_client(timeout_s: float, connections: int = 16) -> tuple[client.ApiClient, str | None]:
     """The standard access: in-cluster service account, else KUBECONFIG, else ~/.kube/config.
 
     Returns the client and the kubeconfig context's namespace (None in-cluster).
@@ -64,6 +64,9 @@ def load_api_client(timeout_s: float) -> tuple[client.ApiClient, str | None]:
         namespace = (active or {}).get("context", {}).get("namespace")
     # Retries are ours to decide; urllib3's own would hide 429 and 5xx.
     configuration.retries = 0
+    # One kept-alive connection per concurrent call (plus the watches): the
+    # default pool (5 per core) would open and drop connections under load.
+    configuration.connection_pool_maxsize = connections + 4
     return client.ApiClient(configuration), namespace
 
 

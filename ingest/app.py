@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
 
+import orjson
 from aiohttp import web
 
 from ingest import metrics
@@ -81,8 +81,8 @@ async def post_alerts(request: web.Request) -> web.Response:
     except web.HTTPRequestEntityTooLarge:
         return reject(413, "too_large", f"body is over the limit of {limit} bytes")
     try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         return reject(400, "not_json", f"body is not JSON: {exc}")
     try:
         envelopes = envelopes_from_webhook(payload)

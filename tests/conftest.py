@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from shared.settings import BrokerSettings, RetrySettings
-from shared.topology import Names
+from shared.topology import Names, delete
 from tests.cluster import ApiCluster
 from tests.kube_double import KubeDouble
 
@@ -76,12 +76,8 @@ def prefix(amqp_url: str) -> Iterator[str]:
 
     async def cleanup() -> None:
         connection = await aio_pika.connect(amqp_url)
-        channel = await connection.channel()
-        names = Names(name)
         delays = RetrySettings().delays + RetrySettings(delays_s=TEST_RETRY_DELAYS).delays
-        for queue in names.all_queues(delays):
-            await channel.queue_delete(queue)
-        await channel.exchange_delete(names.exchange)
+        await delete(await connection.channel(), Names(name), delays)
         await connection.close()
 
     asyncio.run(cleanup())

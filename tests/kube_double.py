@@ -33,6 +33,7 @@ import string
 import threading
 import time
 import uuid
+from pathlib import Path
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -139,6 +140,7 @@ class KubeDouble:
         self.serve_operarii = serve_operarii
         self.namespaces: set[str] = {"default"}
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.created_at: dict[tuple[str, str, str], float] = {}  # wall-clock time each object was created
         self.events: list[tuple[int, str, str, str, dict[str, Any]]] = []  # rv, resource, ns, type, obj
         self.compacted_rv = 0
         self.version = 100
@@ -185,10 +187,14 @@ class KubeDouble:
         self._loop = None
 
     def kubeconfig(self, namespace: str = "default") -> dict[str, Any]:
+        return self.kubeconfig_for(self.url, namespace)
+
+    @staticmethod
+    def kubeconfig_for(url: str, namespace: str = "default") -> dict[str, Any]:
         return {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "double", "cluster": {"server": self.url}}],
+            "clusters": [{"name": "double", "cluster": {"server": url}}],
             "users": [{"name": "double", "user": {"token": "double"}}],
             "contexts": [{"name": "double", "context": {"cluster": "double", "user": "double", "namespace": namespace}}],
             "current-context": "double",
@@ -275,6 +281,8 @@ class KubeDouble:
         meta.setdefault("creationTimestamp", datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
         meta["resourceVersion"] = str(self._next_version())
         self.objects[(resource, namespace, meta["name"])] = obj
+        if event == "ADDED":
+            self.created_at[(resource, namespace, meta["name"])] = time.time()
         self._record(resource, namespace, event, obj)
         return copy.deepcopy(obj)
 
@@ -312,6 +320,10 @@ class KubeDouble:
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.path.rstrip("/")
+        if path == "/debug/created":
+            with self._lock:
+                created = {name: at for (resource, _, name), at in self.created_at.items() if resource == "jobs"}
+            return web.json_response(created)
         if path == "/version":
             return web.json_response({"major": "1", "minor": "34", "gitVersion": "v1.34.0-double"})
         if path == "/api/v1/namespaces":
@@ -522,3 +534,27 @@ def _validate_labels(labels: dict[str, Any], where: str, bad: Any) -> None:
             bad(f"{where}", f"Invalid value: {key!r}: name part must consist of alphanumeric characters, '-', '_' or '.'")
         if not isinstance(value, str) or len(value) > 63 or not LABEL_VALUE.match(value):
             bad(f"{where}", f"Invalid value: {value!r}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', at most 63")
+
+
+def main() -> None:
+    """Run the double as a process of its own: ``python -m tests.kube_double PORT_FILE [CONFIGMAP.yaml ...]``.
+
+    It writes its URL to PORT_FILE, loads the given ConfigMaps into
+    ``default``, and answers ``GET /debug/created`` with the creation time of
+    every Job (for benchmarks that must not share a process with it).
+    """
+    import signal
+    import sys
+
+    import yaml
+
+    double = KubeDouble().start()
+    for path in sys.argv[2:]:
+        double.apply("configmaps", "default", yaml.safe_load(open(path)))
+    Path(sys.argv[1]).write_text(double.url)
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    double.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -32,7 +32,7 @@ def ingest_url(amqp_url: str, tmp_path_factory: pytest.TempPathFactory):
 
     import aio_pika
 
-    from shared.topology import Names
+    from shared.topology import Names, delete
 
     prefix = f"oftest-fuzz-{os.getpid()}"
     port = free_port()
@@ -51,10 +51,7 @@ def ingest_url(amqp_url: str, tmp_path_factory: pytest.TempPathFactory):
 
     async def cleanup() -> None:
         connection = await aio_pika.connect(amqp_url)
-        channel = await connection.channel()
-        for queue in Names(prefix).all_queues():
-            await channel.queue_delete(queue)
-        await channel.exchange_delete(Names(prefix).exchange)
+        await delete(await connection.channel(), Names(prefix))
         await connection.close()
 
     asyncio.run(cleanup())

@@ -1,0 +1,5 @@
+"""python -m bench: run every benchmark and write the report."""
+
+from bench.run import main
+
+main()

@@ -1,0 +1,491 @@
+"""The measurements. Each returns plain numbers; bench.run puts them side by side.
+
+Everything runs on this machine: the real broker, the real ingest and
+dispatcher processes, and the Kubernetes API double. Every run uses queue
+names of its own and removes them afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import timeit
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import aiohttp
+import yaml
+
+from shared.envelope import envelopes_from_webhook, fingerprint
+from shared.topology import ALERT_ROUTING_KEY, Names, declare, delete
+from tests.kube_double import KubeDouble
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE_ALERT = json.loads((ROOT / "examples" / "kubequotaalmostfull.alert.json").read_text())
+REFERENCE_CONFIGMAP = yaml.safe_load((ROOT / "k8s" / "examples" / "kubequotaalmostfull.configmap.yaml").read_text())
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def webhook(count: int, start: int, status: str = "firing") -> dict[str, Any]:
+    """The reference webhook with ``count`` alerts, each an alert of its own (label n).
+
+    Each alert carries its fingerprint, as Alertmanager sends it.
+    """
+    template = REFERENCE_ALERT["alerts"][0]
+    alerts = []
+    for i in range(count):
+        labels = {**template["labels"], "n": str(start + i)}
+        alerts.append({**template, "labels": labels, "fingerprint": fingerprint(labels)})
+    return {**REFERENCE_ALERT, "status": status, "alerts": alerts}
+
+
+def bodies(per_webhook: int, count: int) -> list[bytes]:
+    """``count`` webhook bodies, made before any clock starts."""
+    return [json.dumps(webhook(per_webhook, i * per_webhook)).encode() for i in range(count)]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class PeakRss:
+    """The highest RSS of some processes while a block runs."""
+
+    def __init__(self, pids: dict[str, int]):
+        self.pids = pids
+        self.peak = {name: 0.0 for name in pids}
+        self._stop = threading.Event()
+
+    def __enter__(self) -> PeakRss:
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.1):
+            for name, pid in self.pids.items():
+                try:
+                    self.peak[name] = max(self.peak[name], rss_mb(pid))
+                except OSError:
+                    pass
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class Service:
+    """ingest or a dispatcher as users run it, quiet."""
+
+    def __init__(self, module: str, env: dict[str, str], args: tuple[str, ...] = ()):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            cwd=ROOT,
+            env={**os.environ, "OPENFERO_LOG_LEVEL": "WARNING", **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def fresh_prefix(amqp_url: str) -> Iterator[str]:
+    prefix = f"ofbench-{uuid.uuid4().hex[:8]}"
+
+    async def setup() -> None:
+        connection = await aio_pika.connect(amqp_url)
+        channel = await connection.channel()
+        await declare(connection, channel, Names(prefix))
+        await connection.close()
+
+    asyncio.run(setup())
+    try:
+        yield prefix
+    finally:
+
+        async def cleanup() -> None:
+            connection = await aio_pika.connect(amqp_url)
+            await delete(await connection.channel(), Names(prefix), (1.0, 5.0, 30.0, 120.0, 600.0, 1200.0, 1800.0))
+            await connection.close()
+
+        asyncio.run(cleanup())
+
+
+async def _wait_ready(url: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            try:
+                async with session.get(url + "/readiness") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} did not become ready")
+
+
+# -- 1. ingest ---------------------------------------------------------------------------------
+
+
+def publisher_ceiling(amqp_url: str, messages: int = 20000, in_flight: int = 500) -> float:
+    """Messages/s of one aio-pika publisher with confirms, envelopes of the reference size."""
+    envelopes = envelopes_from_webhook(webhook(in_flight, 0))
+    bodies = [e.to_json() for e in envelopes]
+
+    async def run(prefix: str) -> float:
+        connection = await aio_pika.connect(amqp_url)
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(Names(prefix).exchange)
+        started = time.perf_counter()
+        for _ in range(messages // in_flight):
+            await asyncio.gather(
+                *(
+                    exchange.publish(aio_pika.Message(b, delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key=ALERT_ROUTING_KEY)
+                    for b in bodies
+                )
+            )
+        elapsed = time.perf_counter() - started
+        await connection.close()
+        return messages / elapsed
+
+    with fresh_prefix(amqp_url) as prefix:
+        return asyncio.run(run(prefix))
+
+
+async def _post_for(url: str, per_webhook: int, concurrency: int, duration_s: float) -> tuple[int, list[float]]:
+    """Post webhooks as fast as ``concurrency`` senders can; (alerts accepted, latencies)."""
+    accepted = 0
+    latencies: list[float] = []
+    pool = bodies(per_webhook, max(1, 2000 // per_webhook))
+    deadline = time.perf_counter() + duration_s
+    counter = iter(range(10**9))
+
+    async def sender(session: aiohttp.ClientSession) -> None:
+        nonlocal accepted
+        while time.perf_counter() < deadline:
+            body = pool[next(counter) % len(pool)]
+            started = time.perf_counter()
+            async with session.post(url + "/alerts", data=body) as response:
+                await response.read()
+                if response.status == 200:
+                    accepted += per_webhook
+                    latencies.append(time.perf_counter() - started)
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        await asyncio.gather(*(sender(session) for _ in range(concurrency)))
+    return accepted, latencies
+
+
+async def _post_paced(url: str, per_webhook: int, alerts_per_s: float, duration_s: float) -> list[float]:
+    """Post at a steady rate; the latency of each webhook."""
+    interval = per_webhook / alerts_per_s
+    latencies: list[float] = []
+    pool = bodies(per_webhook, max(1, 2000 // per_webhook))
+
+    async def one(session: aiohttp.ClientSession, n: int) -> None:
+        body = pool[n % len(pool)]
+        started = time.perf_counter()
+        async with session.post(url + "/alerts", data=body) as response:
+            await response.read()
+            if response.status == 200:
+                latencies.append(time.perf_counter() - started)
+
+    async with aiohttp.ClientSession() as session:
+        tasks = []
+        start = time.perf_counter()
+        n = 0
+        while time.perf_counter() - start < duration_s:
+            tasks.append(asyncio.create_task(one(session, n)))
+            n += 1
+            await asyncio.sleep(max(0.0, start + n * interval - time.perf_counter()))
+        await asyncio.gather(*tasks)
+    return latencies
+
+
+def ingest_throughput(amqp_url: str, duration_s: float) -> dict[str, Any]:
+    """Alerts/s ingest accepts with 1, 10, 100 alerts per webhook; latency at half the best rate; RSS."""
+    results: dict[str, Any] = {"alerts_per_s": {}, "rss_mb": {}}
+    for per_webhook, concurrency in ((1, 32), (10, 16), (100, 8)):
+        with fresh_prefix(amqp_url) as prefix:
+            port = _free_port()
+            url = f"http://127.0.0.1:{port}"
+            ingest = Service("ingest", {"OPENFERO_AMQP_URL": amqp_url, "OPENFERO_QUEUE_PREFIX": prefix, "OPENFERO_INGEST_ADDR": f"127.0.0.1:{port}"})
+            try:
+                asyncio.run(_wait_ready(url))
+                time.sleep(0.5)
+                results["rss_mb"].setdefault("ingest_at_rest", rss_mb(ingest.pid))
+                with PeakRss({"ingest": ingest.pid}) as peak:
+                    started = time.perf_counter()
+                    accepted, _ = asyncio.run(_post_for(url, per_webhook, concurrency, duration_s))
+                    rate = accepted / (time.perf_counter() - started)
+                results["alerts_per_s"][str(per_webhook)] = rate
+                results["rss_mb"][f"ingest_under_load_{per_webhook}"] = peak.peak["ingest"]
+                if per_webhook == 100:
+                    latencies = asyncio.run(_post_paced(url, 100, rate / 2, duration_s))
+                    results["latency_at_half_rate"] = {
+                        "alerts_per_s": rate / 2,
+                        "webhooks": len(latencies),
+                        "p50_ms": percentile(latencies, 50) * 1000,
+                        "p99_ms": percentile(latencies, 99) * 1000,
+                    }
+            finally:
+                ingest.stop()
+    return results
+
+
+# -- 2. dispatcher -----------------------------------------------------------------------------
+
+
+def _kubeconfig(double: KubeDouble, path: Path) -> Path:
+    path.write_text(yaml.safe_dump(double.kubeconfig()))
+    return path
+
+
+def double_ceiling(jobs: int = 2000, threads: int = 16) -> float:
+    """Jobs/s the API double takes from the official client, 16 threads, nothing else running."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kubernetes import client, config
+
+    double = KubeDouble().start()
+    try:
+        api = client.BatchV1Api(config.new_client_from_config_dict(double.kubeconfig()))
+        body = _reference_job_body()
+
+        def create(i: int) -> None:
+            job = json.loads(json.dumps(body))
+            job["metadata"]["name"] = f"ceiling-{i}"
+            api.create_namespaced_job("default", job, _preload_content=False)
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(create, range(jobs)))
+        return jobs / (time.perf_counter() - started)
+    finally:
+        double.stop()
+
+
+def _reference_job_body() -> dict[str, Any]:
+    from dispatcher.definitions import Definition
+    from dispatcher.rendering import render
+
+    data = REFERENCE_CONFIGMAP["data"]["KubeQuotaAlmostFull"]
+    envelope = envelopes_from_webhook(webhook(1, 0))[0]
+    return render(Definition.parse("default/x", "KubeQuotaAlmostFull", data), envelope, 60).body
+
+
+def _fill_work_queue(amqp_url: str, prefix: str, alerts: int) -> None:
+    async def run() -> None:
+        connection = await aio_pika.connect(amqp_url)
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(Names(prefix).exchange)
+        for start in range(0, alerts, 500):
+            envelopes = envelopes_from_webhook(webhook(min(500, alerts - start), start))
+            await asyncio.gather(
+                *(exchange.publish(aio_pika.Message(e.to_json(), message_id=e.id), routing_key=ALERT_ROUTING_KEY) for e in envelopes)
+            )
+        await connection.close()
+
+    asyncio.run(run())
+
+
+def dispatcher_rate(amqp_url: str, processes: int, alerts: int, api_delay_s: float, tmp: Path) -> dict[str, float]:
+    """Jobs/s of ``processes`` dispatchers draining ``alerts`` waiting messages; their peak RSS."""
+    double = KubeDouble().start()
+    try:
+        double.apply("configmaps", "default", REFERENCE_CONFIGMAP)
+        if api_delay_s:
+            double.add_fault("POST", r"/jobs$", status=0, delay_s=api_delay_s)
+        with fresh_prefix(amqp_url) as prefix:
+            _fill_work_queue(amqp_url, prefix, alerts)
+            env = {
+                "OPENFERO_AMQP_URL": amqp_url,
+                "OPENFERO_QUEUE_PREFIX": prefix,
+                "KUBECONFIG": str(_kubeconfig(double, tmp / f"kubeconfig-{uuid.uuid4().hex[:6]}")),
+                "OPENFERO_METRICS_ADDR": "127.0.0.1:0",
+            }
+            workers = [Service("dispatcher", env, ("--exit-when-idle", "2")) for _ in range(processes)]
+            with PeakRss({f"dispatcher{i}": w.pid for i, w in enumerate(workers)}) as peak:
+                deadline = time.monotonic() + 300
+                while len(_job_times(double)) < alerts and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            for w in workers:
+                w.stop()
+        times = sorted(_job_times(double).values())
+        # From the first Job to the last: start-up and the idle wait at the end do not count.
+        span = times[-1] - times[0] if len(times) > 1 else float("nan")
+        return {"jobs": len(times), "jobs_per_s": (len(times) - 1) / span, "peak_rss_mb": max(peak.peak.values())}
+    finally:
+        double.stop()
+
+
+def _job_times(double: KubeDouble) -> dict[tuple[str, str, str], float]:
+    return {key: at for key, at in list(double.created_at.items()) if key[0] == "jobs"}
+
+
+# -- 3. end to end -----------------------------------------------------------------------------
+
+
+@contextmanager
+def double_process(tmp: Path) -> Iterator[tuple[str, Path]]:
+    """The API double in a process of its own, with the reference ConfigMap; (URL, kubeconfig)."""
+    port_file = tmp / f"double-{uuid.uuid4().hex[:6]}"
+    configmap = tmp / "configmap.yaml"
+    configmap.write_text(yaml.safe_dump(REFERENCE_CONFIGMAP))
+    proc = subprocess.Popen([sys.executable, "-m", "tests.kube_double", str(port_file), str(configmap)], cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 30
+        while not port_file.exists() or not port_file.read_text():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the API double did not start")
+            time.sleep(0.05)
+        url = port_file.read_text()
+        kubeconfig = tmp / f"kubeconfig-{uuid.uuid4().hex[:6]}"
+        kubeconfig.write_text(yaml.safe_dump(KubeDouble.kubeconfig_for(url)))
+        yield url, kubeconfig
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def end_to_end_latency(amqp_url: str, alerts_per_s: float, duration_s: float, tmp: Path) -> dict[str, float]:
+    """Webhook sent -> Job created, one alert per webhook at a steady rate.
+
+    The API double runs in a process of its own, so that the load generator
+    and the double do not wait for each other.
+    """
+    import urllib.request
+
+    def created(url: str) -> dict[str, float]:
+        with urllib.request.urlopen(url + "/debug/created", timeout=10) as response:
+            return json.loads(response.read())
+
+    with double_process(tmp) as (double_url, kubeconfig), fresh_prefix(amqp_url) as prefix:
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = {"OPENFERO_AMQP_URL": amqp_url, "OPENFERO_QUEUE_PREFIX": prefix, "OPENFERO_METRICS_ADDR": "127.0.0.1:0"}
+        ingest = Service("ingest", {**env, "OPENFERO_INGEST_ADDR": f"127.0.0.1:{port}"})
+        dispatcher = Service("dispatcher", {**env, "KUBECONFIG": str(kubeconfig)})
+        try:
+            asyncio.run(_wait_ready(url))
+            time.sleep(2)  # the dispatcher connects and lists its definitions
+            count = int(alerts_per_s * duration_s)
+            pool = bodies(1, count)
+            # The Job name is fixed by the alert: map names back to send times.
+            names = [_job_name_of(body) for body in pool]
+            sent: dict[str, float] = {}
+
+            async def run() -> None:
+                async with aiohttp.ClientSession() as session:
+                    tasks = []
+                    start = time.perf_counter()
+                    for n in range(count):
+                        await asyncio.sleep(max(0.0, start + n / alerts_per_s - time.perf_counter()))
+                        sent[names[n]] = time.time()
+                        tasks.append(asyncio.create_task(session.post(url + "/alerts", data=pool[n])))
+                    for response in await asyncio.gather(*tasks):
+                        response.release()
+
+            with PeakRss({"ingest": ingest.pid, "dispatcher": dispatcher.pid}) as peak:
+                asyncio.run(run())
+                deadline = time.monotonic() + 60
+                while len(created(double_url)) < len(sent) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+            jobs = created(double_url)
+        finally:
+            ingest.stop()
+            dispatcher.stop()
+    latencies = [jobs[name] - sent[name] for name in sent if name in jobs]
+    return {
+        "alerts_per_s": alerts_per_s,
+        "alerts": len(sent),
+        "jobs": len(latencies),
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+        "max_ms": max(latencies) * 1000 if latencies else float("nan"),
+        "peak_rss_mb_ingest": peak.peak["ingest"],
+        "peak_rss_mb_dispatcher": peak.peak["dispatcher"],
+    }
+
+
+def _job_name_of(body: bytes) -> str:
+    from dispatcher.rendering import job_name
+
+    envelope = envelopes_from_webhook(json.loads(body))[0]
+    return job_name(REFERENCE_CONFIGMAP["metadata"]["name"], envelope)
+
+
+# -- 4. rendering ----------------------------------------------------------------------------
+
+
+def render_times_us() -> dict[str, float]:
+    from dispatcher.definitions import Definition
+    from dispatcher.operarii import Operarius
+    from dispatcher.rendering import render
+
+    envelope = envelopes_from_webhook(webhook(1, 0))[0]
+    reference = Definition.parse("default/x", "KubeQuotaAlmostFull", REFERENCE_CONFIGMAP["data"]["KubeQuotaAlmostFull"])
+    operarius = Operarius.from_resource(yaml.safe_load((ROOT / "k8s" / "examples" / "podcrashlooping.operarius.yaml").read_text()))
+    crash = envelopes_from_webhook(json.loads((ROOT / "examples" / "kubepodcrashlooping.alert.json").read_text()))[0]
+    out = {}
+    for name, definition, alert in (("reference", reference, envelope), ("templated", operarius.definition, crash)):
+        runs = 2000
+        seconds = min(timeit.repeat(lambda d=definition, a=alert: render(d, a, 60), number=runs, repeat=3))
+        out[name] = seconds / runs * 1e6
+    return out
+
+
+def machine() -> dict[str, Any]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "unknown")
+    broker = subprocess.run(["rabbitmqctl", "version"], capture_output=True, text=True, timeout=30).stdout.strip() or "unknown"
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3, 1),
+        "python": sys.version.split()[0],
+        "rabbitmq": broker,
+    }
+
+
+def mean(values: list[float]) -> float:
+    return statistics.fmean(values) if values else float("nan")

@@ -1,0 +1,175 @@
+"""Run every benchmark, then write JSON, a Markdown summary and PNG plots."""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bench import measure
+
+TARGETS = {
+    "ingest_100_vs_ceiling": 0.7,
+    "dispatcher_speedup_1_to_4": 3.5,
+    "end_to_end_p99_ms": 100.0,
+}
+
+
+def run_all(amqp_url: str, quick: bool) -> dict[str, Any]:
+    duration = 2.0 if quick else 5.0
+    tmp = Path(tempfile.mkdtemp(prefix="openfero-bench-"))
+    steps: list[tuple[str, Any]] = [
+        ("machine", measure.machine),
+        ("publisher_ceiling_per_s", lambda: measure.publisher_ceiling(amqp_url, 5000 if quick else 20000)),
+        ("ingest", lambda: measure.ingest_throughput(amqp_url, duration)),
+        ("double_ceiling_jobs_per_s", lambda: measure.double_ceiling(500 if quick else 2000)),
+        ("dispatcher_no_latency", lambda: measure.dispatcher_rate(amqp_url, 1, 500 if quick else 2000, 0.0, tmp)),
+    ]
+    for processes in (1, 2, 4):
+        steps.append((f"dispatcher_20ms_x{processes}", lambda p=processes: measure.dispatcher_rate(amqp_url, p, 400 if quick else 1600, 0.02, tmp)))
+    steps += [
+        ("end_to_end", lambda: measure.end_to_end_latency(amqp_url, 200.0, 3.0 if quick else 10.0, tmp)),
+        ("render_us", measure.render_times_us),
+    ]
+    results: dict[str, Any] = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": quick}
+    for name, step in steps:
+        started = time.perf_counter()
+        click.echo(f"{name} ...", err=True, nl=False)
+        results[name] = step()
+        click.echo(f" {time.perf_counter() - started:.1f} s", err=True)
+    ceiling = results["publisher_ceiling_per_s"]
+    ingest = results["ingest"]["alerts_per_s"]
+    results["ratios"] = {
+        "ingest_100_vs_ceiling": ingest["100"] / ceiling,
+        "dispatcher_vs_double_ceiling": results["dispatcher_no_latency"]["jobs_per_s"] / results["double_ceiling_jobs_per_s"],
+        "dispatcher_speedup_1_to_4": results["dispatcher_20ms_x4"]["jobs_per_s"] / results["dispatcher_20ms_x1"]["jobs_per_s"],
+    }
+    return results
+
+
+def summary(results: dict[str, Any]) -> str:
+    m, r = results["machine"], results["ratios"]
+    ingest = results["ingest"]
+    e2e = results["end_to_end"]
+    ceiling = results["publisher_ceiling_per_s"]
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    lines = [
+        f"# openfero benchmarks ({results['when']}{', quick' if results['quick'] else ''})",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; Python {m['python']}; RabbitMQ {m['rabbitmq']}.",
+        "Every figure beside its ceiling from the same run; the load generator runs on the same machine.",
+        "",
+        "## Ingest (alerts accepted = confirmed by the broker)",
+        "",
+        "| alerts per webhook | alerts/s | share of the publisher ceiling |",
+        "| --- | --- | --- |",
+    ]
+    for per, rate in ingest["alerts_per_s"].items():
+        lines.append(f"| {per} | {rate:,.0f} | {rate / ceiling:.2f} |")
+    lines += [
+        f"| ceiling: one aio-pika publisher, confirms, 500 in flight | {ceiling:,.0f} | 1.00 |",
+        "",
+        f"Target ≥ {TARGETS['ingest_100_vs_ceiling']} of the ceiling with 100-alert webhooks: {r['ingest_100_vs_ceiling']:.2f}, "
+        f"{verdict(r['ingest_100_vs_ceiling'] >= TARGETS['ingest_100_vs_ceiling'])}.",
+    ]
+    half = ingest.get("latency_at_half_rate")
+    if half:
+        lines.append(
+            f"Latency of 100-alert webhooks at half the best rate ({half['alerts_per_s']:,.0f} alerts/s): "
+            f"p50 {half['p50_ms']:.1f} ms, p99 {half['p99_ms']:.1f} ms ({half['webhooks']} webhooks)."
+        )
+    d0 = results["dispatcher_no_latency"]
+    lines += [
+        "",
+        "## Dispatcher (Jobs created through the API double)",
+        "",
+        "| setup | Jobs/s |",
+        "| --- | --- |",
+        f"| ceiling: the double, official client, 16 threads | {results['double_ceiling_jobs_per_s']:,.0f} |",
+        f"| 1 dispatcher, API answering at once | {d0['jobs_per_s']:,.0f} ({r['dispatcher_vs_double_ceiling']:.2f} of the ceiling) |",
+    ]
+    for p in (1, 2, 4):
+        lines.append(f"| {p} dispatcher{'s' if p > 1 else ''}, 20 ms API latency | {results[f'dispatcher_20ms_x{p}']['jobs_per_s']:,.0f} |")
+    lines += [
+        "",
+        f"Target ≥ {TARGETS['dispatcher_speedup_1_to_4']}× from 1 to 4 dispatchers with 20 ms latency: "
+        f"{r['dispatcher_speedup_1_to_4']:.2f}×, {verdict(r['dispatcher_speedup_1_to_4'] >= TARGETS['dispatcher_speedup_1_to_4'])}.",
+        "",
+        "## End to end (webhook sent → Job created)",
+        "",
+        f"{e2e['alerts']} alerts at a steady {e2e['alerts_per_s']:.0f} alerts/s, one per webhook, {e2e['jobs']} Jobs: "
+        f"p50 {e2e['p50_ms']:.1f} ms, p99 {e2e['p99_ms']:.1f} ms, max {e2e['max_ms']:.1f} ms. "
+        f"Target p99 < {TARGETS['end_to_end_p99_ms']:.0f} ms: {verdict(e2e['p99_ms'] < TARGETS['end_to_end_p99_ms'])}.",
+        "",
+        "## Rendering (per Job)",
+        "",
+        f"Reference definition: {results['render_us']['reference']:.0f} µs; templated Operarius: {results['render_us']['templated']:.0f} µs.",
+        "",
+        "## Memory (RSS)",
+        "",
+        f"Ingest at rest {ingest['rss_mb']['ingest_at_rest']:.0f} MB, under load up to "
+        f"{max(v for k, v in ingest['rss_mb'].items() if k.startswith('ingest_under_load')):.0f} MB; "
+        f"a dispatcher under load up to {max(results[f'dispatcher_20ms_x{p}']['peak_rss_mb'] for p in (1, 2, 4)):.0f} MB "
+        f"(end to end: ingest {e2e['peak_rss_mb_ingest']:.0f} MB, dispatcher {e2e['peak_rss_mb_dispatcher']:.0f} MB).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plots(results: dict[str, Any], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    labels = [f"{k}/webhook" for k in results["ingest"]["alerts_per_s"]] + ["publisher\nceiling"]
+    values = list(results["ingest"]["alerts_per_s"].values()) + [results["publisher_ceiling_per_s"]]
+    ax.bar(labels, values, color=["#4c72b0"] * (len(values) - 1) + ["#999999"])
+    ax.set_ylabel("alerts/s (confirmed)")
+    ax.set_title("Ingest throughput")
+    fig.tight_layout()
+    written.append(out / "ingest.png")
+    fig.savefig(written[-1], dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    procs = [1, 2, 4]
+    rates = [results[f"dispatcher_20ms_x{p}"]["jobs_per_s"] for p in procs]
+    ax.plot(procs, rates, marker="o", label="measured, 20 ms API latency")
+    ax.plot(procs, [rates[0] * p for p in procs], linestyle="--", color="#999999", label="linear")
+    ax.set_xticks(procs)
+    ax.set_xlabel("dispatcher processes")
+    ax.set_ylabel("Jobs/s")
+    ax.set_title("Dispatcher scaling")
+    ax.legend()
+    fig.tight_layout()
+    written.append(out / "dispatcher.png")
+    fig.savefig(written[-1], dpi=100)
+    plt.close(fig)
+    return written
+
+
+@click.command()
+@click.option("--amqp-url", envvar="OPENFERO_AMQP_URL", default="amqp://guest:guest@127.0.0.1:5672/", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("bench/results"), show_default=True)
+@click.option("--quick", is_flag=True, help="Shorter runs: a smoke test of the benchmarks, not figures to quote.")
+def main(amqp_url: str, out: Path, quick: bool) -> None:
+    """Measure openfero against its ceilings on this machine; write JSON, Markdown and PNG plots."""
+    out.mkdir(parents=True, exist_ok=True)
+    results = run_all(amqp_url, quick)
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=lambda v: None if isinstance(v, float) and math.isnan(v) else str(v)) + "\n")
+    text = summary(results)
+    (out / "summary.md").write_text(text)
+    for path in plots(results, out):
+        click.echo(f"wrote {path}", err=True)
+    click.echo(text)

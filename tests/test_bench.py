@@ -1,0 +1,28 @@
+"""The benchmark command runs and writes its report. Figures are not checked: benchmarks never fail on timing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def test_the_quick_benchmark_writes_json_markdown_and_plots(tmp_path, amqp_url) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path), "--amqp-url", amqp_url],
+        cwd=ROOT, capture_output=True, text=True, timeout=400,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    for key in ("publisher_ceiling_per_s", "ingest", "double_ceiling_jobs_per_s", "dispatcher_20ms_x4", "end_to_end", "render_us", "ratios"):
+        assert key in results
+    assert results["end_to_end"]["jobs"] == results["end_to_end"]["alerts"]  # every alert became its Job
+    summary = (tmp_path / "summary.md").read_text()
+    assert "## Ingest" in summary and "## End to end" in summary
+    assert (tmp_path / "ingest.png").stat().st_size > 1000 and (tmp_path / "dispatcher.png").stat().st_size > 1000
