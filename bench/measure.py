@@ -329,8 +329,13 @@ def _fill_work_queue(amqp_url: str, prefix: str, alerts: int) -> None:
     asyncio.run(run())
 
 
-def dispatcher_rate(amqp_url: str, processes: int, alerts: int, api_delay_s: float, tmp: Path) -> dict[str, float]:
-    """Jobs/s of ``processes`` dispatchers draining ``alerts`` waiting messages; their peak RSS."""
+def dispatcher_rate(
+    amqp_url: str, processes: int, alerts: int, api_delay_s: float, tmp: Path, concurrency: int = 16
+) -> dict[str, float]:
+    """Jobs/s of ``processes`` dispatchers draining ``alerts`` waiting messages; their peak RSS.
+
+    ``concurrency`` is each dispatcher's OPENFERO_KUBE_CONCURRENCY.
+    """
     double = KubeDouble().start()
     try:
         double.apply("configmaps", "default", REFERENCE_CONFIGMAP)
@@ -343,6 +348,7 @@ def dispatcher_rate(amqp_url: str, processes: int, alerts: int, api_delay_s: flo
                 "OPENFERO_QUEUE_PREFIX": prefix,
                 "KUBECONFIG": str(_kubeconfig(double, tmp / f"kubeconfig-{uuid.uuid4().hex[:6]}")),
                 "OPENFERO_METRICS_ADDR": "127.0.0.1:0",
+                "OPENFERO_KUBE_CONCURRENCY": str(concurrency),
             }
             workers = [Service("dispatcher", env, ("--exit-when-idle", "2")) for _ in range(processes)]
             with PeakRss({f"dispatcher{i}": w.pid for i, w in enumerate(workers)}) as peak:
