@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 import threading
@@ -492,6 +491,3 @@ def machine() -> dict[str, Any]:
         "rabbitmq": broker,
     }
 
-
-def mean(values: list[float]) -> float:
-    return statistics.fmean(values) if values else float("nan")

@@ -74,7 +74,7 @@ class Publisher:
             return_exceptions=True,
         )
         failed = []
-        for envelope, result in zip(envelopes, results):
+        for envelope, result in zip(envelopes, results, strict=True):
             if isinstance(result, DeliveryError):
                 # Returned as unroutable or refused by the broker: not a blip.
                 raise Unavailable(f"the broker refused or returned the message: {result}")

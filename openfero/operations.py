@@ -131,7 +131,7 @@ def _table(records: list[Record]) -> str:
         reason = r.reason if len(r.reason) <= 100 or not sys.stdout.isatty() else r.reason[:97] + "..."
         rows.append((when, r.alertname or "-", r.status or "-", r.fingerprint or "-", str(r.attempts), r.id, reason))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1] for row in rows)
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1] for row in rows)
 
 
 def _emit(as_json: bool, payload: dict[str, Any], text: str) -> None:

@@ -194,6 +194,12 @@ def processes() -> Iterator[list[Any]]:
 
 
 @pytest.fixture
+def double_env(service_env: dict[str, str], kube_double: KubeDouble, tmp_path: Path) -> dict[str, str]:
+    """The services' environment, with Kubernetes being the API double (for tests that inject faults)."""
+    return {**service_env, "KUBECONFIG": str(write_kubeconfig(kube_double, tmp_path))}
+
+
+@pytest.fixture
 def service_env(broker_settings: BrokerSettings, kubeconfig: Path) -> dict[str, str]:
     return {
         "OPENFERO_AMQP_URL": broker_settings.amqp_url,

@@ -29,7 +29,6 @@ import copy
 import json
 import random
 import re
-import string
 import threading
 import time
 import uuid

@@ -169,10 +169,10 @@ def test_ingest_on_sigterm_finishes_the_webhook_it_is_storing(processes, service
         proxy.close()
 
 
-def test_an_operarius_creates_its_rendered_job_and_records_the_run(processes, service_env, tmp_path, kube_double, amqp_url, prefix) -> None:
+def test_an_operarius_creates_its_rendered_job_and_records_the_run(processes, double_env, tmp_path, kube_double, amqp_url, prefix) -> None:
     import yaml
 
-    from tests.conftest import ROOT, write_kubeconfig
+    from tests.conftest import ROOT
 
     # Given the shipped Operarius in the cluster, beside a ConfigMap for the same alert
     operarius = yaml.safe_load((ROOT / "k8s" / "examples" / "podcrashlooping.operarius.yaml").read_text())
@@ -182,8 +182,7 @@ def test_an_operarius_creates_its_rendered_job_and_records_the_run(processes, se
         "default",
         {"metadata": {"name": "openfero-kubepodcrashlooping-firing", "labels": {"app": "openfero"}}, "data": {"KubePodCrashLooping": "kind: Job"}},
     )
-    env = {**service_env, "KUBECONFIG": str(write_kubeconfig(kube_double, tmp_path))}
-    pipeline = Pipeline(processes, env, tmp_path)
+    pipeline = Pipeline(processes, double_env, tmp_path)
     # When the Go original's test alert arrives
     assert pipeline.post((ROOT / "examples" / "kubepodcrashlooping.alert.json").read_bytes())[0] == 200
     # Then the Operarius' Job is created, rendered for the alert

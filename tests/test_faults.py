@@ -58,10 +58,8 @@ def double(kube_double: KubeDouble) -> KubeDouble:
 
 
 @pytest.fixture
-def env(service_env, kube_double, tmp_path) -> dict[str, str]:
-    from tests.conftest import write_kubeconfig
-
-    return {**service_env, "KUBECONFIG": str(write_kubeconfig(kube_double, tmp_path)), "OPENFERO_KUBE_TIMEOUT_SECONDS": "1"}
+def env(double_env) -> dict[str, str]:
+    return {**double_env, "OPENFERO_KUBE_TIMEOUT_SECONDS": "1"}
 
 
 def test_a_dispatcher_killed_mid_stream_loses_nothing_and_duplicates_nothing(processes, env, tmp_path, double, amqp_url, prefix) -> None:

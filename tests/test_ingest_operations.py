@@ -13,7 +13,6 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 
 from ingest.app import create_app
 from ingest.openapi import OPENAPI

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
-import yaml
 from kubernetes import client
 
 import functools

@@ -23,10 +23,8 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def env(service_env, kube_double, tmp_path) -> dict[str, str]:
-    from tests.conftest import write_kubeconfig
-
-    return {**service_env, "KUBECONFIG": str(write_kubeconfig(kube_double, tmp_path))}
+def env(double_env) -> dict[str, str]:
+    return double_env
 
 
 def openfero(env: dict[str, str], *args: str) -> tuple[int, str]:

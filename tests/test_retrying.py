@@ -34,6 +34,6 @@ def test_retry_after_takes_the_first_tier_at_least_that_long(retry_after: float,
 def test_delays_setting_is_parsed_sorted_and_checked() -> None:
     assert RetrySettings(delays_s="5, 1,1").delays == (1.0, 5.0)
     with pytest.raises(SettingsError):
-        RetrySettings(delays_s="1,soon").delays
+        _ = RetrySettings(delays_s="1,soon").delays
     with pytest.raises(SettingsError):
-        RetrySettings(delays_s="0").delays
+        _ = RetrySettings(delays_s="0").delays
