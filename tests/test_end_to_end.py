@@ -246,3 +246,19 @@ def test_one_grep_follows_an_alert_and_metrics_count_it(pipeline: Pipeline, kube
     assert "openfero_job_create_duration_seconds_count 1.0" in text
     with urllib.request.urlopen(f"http://127.0.0.1:{listening['port']}/healthz", timeout=5) as response:
         assert response.status == 200
+
+
+def test_a_dispatcher_that_may_not_read_operarii_waits_instead_of_guessing(processes, double_env, tmp_path, kube_double, amqp_url, prefix) -> None:
+    # Given RBAC that forbids reading Operarii
+    kube_double.apply("configmaps", "default", reference_configmap())
+    kube_double.add_fault("GET", r"/operarii$", status=403)
+    pipeline = Pipeline(processes, double_env, tmp_path, dispatchers=0)
+    dispatcher = pipeline.start_dispatcher(wait=False)
+    assert pipeline.post(reference_alert_bytes())[0] == 200
+    # Then it says why and consumes nothing: the alert waits in the queue
+    wait_for(lambda: any(e.get("http_status") == 403 for e in dispatcher.events("definitions.error")), what="the 403 logged")
+    time.sleep(1)
+    assert kube_double.jobs() == [] and queue_depths(amqp_url, prefix)["work"] == 1
+    # and once RBAC is fixed it goes on
+    kube_double.clear_faults()
+    wait_for(kube_double.jobs, timeout_s=30, what="the Job after the fix")
