@@ -20,12 +20,14 @@ from shared.metrics import metrics_handler
 from dispatcher.handling import Handler, JobSink, PrintingSink
 from dispatcher.retrying import RetryPolicy
 from shared import logs
+from shared.loop import loop_factory, running_loop_name
 from shared.settings import (
     BrokerSettings,
     DispatcherSettings,
     KubeSettings,
     RetrySettings,
     ServiceSettings,
+    SettingsError,
     help_epilog,
     load,
     resolve_namespaces,
@@ -113,6 +115,7 @@ async def serve(service: ServiceSettings, dry_run: bool | None, exit_when_idle_s
                 "job_namespace": kube.job_namespace,
                 "selector": kube.definition_selector,
                 "dry_run": settings.dry_run,
+                "event_loop": running_loop_name(),
             },
         )
     metrics_runner = await _serve_metrics(service.metrics_addr)
@@ -161,9 +164,17 @@ async def _serve_metrics(addr: str) -> web.AppRunner:
 )
 def command(dry_run: bool | None, exit_when_idle: float | None) -> None:
     """Consume alert messages and create the Kubernetes Jobs their definitions describe."""
-    service = load(ServiceSettings)
+    try:
+        service = load(ServiceSettings)
+        new_loop = loop_factory(service.event_loop)
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
     logs.setup(service.log_level, service.log_format)
-    asyncio.run(serve(service, dry_run, exit_when_idle))
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        try:
+            runner.run(serve(service, dry_run, exit_when_idle))
+        except SettingsError as exc:
+            raise click.UsageError(str(exc)) from None
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ from ingest.publishing import Publisher, Unavailable
 from ingest.queues import watch_queues
 from shared.broker import BrokerLink
 from shared.envelope import InvalidWebhook, envelopes_from_webhook
+from shared.loop import running_loop_name
 from shared.metrics import metrics_handler
 from shared.settings import BrokerSettings, IngestSettings
 
@@ -152,6 +153,10 @@ def create_app(broker: BrokerSettings, ingest: IngestSettings) -> web.Applicatio
     app[AUTH] = Authenticator.from_settings(ingest)
 
     async def broker_connection(app: web.Application) -> AsyncIterator[None]:
+        log.info(
+            "ingest starting",
+            extra={"event": "ingest.starting", "addr": ingest.addr, "event_loop": running_loop_name(), "prefix": broker.queue_prefix},
+        )
         tasks = [
             asyncio.create_task(link.run(), name="broker-link"),
             asyncio.create_task(watch_queues(link), name="queue-counts"),

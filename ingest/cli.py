@@ -9,6 +9,7 @@ from aiohttp import web
 
 from ingest.app import create_app
 from shared import logs
+from shared.loop import loop_factory
 from shared.settings import BrokerSettings, IngestSettings, ServiceSettings, SettingsError, help_epilog, load
 
 
@@ -19,14 +20,15 @@ from shared.settings import BrokerSettings, IngestSettings, ServiceSettings, Set
 )
 def command() -> None:
     """Receive Alertmanager webhooks and queue one message per alert."""
-    service = load(ServiceSettings)
-    logs.setup(service.log_level, service.log_format)
-    ingest = load(IngestSettings)
     try:
+        service = load(ServiceSettings)
+        ingest = load(IngestSettings)
         app = create_app(load(BrokerSettings), ingest)
         tls = _tls_context(ingest)
+        loop = loop_factory(service.event_loop)()
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
+    logs.setup(service.log_level, service.log_format)
     web.run_app(
         app,
         host=ingest.host,
@@ -35,6 +37,7 @@ def command() -> None:
         shutdown_timeout=service.shutdown_grace_s,
         print=None,
         access_log=None,
+        loop=loop,
     )
 
 

@@ -243,6 +243,11 @@ class ServiceSettings:
         "After SIGTERM, how long in-flight work may finish before the rest is handed back "
         "(seconds); below Kubernetes' default grace period of 30 s.",
     )
+    event_loop: str = setting(
+        "OPENFERO_EVENT_LOOP",
+        "uvloop",
+        "uvloop (faster: see Performance) or asyncio (the standard library's loop).",
+    )
 
 
 ALL_GROUPS: tuple[type, ...] = (

@@ -58,3 +58,22 @@ def test_the_readme_test_command_is_what_ci_runs() -> None:
     assert "scripts/test" in (ROOT / ".ci" / "run").read_text()
     readme = (ROOT / "README.md").read_text()
     assert "scripts/test" in readme and "scripts/run" in readme
+
+
+@pytest.mark.parametrize("module", ["ingest", "dispatcher"])
+@pytest.mark.parametrize(
+    ("env", "value"),
+    [("OPENFERO_EVENT_LOOP", "tokio"), ("OPENFERO_SHUTDOWN_GRACE_SECONDS", "soon")],
+)
+def test_a_bad_setting_is_a_usage_error_not_a_traceback(module: str, env: str, value: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", module],
+        cwd=ROOT,
+        env={**os.environ, env: value},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert f"Error: {env}={value!r}" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -40,7 +40,10 @@ def job_definition(name: str, image: str) -> str:
     )
 
 
-def test_the_reference_alert_becomes_the_reference_job(pipeline: Pipeline, kube: KubeDouble) -> None:
+@pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
+def test_the_reference_alert_becomes_the_reference_job(processes, service_env, tmp_path, kube: KubeDouble, event_loop: str) -> None:
+    kube.apply("configmaps", "default", reference_configmap())
+    pipeline = Pipeline(processes, {**service_env, "OPENFERO_EVENT_LOOP": event_loop}, tmp_path)
     status, body = pipeline.post(reference_alert_bytes())
     assert (status, body) == (200, {"accepted": 1})
     [job] = wait_for(kube.jobs, what="the Job")
@@ -54,6 +57,9 @@ def test_the_reference_alert_becomes_the_reference_job(pipeline: Pipeline, kube:
     logs = pipeline.dispatcher.logs()
     assert '"event": "job.created"' in logs and job["metadata"]["name"] in logs
     assert "spec.template.spec.imagePullPolicy" in logs  # the author is told what was dropped
+    [configured] = pipeline.dispatcher.events("dispatcher.configured")
+    [starting] = pipeline.ingest.events("ingest.starting")
+    assert configured["event_loop"] == starting["event_loop"] == event_loop
 
 
 def test_a_group_with_resolved_alerts_gets_one_job_per_alert_from_its_own_status(pipeline: Pipeline, kube: KubeDouble) -> None:
