@@ -364,8 +364,8 @@ def dispatcher_rate(
         double.stop()
 
 
-def _job_times(double: KubeDouble) -> dict[tuple[str, str, str], float]:
-    return {key: at for key, at in list(double.created_at.items()) if key[0] == "jobs"}
+def _job_times(double: KubeDouble) -> dict[str, float]:
+    return double.job_creation_times()
 
 
 # -- 3. end to end -----------------------------------------------------------------------------

@@ -20,7 +20,7 @@ class Unavailable(Exception):
     """The alerts could not be stored durably; the sender should try again."""
 
 
-def to_message(envelope: Envelope) -> aio_pika.Message:
+def to_message(envelope: Envelope, timestamp: datetime) -> aio_pika.Message:
     alert = envelope.alert
     return aio_pika.Message(
         envelope.to_json(),
@@ -28,7 +28,7 @@ def to_message(envelope: Envelope) -> aio_pika.Message:
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         message_id=envelope.id,
         type=MESSAGE_TYPE,
-        timestamp=datetime.now(timezone.utc),
+        timestamp=timestamp,
         # Copied out of the body so that operators and tools can filter
         # without decoding it.
         headers={"alertname": alert.alertname, "status": alert.status, "fingerprint": alert.fingerprint},
@@ -69,8 +69,9 @@ class Publisher:
         if declared is None:
             return envelopes
         exchange = declared.exchange
+        now = datetime.now(timezone.utc)
         results = await asyncio.gather(
-            *(exchange.publish(to_message(e), routing_key=ALERT_ROUTING_KEY, mandatory=True) for e in envelopes),
+            *(exchange.publish(to_message(e, now), routing_key=ALERT_ROUTING_KEY, mandatory=True) for e in envelopes),
             return_exceptions=True,
         )
         failed = []

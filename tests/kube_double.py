@@ -185,6 +185,11 @@ class KubeDouble:
         self._thread.join(10)
         self._loop = None
 
+    def job_creation_times(self) -> dict[str, float]:
+        """Job name -> wall-clock time it was created; safe from any thread."""
+        with self._lock:
+            return {name: at for (resource, _, name), at in self.created_at.items() if resource == "jobs"}
+
     def kubeconfig(self, namespace: str = "default") -> dict[str, Any]:
         return self.kubeconfig_for(self.url, namespace)
 
@@ -320,9 +325,7 @@ class KubeDouble:
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.path.rstrip("/")
         if path == "/debug/created":
-            with self._lock:
-                created = {name: at for (resource, _, name), at in self.created_at.items() if resource == "jobs"}
-            return web.json_response(created)
+            return web.json_response(self.job_creation_times())
         if path == "/version":
             return web.json_response({"major": "1", "minor": "34", "gitVersion": "v1.34.0-double"})
         if path == "/api/v1/namespaces":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import yaml
 from kubernetes import client
 
 import functools
@@ -90,6 +91,22 @@ async def test_an_unreachable_api_is_transient(tmp_path, monkeypatch, kube) -> N
     with pytest.raises(ApiFailure) as raised:
         await creator(api_client).create(reference_job())
     assert raised.value.transient and "unreachable" in str(raised.value)
+
+
+async def test_a_failed_tls_handshake_is_transient(tmp_path, monkeypatch, kube) -> None:
+    config = kube.kubeconfig()
+    cluster = config["clusters"][0]["cluster"]
+    cluster["server"] = cluster["server"].replace("http://", "https://")  # TLS to a plain HTTP port
+    cluster["insecure-skip-tls-verify"] = True
+    path = tmp_path / "kubeconfig-tls"
+    path.write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    api_client, _ = load_api_client(timeout_s=1)
+    with pytest.raises(ApiFailure) as raised:
+        await creator(api_client).create(reference_job())
+    assert raised.value.transient and raised.value.status is None
+    assert "unreachable" in str(raised.value)
+    assert kube.jobs() == []
 
 
 async def test_the_double_validates_like_a_server(api, kube) -> None:
