@@ -67,6 +67,12 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class PeakRss:
     """The highest RSS of some processes while a block runs."""
 
@@ -241,14 +247,19 @@ async def _post_paced(url: str, per_webhook: int, alerts_per_s: float, duration_
     return latencies
 
 
-def ingest_throughput(amqp_url: str, duration_s: float) -> dict[str, Any]:
+INGEST_SENDERS = {1: 32, 10: 16, 100: 8}
+
+
+def ingest_throughput(amqp_url: str, duration_s: float, sizes: tuple[int, ...] = (1, 10, 100), event_loop: str = "uvloop") -> dict[str, Any]:
     """Alerts/s ingest accepts with 1, 10, 100 alerts per webhook; latency at half the best rate; RSS."""
     results: dict[str, Any] = {"alerts_per_s": {}, "rss_mb": {}}
-    for per_webhook, concurrency in ((1, 32), (10, 16), (100, 8)):
+    for per_webhook in sizes:
+        concurrency = INGEST_SENDERS[per_webhook]
         with fresh_prefix(amqp_url) as prefix:
             port = _free_port()
             url = f"http://127.0.0.1:{port}"
-            ingest = Service("ingest", {"OPENFERO_AMQP_URL": amqp_url, "OPENFERO_QUEUE_PREFIX": prefix, "OPENFERO_INGEST_ADDR": f"127.0.0.1:{port}"})
+            env = {"OPENFERO_AMQP_URL": amqp_url, "OPENFERO_QUEUE_PREFIX": prefix, "OPENFERO_INGEST_ADDR": f"127.0.0.1:{port}", "OPENFERO_EVENT_LOOP": event_loop}
+            ingest = Service("ingest", env)
             try:
                 asyncio.run(_wait_ready(url))
                 time.sleep(0.5)
@@ -280,26 +291,21 @@ def _kubeconfig(double: KubeDouble, path: Path) -> Path:
     return path
 
 
-def double_ceiling(jobs: int = 2000, threads: int = 16) -> float:
-    """Jobs/s the API double takes from the official client, 16 threads, nothing else running."""
-    from concurrent.futures import ThreadPoolExecutor
+def double_ceiling(jobs: int, tmp: Path, threads: int = 16) -> float:
+    """Jobs/s the API double takes from the dispatcher's own API call, 16 threads, nothing else running.
 
-    from kubernetes import client, config
-
+    The double runs here, as in the dispatcher benchmarks; the client runs in
+    a process of its own, as a dispatcher does (bench.create_load).
+    """
     double = KubeDouble().start()
     try:
-        api = client.BatchV1Api(config.new_client_from_config_dict(double.kubeconfig()))
-        body = _reference_job_body()
-
-        def create(i: int) -> None:
-            job = json.loads(json.dumps(body))
-            job["metadata"]["name"] = f"ceiling-{i}"
-            api.create_namespaced_job("default", job, _preload_content=False)
-
-        started = time.perf_counter()
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(create, range(jobs)))
-        return jobs / (time.perf_counter() - started)
+        kubeconfig = _kubeconfig(double, tmp / f"kubeconfig-{uuid.uuid4().hex[:6]}")
+        subprocess.run([sys.executable, "-m", "bench.create_load", str(kubeconfig), str(jobs), str(threads)], cwd=ROOT, check=True, timeout=300)
+        times = sorted(_job_times(double).values())
+        if len(times) != jobs:
+            raise RuntimeError(f"the API double holds {len(times)} of {jobs} Jobs")
+        # From the first Job to the last, as for the dispatchers: start-up does not count.
+        return (len(times) - 1) / (times[-1] - times[0])
     finally:
         double.stop()
 
@@ -352,14 +358,24 @@ def dispatcher_rate(
             workers = [Service("dispatcher", env, ("--exit-when-idle", "2")) for _ in range(processes)]
             with PeakRss({f"dispatcher{i}": w.pid for i, w in enumerate(workers)}) as peak:
                 deadline = time.monotonic() + 300
+                while not _job_times(double) and time.monotonic() < deadline:
+                    time.sleep(0.005)
+                # CPU from the first Job on: start-up (imports, connecting) does not count.
+                jobs_before, cpu_before = len(_job_times(double)), sum(cpu_seconds(w.pid) for w in workers)
                 while len(_job_times(double)) < alerts and time.monotonic() < deadline:
                     time.sleep(0.05)
+                jobs_after, cpu_after = len(_job_times(double)), sum(cpu_seconds(w.pid) for w in workers)
             for w in workers:
                 w.stop()
         times = sorted(_job_times(double).values())
         # From the first Job to the last: start-up and the idle wait at the end do not count.
         span = times[-1] - times[0] if len(times) > 1 else float("nan")
-        return {"jobs": len(times), "jobs_per_s": (len(times) - 1) / span, "peak_rss_mb": max(peak.peak.values())}
+        return {
+            "jobs": len(times),
+            "jobs_per_s": (len(times) - 1) / span,
+            "cpu_ms_per_job": (cpu_after - cpu_before) / max(1, jobs_after - jobs_before) * 1000,
+            "peak_rss_mb": max(peak.peak.values()),
+        }
     finally:
         double.stop()
 
@@ -419,6 +435,14 @@ def end_to_end_latency(amqp_url: str, alerts_per_s: float, duration_s: float, tm
             # The Job name is fixed by the alert: map names back to send times.
             names = [_job_name_of(body) for body in pool]
             sent: dict[str, float] = {}
+            answered: dict[str, float] = {}
+
+            async def one(session: aiohttp.ClientSession, n: int) -> None:
+                sent[names[n]] = time.time()
+                async with session.post(url + "/alerts", data=pool[n]) as response:
+                    await response.read()
+                    if response.status == 200:
+                        answered[names[n]] = time.time()
 
             async def run() -> None:
                 async with aiohttp.ClientSession() as session:
@@ -426,10 +450,8 @@ def end_to_end_latency(amqp_url: str, alerts_per_s: float, duration_s: float, tm
                     start = time.perf_counter()
                     for n in range(count):
                         await asyncio.sleep(max(0.0, start + n / alerts_per_s - time.perf_counter()))
-                        sent[names[n]] = time.time()
-                        tasks.append(asyncio.create_task(session.post(url + "/alerts", data=pool[n])))
-                    for response in await asyncio.gather(*tasks):
-                        response.release()
+                        tasks.append(asyncio.create_task(one(session, n)))
+                    await asyncio.gather(*tasks)
 
             with PeakRss({"ingest": ingest.pid, "dispatcher": dispatcher.pid}) as peak:
                 asyncio.run(run())
@@ -441,6 +463,9 @@ def end_to_end_latency(amqp_url: str, alerts_per_s: float, duration_s: float, tm
             ingest.stop()
             dispatcher.stop()
     latencies = [jobs[name] - sent[name] for name in sent if name in jobs]
+    # The two halves: webhook answered (stored on the broker), then Job created after that.
+    webhook = [answered[name] - sent[name] for name in answered]
+    after = [jobs[name] - answered[name] for name in answered if name in jobs]
     return {
         "alerts_per_s": alerts_per_s,
         "alerts": len(sent),
@@ -448,6 +473,10 @@ def end_to_end_latency(amqp_url: str, alerts_per_s: float, duration_s: float, tm
         "p50_ms": percentile(latencies, 50) * 1000,
         "p99_ms": percentile(latencies, 99) * 1000,
         "max_ms": max(latencies) * 1000 if latencies else float("nan"),
+        "webhook_p50_ms": percentile(webhook, 50) * 1000,
+        "webhook_p99_ms": percentile(webhook, 99) * 1000,
+        "answer_to_job_p50_ms": percentile(after, 50) * 1000,
+        "answer_to_job_p99_ms": percentile(after, 99) * 1000,
         "peak_rss_mb_ingest": peak.peak["ingest"],
         "peak_rss_mb_dispatcher": peak.peak["dispatcher"],
     }
@@ -458,6 +487,40 @@ def _job_name_of(body: bytes) -> str:
 
     envelope = envelopes_from_webhook(json.loads(body))[0]
     return job_name(REFERENCE_CONFIGMAP["metadata"]["name"], envelope)
+
+
+def create_call_cpu_us(tmp: Path, calls: int = 1000) -> dict[str, float]:
+    """Client-side CPU per Job create: the generated BatchV1Api method against the dispatcher's call.
+
+    Both through the same official client and connection pool, one thread,
+    against the API double in a process of its own (its CPU does not count).
+    """
+    from kubernetes import client, config
+
+    from dispatcher.jobs import JobCreator
+    from shared.settings import KubeSettings
+
+    body = _reference_job_body()
+    with double_process(tmp) as (_, kubeconfig):
+        api_client = config.new_client_from_config(str(kubeconfig))
+        batch = client.BatchV1Api(api_client)
+        creator = JobCreator(api_client, KubeSettings(job_namespace="default"), concurrency=1)
+
+        def generated(name: str) -> None:
+            batch.create_namespaced_job("default", {**body, "metadata": {**body["metadata"], "name": name}}, _preload_content=False).release_conn()
+
+        def direct(name: str) -> None:
+            creator._create_once({**body, "metadata": {**body["metadata"], "name": name}})
+
+        out = {}
+        for label, create in (("generated-method", generated), ("openfero", direct)):
+            create(f"warm-{label}")
+            started = time.thread_time()
+            for i in range(calls):
+                create(f"{label}-{i}")
+            out[label] = (time.thread_time() - started) / calls * 1e6
+        creator.close()
+        return out
 
 
 # -- 4. rendering ----------------------------------------------------------------------------
