@@ -430,6 +430,7 @@ def end_to_end_latency(amqp_url: str, alerts_per_s: float, duration_s: float, tm
         try:
             asyncio.run(_wait_ready(url))
             time.sleep(2)  # the dispatcher connects and lists its definitions
+            at_rest = rss_mb(dispatcher.pid)
             count = int(alerts_per_s * duration_s)
             pool = bodies(1, count)
             # The Job name is fixed by the alert: map names back to send times.
@@ -477,6 +478,7 @@ def end_to_end_latency(amqp_url: str, alerts_per_s: float, duration_s: float, tm
         "webhook_p99_ms": percentile(webhook, 99) * 1000,
         "answer_to_job_p50_ms": percentile(after, 50) * 1000,
         "answer_to_job_p99_ms": percentile(after, 99) * 1000,
+        "rss_mb_at_rest_dispatcher": at_rest,
         "peak_rss_mb_ingest": peak.peak["ingest"],
         "peak_rss_mb_dispatcher": peak.peak["dispatcher"],
     }

@@ -147,7 +147,7 @@ def summary(results: dict[str, Any]) -> str:
         "",
         f"Ingest at rest {ingest['rss_mb']['ingest_at_rest']:.0f} MB, under load up to "
         f"{max(v for k, v in ingest['rss_mb'].items() if k.startswith('ingest_under_load')):.0f} MB; "
-        f"a dispatcher under load up to {max(results[f'dispatcher_20ms_x{p}']['peak_rss_mb'] for p in (1, 2, 4)):.0f} MB "
+        f"a dispatcher at rest {e2e['rss_mb_at_rest_dispatcher']:.0f} MB, under load up to {max(results[f'dispatcher_20ms_x{p}']['peak_rss_mb'] for p in (1, 2, 4)):.0f} MB "
         f"(end to end: ingest {e2e['peak_rss_mb_ingest']:.0f} MB, dispatcher {e2e['peak_rss_mb_dispatcher']:.0f} MB).",
     ]
     return "\n".join(lines) + "\n"
@@ -160,7 +160,7 @@ def plots(results: dict[str, Any], out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     written = []
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = plt.subplots(figsize=(7.5, 3.5))
     labels = [f"{k}/webhook" for k in results["ingest"]["alerts_per_s"]] + ["100/webhook\nasyncio loop", "publisher\nceiling"]
     values = [*results["ingest"]["alerts_per_s"].values(), results["ingest_asyncio_loop"]["alerts_per_s"]["100"], results["publisher_ceiling_per_s"]]
     ax.bar(labels, values, color=["#4c72b0"] * (len(values) - 2) + ["#dd8452", "#999999"])
@@ -178,11 +178,12 @@ def plots(results: dict[str, Any], out: Path) -> list[Path]:
     ax.plot(procs, rates, marker="o", label="16 calls at a time each")
     ax.plot(procs, bound, marker="s", label="2 calls at a time each")
     ax.plot(procs, [bound[0] * p for p in procs], linestyle="--", color="#999999", label="linear from 2 at a time")
+    ax.axhline(results["double_ceiling_jobs_per_s"], linestyle=":", color="#c44e52", label="the API double's ceiling")
     ax.set_xticks(procs)
     ax.set_xlabel("dispatcher processes")
     ax.set_ylabel("Jobs/s")
     ax.set_title("Dispatchers, 20 ms API latency")
-    ax.legend()
+    ax.legend(fontsize="small")
     fig.tight_layout()
     written.append(out / "dispatcher.png")
     fig.savefig(written[-1], dpi=100)
