@@ -91,7 +91,7 @@ class JobCreator:
         # client (configuration, credentials, connection pool), minus its two
         # passes through the pydantic models: render() has already checked
         # the body against V1Job, and converting it to a model and back cost
-        # about a sixth of the dispatcher's CPU per Job (README, Performance).
+        # about a fifth of the client's CPU per call (README, Performance).
         api = self.api_client
         try:
             request = api.param_serialize(

@@ -1,9 +1,9 @@
 """The event loop both services run on.
 
-uvloop by default: measured here, it lets ingest accept about a sixth more
-alerts per second with 100-alert webhooks (see the README's Performance
-section). OPENFERO_EVENT_LOOP=asyncio keeps the standard library's loop,
-for debugging or a platform without uvloop.
+uvloop by default: ingest accepts more alerts per second on it (the
+benchmark measures both loops side by side; figures in the README's
+Performance section). OPENFERO_EVENT_LOOP=asyncio keeps the standard
+library's loop, for debugging or a platform without uvloop.
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop]:
     if name == "asyncio":
         return asyncio.new_event_loop
     if name == "uvloop":
-        import uvloop
-
+        try:
+            import uvloop
+        except ImportError:
+            raise SettingsError("OPENFERO_EVENT_LOOP=uvloop, but uvloop is not installed: install it, or set asyncio") from None
         return uvloop.new_event_loop
     raise SettingsError(f"OPENFERO_EVENT_LOOP={choice!r}: expected one of {', '.join(CHOICES)}")
 

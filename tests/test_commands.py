@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from openfero.cli import main
-from shared.settings import describe
+from shared.loop import loop_factory
+from shared.settings import SettingsError, describe
 from tests.conftest import ROOT, free_port
 
 
@@ -60,10 +61,16 @@ def test_the_readme_test_command_is_what_ci_runs() -> None:
     assert "scripts/test" in readme and "scripts/run" in readme
 
 
-@pytest.mark.parametrize("module", ["ingest", "dispatcher"])
 @pytest.mark.parametrize(
-    ("env", "value"),
-    [("OPENFERO_EVENT_LOOP", "tokio"), ("OPENFERO_SHUTDOWN_GRACE_SECONDS", "soon")],
+    ("module", "env", "value"),
+    [
+        ("ingest", "OPENFERO_EVENT_LOOP", "tokio"),
+        ("ingest", "OPENFERO_SHUTDOWN_GRACE_SECONDS", "soon"),
+        ("ingest", "OPENFERO_MAX_BODY_BYTES", "big"),
+        ("dispatcher", "OPENFERO_EVENT_LOOP", "tokio"),
+        ("dispatcher", "OPENFERO_SHUTDOWN_GRACE_SECONDS", "soon"),
+        ("dispatcher", "OPENFERO_PREFETCH", "lots"),  # read once the loop runs
+    ],
 )
 def test_a_bad_setting_is_a_usage_error_not_a_traceback(module: str, env: str, value: str) -> None:
     result = subprocess.run(
@@ -77,3 +84,14 @@ def test_a_bad_setting_is_a_usage_error_not_a_traceback(module: str, env: str, v
     assert result.returncode == 2
     assert f"Error: {env}={value!r}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_without_uvloop_the_error_says_how_to_run_on_the_standard_loop(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # what a failed import looks like
+    with pytest.raises(SettingsError, match="uvloop is not installed: install it, or set asyncio"):
+        loop_factory("uvloop")
+    loop = loop_factory(" AsyncIO ")()
+    try:
+        assert type(loop).__module__.startswith("asyncio")
+    finally:
+        loop.close()
