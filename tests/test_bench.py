@@ -28,5 +28,5 @@ def test_the_quick_benchmark_writes_json_markdown_and_plots(tmp_path, amqp_url) 
     assert results["dispatcher_no_latency"]["cpu_ms_per_job"] > 0
     assert results["end_to_end"]["jobs"] == results["end_to_end"]["alerts"]  # every alert became its Job
     summary = (tmp_path / "summary.md").read_text()
-    assert "## Ingest" in summary and "## End to end" in summary
+    assert "## Ingest" in summary and "## End to end" in summary and "## Made faster" in summary
     assert (tmp_path / "ingest.png").stat().st_size > 1000 and (tmp_path / "dispatcher.png").stat().st_size > 1000
