@@ -82,7 +82,13 @@ def parse(text: str, name: str = "template", funcs: Mapping[str, Callable[..., A
     limits = limits or _DEFAULT_LIMITS
     trees = parse_trees(name, text, set(BUILTINS) | set(functions), limits)
     program = Program(name, text, functions, "default" if missingkey == "invalid" else missingkey)
-    compile_program(program, trees)
+    try:
+        compile_program(program, trees)
+    except RecursionError:
+        raise TemplateError(
+            f"template: {name}: nested too deeply for Python's stack (limit max_nesting: {limits.max_nesting})",
+            stage="parse", limit="max_nesting",
+        ) from None
     return Template(name, text, program, trees)
 
 

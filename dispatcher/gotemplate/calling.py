@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import builtins as bi
-from .builtins import BUILTINS, STRING, VALUE, CallError, arity, call_python
-from .executing import NOFINAL, State
+from .builtins import BUILTINS, STRING, VALUE, arity, call_python
+from .errors import CallError
+from .executing import NOFINAL, RAW, State, want_string
 from .nodes import IdentifierNode, Node
-from .values import is_true
+from .values import NIL_IFACE, is_true
 
 if TYPE_CHECKING:
-    from .compiling import Closure, Compiler
+    from .pipelines import Closure, PipelineCompiler as Compiler
 
 
 def _arity_error(name: str, fixed: int, variadic: bool, given: int, num_in: int, most: int | None = None) -> str | None:
@@ -55,8 +55,6 @@ def _and_or(compiler: Compiler, ident: IdentifierNode, arg_nodes: list[Node]) ->
 
 def compile_call(compiler: Compiler, ident: IdentifierNode, cmd: Node, arg_nodes: list[Node]) -> Closure:
     """Go's evalFunction and evalCall for the function named by ``ident``."""
-    from .compiling import RAW
-
     name = ident.ident
     if name in BUILTINS and name not in compiler.program.functions:
         impl, fixed, variadic = BUILTINS[name]
@@ -96,17 +94,16 @@ def compile_call(compiler: Compiler, ident: IdentifierNode, cmd: Node, arg_nodes
     def call(st: State, dot: Any, final: Any) -> Any:
         st.node = ident
         num_in = given + (final is not NOFINAL)
-        problem = _arity_error(name, n_fixed, is_variadic, given, num_in, most)
-        if problem is not None:
-            raise st.fail(problem)
+        if num_in != n_fixed:
+            problem = _arity_error(name, n_fixed, is_variadic, given, num_in, most)
+            if problem is not None:
+                raise st.fail(problem)
         argv = [arg(st, dot) for arg in args]
         if final is not NOFINAL:
             kind = final_kind if final_kind is not None else (fixed[num_in - 1] if num_in - 1 < n_fixed else variadic)
             if kind == STRING:
-                from .compiling import _want_string
-
-                final = _want_string(st, final)
-            elif final is bi.NIL_IFACE:
+                final = want_string(st, final)
+            elif final is NIL_IFACE:
                 final = None
             argv.append(final)
         try:

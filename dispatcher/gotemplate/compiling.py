@@ -7,44 +7,17 @@ carries a weight, the steps its execution costs.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
-from . import builtins as bi
-from .builtins import NIL_IFACE, VALUE, ANYARG, STRING, CallError
-from .executing import NOFINAL, _MISSING, Program, State, _Break, _Continue, compile_field, fast_chain, field_chain
+from .executing import Program, State, _Break, _Continue
 from .formatting import print_action, sprint
 from .literals import go_quote
 from .nodes import (
-    ActionNode, BoolNode, BranchNode, BreakNode, ChainNode, CommandNode, ContinueNode, DotNode, FieldNode,
-    IdentifierNode, ListNode, NilNode, Node, NumberNode, PipeNode, RangeNode, StringNode, TemplateNode, TextNode,
-    VariableNode, WithNode,
+    ActionNode, BranchNode, BreakNode, ChainNode, CommandNode, ContinueNode, ListNode, Node, PipeNode, RangeNode,
+    TemplateNode, TextNode, WithNode,
 )
-from .values import is_true, sorted_keys, type_name
-
-RAW = "raw"  # like VALUE, but a nil from an interface slot stays one (only len tells them apart)
-Closure = Callable[..., Any]
-
-
-def _want_string(st: State, v: Any) -> str:
-    if type(v) is str:
-        return v
-    if v is None or v is NIL_IFACE:
-        raise st.fail("invalid value; expected string")
-    raise st.fail(f"wrong type for value; expected string; got {type_name(v)}")
-
-
-def _checked(kind: str, ev: Closure) -> Closure:
-    """An argument evaluator that converts or checks the value for its parameter kind."""
-    if kind == STRING:
-        return lambda st, dot: _want_string(st, ev(st, dot))
-    if kind == RAW:
-        return ev
-
-    def arg(st: State, dot: Any) -> Any:
-        v = ev(st, dot)
-        return None if v is NIL_IFACE else v
-
-    return arg
+from .pipelines import Closure, PipelineCompiler
+from .values import NIL_IFACE, is_true, sorted_keys, type_name
 
 
 def _weight(node: Node | None) -> int:
@@ -60,7 +33,9 @@ def _weight(node: Node | None) -> int:
     return 1
 
 
-class Compiler:
+class Compiler(PipelineCompiler):
+    """Statements: lists, text, actions, if/with, range and template calls."""
+
     def __init__(self, program: Program) -> None:
         self.program = program
 
@@ -262,186 +237,6 @@ class Compiler:
 
         return call_template
 
-    # Pipelines and commands.
-    def pipe(self, node: PipeNode) -> Closure:
-        cmds = [self.command(c) for c in node.cmds]
-        names = [v.ident[0] for v in node.decl]
-        is_assign = node.is_assign
-        if len(cmds) == 1 and not names:
-            only = cmds[0]
-
-            def single(st: State, dot: Any) -> Any:
-                st.node = node
-                v = only(st, dot, NOFINAL)
-                return None if v is NIL_IFACE else v
-
-            return single
-
-        def pipeline(st: State, dot: Any) -> Any:
-            st.node = node
-            v = NOFINAL
-            for cmd in cmds:
-                v = cmd(st, dot, v)
-                if v is NIL_IFACE:
-                    v = None
-            for name in names:
-                if is_assign:
-                    st.set_var(name, v)
-                else:
-                    st.vars.append((name, v))
-            return v
-
-        return pipeline
-
-    def command(self, cmd: CommandNode) -> Closure:
-        first = cmd.args[0]
-        extra = len(cmd.args) > 1
-        if isinstance(first, FieldNode):
-            return compile_field(first, first.ident, extra)
-        if isinstance(first, ChainNode):
-            return self.chain(first, extra)
-        if isinstance(first, IdentifierNode):
-            return self.call(first, cmd, cmd.args[1:])
-        if isinstance(first, VariableNode):
-            return self.variable(first, extra)
-        if isinstance(first, PipeNode):
-            inner = self.pipe(first)
-
-            def parenthesized(st: State, dot: Any, final: Any) -> Any:
-                if extra or final is not NOFINAL:
-                    raise st.fail(f"can't give argument to non-function {first}")
-                return inner(st, dot)
-
-            return parenthesized
-        value_of = self.constant(first)
-
-        def constant(st: State, dot: Any, final: Any) -> Any:
-            st.node = first
-            if extra or final is not NOFINAL:
-                raise st.fail(f"can't give argument to non-function {first}")
-            return value_of(st, dot)
-
-        return constant
-
-    def constant(self, node: Node) -> Closure:
-        if isinstance(node, DotNode):
-            return lambda st, dot: dot
-        if isinstance(node, NilNode):
-            def nil(st: State, dot: Any) -> Any:
-                raise st.fail("nil is not a command")
-            return nil
-        if isinstance(node, NumberNode) and node.overflow is not None:
-            message = node.overflow
-
-            def overflow(st: State, dot: Any) -> Any:
-                st.node = node
-                raise st.fail(message)
-            return overflow
-        value = node.value if isinstance(node, (BoolNode, NumberNode)) else node.text  # type: ignore[attr-defined]
-        return lambda st, dot: value
-
-    def chain(self, node: ChainNode, extra: bool) -> Closure:
-        fields = node.fields
-        if isinstance(node.node, NilNode):
-            def explicit_nil(st: State, dot: Any, final: Any) -> Any:
-                st.node = node
-                raise st.fail(f"indirection through explicit nil in {node}")
-            return explicit_nil
-        base = self.arg(node.node, VALUE)
-
-        def chained(st: State, dot: Any, final: Any) -> Any:
-            st.node = node
-            return field_chain(st, base(st, dot), fields, extra or final is not NOFINAL)
-
-        return chained
-
-    def variable(self, node: VariableNode, extra: bool) -> Closure:
-        name, rest = node.ident[0], node.ident[1:]
-        exported = all(f[:1].isupper() for f in rest)
-
-        def variable(st: State, dot: Any, final: Any) -> Any:
-            st.node = node
-            v = st.var(name)
-            if not rest:
-                if extra or final is not NOFINAL:
-                    raise st.fail(f"can't give argument to non-function {node}")
-                return v
-            if not extra and final is NOFINAL:
-                found = fast_chain(v, rest, exported)
-                if found is not _MISSING:
-                    return found
-            return field_chain(st, v, rest, extra or final is not NOFINAL)
-
-        return variable
-
-    def arg(self, node: Node, kind: str) -> Closure:
-        """Go's evalArg: one argument's value, for a parameter of the given kind."""
-        if isinstance(node, (DotNode, NilNode, BoolNode, NumberNode, StringNode)):
-            return self.constant_arg(node, kind)
-        if isinstance(node, FieldNode):
-            field = compile_field(node, node.ident, False)
-            ev = lambda st, dot: field(st, dot, NOFINAL)  # noqa: E731
-        elif isinstance(node, VariableNode):
-            var = self.variable(node, False)
-            ev = lambda st, dot: var(st, dot, NOFINAL)  # noqa: E731
-        elif isinstance(node, PipeNode):
-            pipe = self.pipe(node)
-
-            def ev(st: State, dot: Any) -> Any:
-                st.node = node
-                return pipe(st, dot)
-        elif isinstance(node, IdentifierNode):
-            fn = self.call(node, node, [])
-
-            def ev(st: State, dot: Any) -> Any:
-                st.node = node
-                return fn(st, dot, NOFINAL)
-        elif isinstance(node, ChainNode):
-            chain = self.chain(node, False)
-
-            def ev(st: State, dot: Any) -> Any:
-                st.node = node
-                return chain(st, dot, NOFINAL)
-        else:
-            raise TypeError(f"unknown argument {node!r}")  # the parser makes no other kind
-        return _checked(kind, ev)
-
-    def constant_arg(self, node: Node, kind: str) -> Closure:
-        if isinstance(node, DotNode):
-            def dot_arg(st: State, dot: Any) -> Any:
-                st.node = node
-                return dot
-            return _checked(kind, dot_arg)
-        if kind == STRING:
-            if isinstance(node, StringNode):
-                text = node.text
-
-                def string_arg(st: State, dot: Any) -> str:
-                    st.node = node
-                    return text
-                return string_arg
-            message = "cannot assign nil to string" if isinstance(node, NilNode) else f"expected string; found {node}"
-
-            def wrong(st: State, dot: Any) -> Any:
-                st.node = node
-                raise st.fail(message)
-            return wrong
-        if isinstance(node, NilNode):
-            def nil_arg(st: State, dot: Any) -> Any:
-                st.node = node
-                return None
-            return nil_arg
-        value_of = self.constant(node)
-
-        def constant_arg(st: State, dot: Any) -> Any:
-            st.node = node
-            return value_of(st, dot)
-        return constant_arg
-
-    def call(self, ident: IdentifierNode, cmd: Node, arg_nodes: list[Node]) -> Closure:
-        from .calling import compile_call
-
-        return compile_call(self, ident, cmd, arg_nodes)
 
 
 def compile_program(program: Program, trees: dict[str, ListNode]) -> None:

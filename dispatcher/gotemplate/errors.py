@@ -1,4 +1,4 @@
-"""The one error this package raises, for a template that cannot be parsed or executed. No I/O here."""
+"""The one error this package raises (TemplateError), and the one it raises and catches inside (CallError). No I/O here."""
 
 from __future__ import annotations
 
@@ -17,3 +17,7 @@ class TemplateError(ValueError):
         self.line = line
         self.col = col
         self.limit = limit
+
+
+class CallError(Exception):
+    """A builtin or a function of the caller failed; execution reports it as ``error calling NAME: MESSAGE``."""

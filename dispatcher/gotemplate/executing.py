@@ -16,19 +16,14 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from . import builtins as bi
-from .builtins import NIL_IFACE, CallError
 from .errors import TemplateError
-from .formatting import print_action, sprint
 from .limits import Limits
 from .literals import go_quote
-from .nodes import (
-    ActionNode, BoolNode, BranchNode, BreakNode, ChainNode, ContinueNode, DotNode, FieldNode, IdentifierNode,
-    IfNode, ListNode, NilNode, Node, NumberNode, PipeNode, RangeNode, StringNode, TemplateNode, TextNode, VariableNode,
-)
-from .values import ANY, GoStruct, elem_type, is_true, key_type, sorted_keys, type_name, zero_of
+from .nodes import Node
+from .values import ANY, NIL_IFACE, GoStruct, elem_type, key_type, type_name, zero_of
 
 NOFINAL = object()  # "no value piped in" (Go's missingVal)
+RAW = "raw"  # an argument kind like any value, but a nil from an interface slot stays one (only len tells them apart)
 _MISSING = object()
 
 
@@ -127,6 +122,15 @@ class State:
         raise self.fail(f"undefined variable: {name}")
 
 
+def want_string(st: State, v: Any) -> str:
+    """An argument for a string parameter (printf's format), with Go's complaints."""
+    if type(v) is str:
+        return v
+    if v is None or v is NIL_IFACE:
+        raise st.fail("invalid value; expected string")
+    raise st.fail(f"wrong type for value; expected string; got {type_name(v)}")
+
+
 def run_list(st: State, dot: Any, body: tuple, weight: int) -> None:
     st.steps += weight
     if st.steps > st.max_steps:
@@ -139,11 +143,14 @@ def run_list(st: State, dot: Any, body: tuple, weight: int) -> None:
 
 def field_chain(st: State, receiver: Any, idents: list[str], has_args: bool) -> Any:
     """Go's evalFieldChain: each name looked up in turn, with Go's errors and missingkey."""
-    from_iface = receiver is NIL_IFACE or (receiver is st.range_elem and _holds_interfaces(st.range_container))
+    parent: Any = _RANGED if receiver is st.range_elem else None
     last = len(idents) - 1
     for i, name in enumerate(idents):
-        receiver, from_iface = _field(st, name, receiver, from_iface, has_args and i == last)
+        receiver, parent = _field(st, name, receiver, parent, has_args and i == last)
     return receiver
+
+
+_RANGED = object()  # "the receiver is the element range is visiting"
 
 
 def _holds_interfaces(container: Any) -> bool:
@@ -151,49 +158,58 @@ def _holds_interfaces(container: Any) -> bool:
     return elem_type(values) == ANY
 
 
-def _field(st: State, name: str, receiver: Any, from_iface: bool, has_args: bool) -> tuple[Any, bool]:
+def _static(st: State, value: Any, parent: Any) -> str:
+    """The type Go names for a receiver: interface {} when it was taken out of an interface{} slot."""
+    if value is NIL_IFACE:
+        return ANY
+    if parent is _RANGED:
+        return ANY if _holds_interfaces(st.range_container) else type_name(value)
+    if type(parent) is dict and _holds_interfaces(parent):
+        return ANY
+    return type_name(value)
+
+
+def _field(st: State, name: str, receiver: Any, parent: Any, has_args: bool) -> tuple[Any, Any]:
+    """One step of a field chain: (value, the map or struct it came from)."""
     if receiver is None or receiver is NIL_IFACE:
-        if from_iface:
+        if receiver is NIL_IFACE or parent is not None:  # a nil held in an interface{}
             raise st.fail(f"nil pointer evaluating interface {{}}.{name}")
         if st.missing_error:
             raise st.fail(f"nil data; no entry for key {go_quote(name)}")
-        return None, False
+        return None, None
     t = type(receiver)
     if t is GoStruct:
         value = receiver.fields.get(name, _MISSING)
         if value is not _MISSING:
             if not name[:1].isupper():
-                raise st.fail(f"{name} is an unexported field of struct type {_static(receiver, from_iface)}")
+                raise st.fail(f"{name} is an unexported field of struct type {_static(st, receiver, parent)}")
             if has_args:
                 raise st.fail(f"{name} has arguments but cannot be invoked as function")
-            return value, value is None
+            return value, receiver
     elif t is dict and key_type(receiver) in ("string", ANY):
         if has_args:
             raise st.fail(f"{name} is not a method but has arguments")
         value = receiver.get(name, _MISSING)
         if value is not _MISSING:
-            return value, value is None or _holds_interfaces(receiver)
+            return value, receiver
         if st.missing_error:
             raise st.fail(f"map has no entry for key {go_quote(name)}")
         if st.missing_zero:
-            return zero_of(elem_type(receiver.values())), False
-        return None, False
-    raise st.fail(f"can't evaluate field {name} in type {_static(receiver, from_iface)}")
-
-
-def _static(value: Any, from_iface: bool) -> str:
-    return ANY if from_iface else type_name(value)
+            zero = zero_of(elem_type(receiver.values()))
+            return zero, (receiver if zero is None else None)  # a zero interface{} is a nil in an interface
+        return None, None
+    raise st.fail(f"can't evaluate field {name} in type {_static(st, receiver, parent)}")
 
 
 def compile_field(node: Node, idents: list[str], has_extra_args: bool) -> Callable:
-    """A field chain evaluated on dot, with a fast path for maps and structs that hold every name."""
-    exported = all(name[:1].isupper() for name in idents)
+    """A field chain evaluated on dot, with a fast path for present map keys and exported struct fields."""
+    steps = tuple((name, name[:1].isupper()) for name in idents)
 
     def field(st: State, dot: Any, final: Any) -> Any:
         st.node = node
         if final is NOFINAL and not has_extra_args:
             recv = dot
-            for name in idents:
+            for name, exported in steps:
                 t = type(recv)
                 if t is dict:
                     recv = recv.get(name, _MISSING)
@@ -210,9 +226,9 @@ def compile_field(node: Node, idents: list[str], has_extra_args: bool) -> Callab
     return field
 
 
-def fast_chain(recv: Any, idents: list[str], exported: bool) -> Any:
+def fast_chain(recv: Any, steps: tuple) -> Any:
     """The chain's value when every step is a present key or exported field; _MISSING when Go's checks are needed."""
-    for name in idents:
+    for name, exported in steps:
         t = type(recv)
         if t is dict:
             recv = recv.get(name, _MISSING)

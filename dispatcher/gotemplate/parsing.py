@@ -14,7 +14,7 @@ from collections.abc import Collection
 from . import lexing as lx
 from .errors import TemplateError
 from .limits import Limits
-from .literals import number_constant, unquote
+from .literals import go_quote, number_constant, unquote
 from .nodes import (
     ActionNode, BoolNode, BranchNode, BreakNode, ChainNode, CommandNode, ContinueNode, DotNode, ElseNode, EndNode,
     FieldNode, IdentifierNode, IfNode, ListNode, NilNode, Node, NumberNode, PipeNode, RangeNode, StringNode,
@@ -144,7 +144,7 @@ class _Parser:
         if tree is None or is_empty_tree(tree):
             self.trees[name] = root
         elif not is_empty_tree(root):
-            raise self.error(f'template: multiple definition of template "{name}"')
+            raise self.error(f"template: multiple definition of template {go_quote(name)}")
 
     def item_list(self) -> tuple[ListNode, Node]:
         body = ListNode(self.peek_non_space().pos)
@@ -264,7 +264,7 @@ class _Parser:
                 break
             mark = self.i
             self.next()
-            after_variable = self.peek()
+            self.peek()  # Go looks at the token after the variable: it counts for the line of an error
             nxt = self.peek_non_space()
             if nxt.typ in (lx.ASSIGN, lx.DECLARE):
                 pipe.is_assign = nxt.typ == lx.ASSIGN
@@ -281,8 +281,7 @@ class _Parser:
                     raise self.error("range can only initialize variables")
                 raise self.error(f"too many declarations in {context}")
             else:
-                self.i = mark
-                del after_variable
+                self.i = mark  # not a declaration: read the variable again as an operand
             break
         while True:
             token = self.next_non_space()
@@ -334,7 +333,7 @@ class _Parser:
             if isinstance(node, VariableNode):
                 return VariableNode(chain.pos, str(chain))
             if isinstance(node, (BoolNode, StringNode, NumberNode, NilNode, DotNode)):
-                raise self.error(f"unexpected . after term {_go_q(str(node))}")
+                raise self.error(f"unexpected . after term {go_quote(str(node))}")
             return chain
         return node
 
@@ -382,12 +381,6 @@ class _Parser:
             raise self.error(str(exc)) from None
 
 
-def _go_q(s: str) -> str:
-    from .literals import go_quote
-
-    return go_quote(s)
-
-
 def parse_trees(name: str, text: str, functions: Collection[str], limits: Limits) -> dict[str, ListNode]:
     """Every template the text defines, by name; the text's own body under ``name``. TemplateError if malformed."""
     if len(text) > limits.max_text_bytes or len(text.encode("utf-8", "surrogatepass")) > limits.max_text_bytes:
@@ -395,4 +388,10 @@ def parse_trees(name: str, text: str, functions: Collection[str], limits: Limits
             f"template: {name}: text longer than {limits.max_text_bytes} bytes (limit max_text_bytes)",
             stage="parse", limit="max_text_bytes",
         )
-    return _Parser(name, text, functions, limits).parse()
+    try:
+        return _Parser(name, text, functions, limits).parse()
+    except RecursionError:
+        raise TemplateError(
+            f"template: {name}: nested too deeply for Python's stack (limit max_nesting: {limits.max_nesting})",
+            stage="parse", limit="max_nesting",
+        ) from None

@@ -134,3 +134,20 @@ def sorted_keys(mapping: dict) -> list:
     # Mixed keys (an interface key type): by kind, then by value within a kind.
     rank = {"bool": 0, "int": 1, "float64": 2, "string": 3}
     return sorted(keys, key=lambda k: (rank.get(_basic(k) or "", 4), _float_key(k) if type(k) is float else k if _basic(k) else str(k)))
+
+
+class NilInterface:
+    """A nil that sits in an interface{} slot (an element of []interface{} given to range).
+
+    Go tells it from no value in two places: a field of it is ``nil pointer
+    evaluating interface {}.X``, and ``len`` of it is ``len of nil pointer``.
+    Everywhere else it is nil.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NIL_IFACE"
+
+
+NIL_IFACE = NilInterface()
