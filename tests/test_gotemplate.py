@@ -340,10 +340,14 @@ def test_parse_bounds_text_length_and_nesting():
     '{{ define "a" }}{{ template "b" . }}{{ template "b" . }}{{ end }}{{ define "b" }}{{ template "a" . }}{{ end }}{{ template "a" . }}',
     '{{ printf "%01000d%01000d%01000d" 1 2 3 }}{{ range .l }}{{ printf "%0999d" . }}{{ end }}',
     '{{ range .l }}{{ html $.html }}{{ js $.html }}{{ urlquery $.html }}{{ end }}',
+    '{{ range .l }}{{ range $.l }}{{ $x := js $.html }}{{ $y := printf "%v" $.big }}{{ end }}{{ end }}',
+    "{{ range .l }}{{ range $.l }}{{ range $.big }}{{ break }}{{ end }}{{ end }}{{ end }}",
+    '{{ range .l }}{{ range $.l }}{{ range $.l }}{{ index $.big "absent" }}{{ $.big.absent }}{{ end }}{{ end }}{{ end }}',
+    "{{ range .l }}{{ range $.l }}{{ $.big }}{{ end }}{{ end }}",
 ])
 def test_hostile_templates_finish_quickly(text):
-    data = {"l": list(range(200)), "html": "<&>\"'" * 2000}
-    result = quickly(lambda: parse(text, "t").execute(data))
+    data = {"l": list(range(200)), "html": "<&>\"'\u2028é" * 2000, "big": {f"k{i:05d}": str(i) for i in range(10_000)}}
+    result = quickly(lambda: parse(text, "t", missingkey="default").execute(data))
     assert isinstance(result, (str, TemplateError))
 
 

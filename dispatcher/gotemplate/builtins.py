@@ -16,7 +16,7 @@ from .escaping import html_escape, js_escape, url_query_escape
 from .formatting import sprint, sprintf, sprintln
 from .comparing import eq, ge, gt, le, lt, ne
 from .errors import CallError
-from .values import ANY, NIL_IFACE, elem_type, is_true, key_type, type_name, zero_of
+from .values import ANY, NIL_IFACE, is_true, type_name, zero_of
 
 # Argument kinds: VALUE and ANY take anything (nil too); STRING must be a string.
 VALUE, ANYARG, STRING = "value", "any", "string"
@@ -40,8 +40,8 @@ def _index_arg(index: Any, cap: int) -> int:
     raise CallError(f"cannot index slice/array with type {type_name(index)}")
 
 
-def _map_key(index: Any, mapping: dict) -> Any:
-    kt = key_type(mapping)
+def _map_key(st: Any, index: Any, mapping: dict) -> Any:
+    kt = st.key_type(mapping)
     if index is None:
         if kt == ANY:
             return None
@@ -71,8 +71,8 @@ def index(st: Any, item: Any, *indexes: Any) -> Any:
                 raise CallError("reflect: slice index out of range")
             item = item[x]
         elif t is dict:
-            value = item.get(_map_key(idx, item), _MISSING)
-            item = zero_of(elem_type(item.values())) if value is _MISSING else value
+            value = item.get(_map_key(st, idx, item), _MISSING)
+            item = zero_of(st.elem_type(item)) if value is _MISSING else value
         else:
             raise CallError(f"can't index item of type {type_name(item)}")
     return item
@@ -102,6 +102,7 @@ def slice_(st: Any, item: Any, *indexes: Any) -> Any:
     if len(indexes) == 3 and idx[1] > idx[2]:
         raise CallError(f"invalid slice index: {idx[1]} > {idx[2]}")
     if data is None:
+        st.charge(idx[1] - idx[0])
         return item[idx[0]:idx[1]]
     part = data[idx[0]:idx[1]]
     return part if type(part) is str else part.decode("utf-8", "replace")
@@ -124,21 +125,22 @@ def not_(st: Any, arg: Any) -> bool:
     return not is_true(arg)
 
 
-def _built(st: Any, s: str) -> str:
-    st.charge(len(s))
+def _built(st: Any, s: str, per_step: int = 16) -> str:
+    st.charge(len(s), per_step)
     return s
 
 
+# Formatting is Python work per character: one step per 4 characters made.
 def print_(st: Any, *args: Any) -> str:
-    return _built(st, sprint(list(args), st.max_out))
+    return _built(st, sprint(list(args), st.max_out), 4)
 
 
 def println(st: Any, *args: Any) -> str:
-    return _built(st, sprintln(list(args), st.max_out))
+    return _built(st, sprintln(list(args), st.max_out), 4)
 
 
 def printf(st: Any, fmt: str, *args: Any) -> str:
-    return _built(st, sprintf(fmt, list(args), st.max_out, st.max_width))
+    return _built(st, sprintf(fmt, list(args), st.max_out, st.max_width), 4)
 
 
 def _escaper_text(st: Any, args: tuple) -> str:
@@ -152,7 +154,7 @@ def html(st: Any, *args: Any) -> str:
 
 
 def js(st: Any, *args: Any) -> str:
-    return _built(st, js_escape(_escaper_text(st, args)))
+    return _built(st, js_escape(_escaper_text(st, args)), 4)
 
 
 def urlquery(st: Any, *args: Any) -> str:

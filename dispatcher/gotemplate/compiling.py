@@ -17,7 +17,7 @@ from .nodes import (
     TemplateNode, TextNode, WithNode,
 )
 from .pipelines import Closure, PipelineCompiler
-from .values import NIL_IFACE, is_true, sorted_keys, type_name
+from .values import NIL_IFACE, is_true, type_name
 
 
 def _weight(node: Node | None) -> int:
@@ -164,7 +164,7 @@ class Compiler(PipelineCompiler):
                 if t is list or t is tuple:
                     items = enumerate(val) if val else None
                 elif t is dict:
-                    items = ((k, val[k]) for k in sorted_keys(val)) if val else None
+                    items = ((k, val[k]) for k in st.sorted_keys(val)) if val else None
                 elif val is None:
                     items = None
                 else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote_plus
 
 from .literals import is_print
@@ -18,21 +19,19 @@ def html_escape(s: str) -> str:
     return s.translate(_HTML_TABLE)
 
 
-def _js_char(ch: str) -> str:
-    if ch in _JS:
-        return _JS[ch]
-    if ch < " ":
-        return f"\\u00{ord(ch):02X}"
-    if ch < "\x80" or is_print(ch):
-        return ch
-    return f"\\u{ord(ch):04X}"
+_JS_TABLE = str.maketrans({**{chr(c): f"\\u00{c:02X}" for c in range(0x20)}, **_JS})
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+
+
+def _js_non_ascii(match: re.Match) -> str:
+    ch = match.group()
+    return ch if is_print(ch) else f"\\u{ord(ch):04X}"
 
 
 def js_escape(s: str) -> str:
     """JSEscapeString: quotes, backslash, < > & = and control characters escaped; other non-printables as \\uXXXX."""
-    if s.isascii() and s.isprintable() and not any(c in s for c in _JS):
-        return s
-    return "".join(_js_char(ch) for ch in s)
+    s = s.translate(_JS_TABLE)
+    return s if s.isascii() else _NON_ASCII.sub(_js_non_ascii, s)
 
 
 def url_query_escape(s: str) -> str:

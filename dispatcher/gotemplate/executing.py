@@ -20,7 +20,7 @@ from .errors import TemplateError
 from .limits import Limits
 from .literals import go_quote
 from .nodes import Node
-from .values import ANY, NIL_IFACE, GoStruct, elem_type, key_type, type_name, zero_of
+from .values import ANY, NIL_IFACE, GoStruct, elem_type, key_type, sorted_keys, type_name, zero_of
 
 NOFINAL = object()  # "no value piped in" (Go's missingVal)
 RAW = "raw"  # an argument kind like any value, but a nil from an interface slot stays one (only len tells them apart)
@@ -50,7 +50,7 @@ class State:
 
     __slots__ = ("program", "out", "size", "max_out", "steps", "max_steps", "depth", "max_depth", "nest",
                  "max_nest", "max_width", "vars", "node", "tmpl_name", "escape", "missing_error", "missing_zero",
-                 "range_elem", "range_container")
+                 "range_elem", "range_container", "_known")
 
     def __init__(self, program: Program, data: Any, limits: Limits, escape: Callable[[str], str] | None, missingkey: str) -> None:
         self.program = program
@@ -74,6 +74,7 @@ class State:
         # interface{} value, and names that type in errors (see _static).
         self.range_elem: Any = _MISSING
         self.range_container: Any = None
+        self._known: dict[int, tuple] | None = None  # per map or slice: (it, key type, element type, sorted keys)
 
     def fail(self, message: str, limit: str | None = None) -> TemplateError:
         text, node = self.program.text, self.node
@@ -90,11 +91,39 @@ class State:
     def over(self, what: str, limit: str, bound: int) -> TemplateError:
         return self.fail(f"{what} (limit {limit}: {bound})", limit)
 
-    def charge(self, nbytes: int) -> None:
-        """Count work proportional to a string's size: one step per 256 bytes."""
-        self.steps += nbytes >> 8
+    def charge(self, size: int, per_step: int = 16) -> None:
+        """Count work proportional to a size: one step per ``per_step`` characters or elements."""
+        self.steps += size // per_step
         if self.steps > self.max_steps:
             raise self.over("too many steps", "max_steps", self.max_steps)
+
+    def _facts(self, container: Any) -> list:
+        # Data never changes during an execution, so what a scan of a container finds is kept for the rest
+        # of it: a loop over a large map pays for the scan once. The entry holds the container, so its id
+        # cannot be reused meanwhile.
+        known = self._known
+        if known is None:
+            known = self._known = {}
+        facts = known.get(id(container))
+        if facts is None:
+            self.charge(len(container))
+            values = container.values() if type(container) is dict else container
+            facts = known[id(container)] = [container, key_type(container) if type(container) is dict else "int",
+                                            elem_type(values), None]
+        return facts
+
+    def key_type(self, mapping: dict) -> str:
+        return self._facts(mapping)[1]
+
+    def elem_type(self, container: Any) -> str:
+        return self._facts(container)[2]
+
+    def sorted_keys(self, mapping: dict) -> list:
+        facts = self._facts(mapping)
+        if facts[3] is None:
+            self.charge(len(mapping), 4)
+            facts[3] = sorted_keys(mapping)
+        return facts[3]
 
     def write(self, s: str) -> None:
         self.size += len(s) if s.isascii() else len(s.encode("utf-8", "replace"))
@@ -186,7 +215,7 @@ def _field(st: State, name: str, receiver: Any, parent: Any, has_args: bool) -> 
             if has_args:
                 raise st.fail(f"{name} has arguments but cannot be invoked as function")
             return value, receiver
-    elif t is dict and key_type(receiver) in ("string", ANY):
+    elif t is dict and st.key_type(receiver) in ("string", ANY):
         if has_args:
             raise st.fail(f"{name} is not a method but has arguments")
         value = receiver.get(name, _MISSING)
@@ -195,7 +224,7 @@ def _field(st: State, name: str, receiver: Any, parent: Any, has_args: bool) -> 
         if st.missing_error:
             raise st.fail(f"map has no entry for key {go_quote(name)}")
         if st.missing_zero:
-            zero = zero_of(elem_type(receiver.values()))
+            zero = zero_of(st.elem_type(receiver))
             return zero, (receiver if zero is None else None)  # a zero interface{} is a nil in an interface
         return None, None
     raise st.fail(f"can't evaluate field {name} in type {_static(st, receiver, parent)}")

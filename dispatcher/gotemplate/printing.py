@@ -254,6 +254,13 @@ class Printer:
             raise TemplateError(f"value nested deeper than {_MAX_PRINT_DEPTH} levels to print", stage="exec")
         t = type(value)
         sharp_v = self.sharp_v
+        if verb == "v" and not (sharp_v or self.wid_present or self.prec_present) and _all_str(value, t):
+            # openfero's labels and annotations: nothing to pad or quote, so print them in one go.
+            if t is dict:
+                self.write("map[" + " ".join(f"{k}:{value[k]}" for k in sorted(value)) + "]")
+            else:
+                self.write("[" + " ".join(value) + "]")
+            return
         if t is dict:
             self.write(type_name(value) + "{" if sharp_v else "map[")
             for i, key in enumerate(sorted_keys(value)):
@@ -290,6 +297,12 @@ class Printer:
             self.fmt_s(str(value))
         else:
             self.bad_verb(verb, value)
+
+
+def _all_str(value: Any, t: type) -> bool:
+    if t is dict:
+        return all(type(k) is str and type(v) is str for k, v in value.items())
+    return (t is list or t is tuple) and all(type(v) is str for v in value)
 
 
 def _sharp_float(body: str, verb: str, prec: int) -> str:
