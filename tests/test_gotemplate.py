@@ -305,9 +305,15 @@ def test_huge_output_from_a_range_stops_at_max_output_bytes():
     exceeds("max_output_bytes", "{{ range .l }}{{ range $.l }}0123456789{{ end }}{{ end }}", {"l": list(range(300))})
 
 
-def test_doubling_a_string_stops_at_max_output_bytes():
+def test_doubling_a_string_stops_before_it_is_large():
+    # Each string a function makes is bounded, and making strings costs steps: whichever comes first.
     text = '{{ $s := "xxxxxxxx" }}{{ range .l }}{{ $s = printf "%s%s" $s $s }}{{ end }}'
-    exceeds("max_output_bytes", text, {"l": list(range(64))})
+    error = quickly(lambda: parse(text, "t").execute({"l": list(range(64))}))
+    assert isinstance(error, TemplateError)
+    assert error.limit in ("max_output_bytes", "max_steps")
+    with pytest.raises(TemplateError) as caught:
+        parse(text, "t").execute({"l": list(range(64))}, limits=Limits(max_steps=10**9))
+    assert caught.value.limit == "max_output_bytes"
 
 
 def test_output_limit_counts_utf8_bytes():
