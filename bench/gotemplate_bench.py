@@ -104,7 +104,7 @@ def main() -> None:
         number = 20000 if len(text) < 100 else 2000
         ours = per_call_us(lambda: template.execute(DATA), number)
         jinja = jinja_figure(text)
-        print(f"{label:44} {ours:14.2f} {jinja if jinja is None else round(jinja, 2)!s:>10}")
+        print(f"{label:44} {ours:14.2f} {'n/a' if jinja is None else f'{jinja:.2f}':>10}")
     parse_us = per_call_us(lambda: parse(SCRIPT, "bench"), 200)
     print(f"{'parse of the 20-line script':44} {parse_us:14.1f}")
     print()
