@@ -407,3 +407,17 @@ def test_template_shaped_text_raises_nothing_but_template_error(text):
 
 def test_template_type_is_exported():
     assert isinstance(parse("x", "t"), Template)
+
+
+def test_the_package_is_pure():
+    # Given a fresh interpreter; When it imports the engine; Then no broker, HTTP or Kubernetes client comes along.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, dispatcher.gotemplate as g; g.parse('{{ . }}', 't').execute(1); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('aio_pika', 'aiohttp', 'kubernetes', 'socket', 'jinja2')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=pathlib.Path(__file__).parents[1])
+    assert result.stdout.strip() == "[]"
