@@ -312,11 +312,11 @@ def double_ceiling(jobs: int, tmp: Path, threads: int = 16) -> float:
 
 def _reference_job_body() -> dict[str, Any]:
     from dispatcher.definitions import Definition
-    from dispatcher.rendering import render
+    from dispatcher.rendering import JobRules, render
 
     data = REFERENCE_CONFIGMAP["data"]["KubeQuotaAlmostFull"]
     envelope = envelopes_from_webhook(webhook(1, 0))[0]
-    return render(Definition.parse("default/x", "KubeQuotaAlmostFull", data), envelope, 60).body
+    return render(Definition.parse("default/x", "KubeQuotaAlmostFull", data), envelope, JobRules(60)).body
 
 
 def _fill_work_queue(amqp_url: str, prefix: str, alerts: int) -> None:
@@ -531,7 +531,7 @@ def create_call_cpu_us(tmp: Path, calls: int = 1000) -> dict[str, float]:
 def render_times_us() -> dict[str, float]:
     from dispatcher.definitions import Definition
     from dispatcher.operarii import Operarius
-    from dispatcher.rendering import render
+    from dispatcher.rendering import JobRules, render
 
     envelope = envelopes_from_webhook(webhook(1, 0))[0]
     reference = Definition.parse("default/x", "KubeQuotaAlmostFull", REFERENCE_CONFIGMAP["data"]["KubeQuotaAlmostFull"])
@@ -540,7 +540,7 @@ def render_times_us() -> dict[str, float]:
     out = {}
     for name, definition, alert in (("reference", reference, envelope), ("templated", operarius.definition, crash)):
         runs = 2000
-        seconds = min(timeit.repeat(lambda d=definition, a=alert: render(d, a, 60), number=runs, repeat=3))
+        seconds = min(timeit.repeat(lambda d=definition, a=alert: render(d, a, JobRules(60)), number=runs, repeat=3))
         out[name] = seconds / runs * 1e6
     return out
 

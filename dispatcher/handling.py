@@ -7,6 +7,7 @@ acks and rejects.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from dataclasses import dataclass
@@ -17,7 +18,8 @@ import yaml
 from dispatcher.catalog import Catalog
 from dispatcher.definitions import Lookup
 from dispatcher.jobs import ApiFailure
-from dispatcher.rendering import RenderError, render
+from dispatcher.metrics import REFUSED
+from dispatcher.rendering import JobRules, Refused, RenderError, render
 from shared.envelope import Envelope, InvalidEnvelope
 
 log = logging.getLogger("openfero.dispatcher")
@@ -81,11 +83,11 @@ class PrintingSink:
 
 
 class Handler:
-    def __init__(self, catalog: Catalog, sink: JobSink, default_ttl_s: int, status: StatusRecorder | None = None):
+    def __init__(self, catalog: Catalog, sink: JobSink, rules: JobRules, status: StatusRecorder | None = None):
         self.catalog = catalog
         self.sink = sink
         self.status = status
-        self.default_ttl_s = default_ttl_s
+        self.rules = rules
         self.dry_run = isinstance(sink, PrintingSink)
         self._warned: set[tuple[str, str, int]] = set()
 
@@ -118,9 +120,15 @@ class Handler:
                 )
             return NothingToDo(f"no definition: no Operarius matches and there is no ConfigMap {found.configmap}")
         try:
-            job = render(found.definition, envelope, self.default_ttl_s, run_id)
+            # Off the event loop: a heavy definition slows its own alert, not the consumer or /healthz.
+            job = await asyncio.to_thread(render, found.definition, envelope, self.rules, run_id)
         except RenderError as exc:
             return DeadLetter(str(exc), "RenderError")
+        except Refused as exc:
+            # The alert's own data is at fault: not a dead letter, which anyone could fill this way.
+            REFUSED.labels("env_name_collision").inc()
+            log.warning("alert refused: %s", exc, extra={**context, "event": "alert.refused"})
+            return NothingToDo(f"alert refused: {exc}")
         context["job"] = job.name
         if self.dry_run:
             context["dry_run"] = True
