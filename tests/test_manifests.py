@@ -57,6 +57,22 @@ def test_the_schema_refuses_what_cannot_work(change, message: str) -> None:
         jsonschema.validate(doc, crd_schema())
 
 
+def test_the_schema_lets_through_every_matcher_text_openfero_accepts() -> None:
+    from dispatcher.matching import InvalidMatcher, parse
+    from tests.test_matching import CLASSIC, UTF8
+
+    accepted = ['{}', "", '"service.name"="api"', '{team="web", env!="dev"}', 'a!~"x"']
+    for text, *_ in CLASSIC + UTF8:
+        try:
+            parse(text)
+        except InvalidMatcher:
+            continue
+        accepted.append(text)
+    doc = yaml.safe_load((DATA / "kubepodcrashlooping.operarius.yaml").read_text())
+    doc["spec"]["alertSelector"]["matchers"] = accepted
+    jsonschema.validate(doc, crd_schema())
+
+
 def test_the_dispatcher_may_do_what_it_needs_and_nothing_more() -> None:
     docs = list(yaml.safe_load_all((ROOT / "k8s" / "base" / "dispatcher-rbac.yaml").read_text()))
     [role] = [d for d in docs if d["kind"] == "Role"]
