@@ -32,7 +32,7 @@ from shared.envelope import Alert
 
 GROUP = "openfero.io"
 VERSION = "v1alpha1"
-PLURAL = "operarii"
+PLURAL = "operariuses"
 KIND = "Operarius"
 
 _MATCHER = re.compile(r'^\s*([^\s=!~]+)\s*(=~|!~|!=|=)\s*(.*?)\s*$')
