@@ -35,7 +35,7 @@ from shared.envelope import Alert
 
 GROUP = "openfero.io"
 VERSION = "v1alpha1"
-PLURAL = "operarii"
+PLURAL = "operariuses"
 KIND = "Operarius"
 
 class InvalidOperarius(ValueError):
