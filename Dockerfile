@@ -15,7 +15,10 @@ COPY openfero ./openfero
 RUN pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt .
 
 FROM python:3.11-slim-bookworm
-ENV PYTHONUNBUFFERED=1 \
+# docker build --build-arg REVISION=$(git rev-parse HEAD) .: shown in openfero_build_info
+ARG REVISION=unknown
+ENV OPENFERO_REVISION=$REVISION \
+    PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1

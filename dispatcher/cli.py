@@ -14,7 +14,7 @@ from aiohttp import web
 
 from dispatcher.consuming import Dispatcher
 from dispatcher.catalog import Catalog, load_files
-from dispatcher.operarii import GROUP, PLURAL, VERSION
+from dispatcher.operarii import GROUP, KIND, PLURAL, VERSION
 from dispatcher.watching import ResourceWatcher
 from shared.metrics import metrics_handler
 from dispatcher.handling import Handler, JobSink, PrintingSink
@@ -67,8 +67,21 @@ def _watchers(api_client: Any, kube: KubeSettings, catalog: Catalog) -> list[Res
             catalog.replace_operarii,
             catalog.apply_operarius,
             kube.watch_timeout_s,
+            served_elsewhere=functools.partial(_operarius_served_as, custom),
         ),
     ]
+
+
+def _operarius_served_as(custom: Any) -> str | None:
+    """The CRD that serves kind Operarius in openfero.io when it is not ours (an older openfero's, say)."""
+    try:
+        resources = custom.get_api_resources(GROUP, VERSION).resources or []
+    except Exception:  # no such group: nothing served under any name
+        return None
+    for resource in resources:
+        if resource.kind == KIND and "/" not in resource.name and resource.name != PLURAL:
+            return f"{resource.name}.{GROUP}"
+    return None
 
 
 async def serve(service: ServiceSettings, dry_run: bool | None, exit_when_idle_s: float | None) -> None:

@@ -13,67 +13,33 @@ Field-compatible with the Go original's Operarius::
       enabled: true
       deduplication: {enabled: true, ttl: 300}
 
-Matchers are Alertmanager's: ``=``, ``!=``, ``=~``, ``!~``, regexes anchored
-at both ends, the value optionally double-quoted. Among enabled Operarii
-that match, the highest ``priority`` wins; a tie goes to the first by
-namespace, then name, in alphabetical order.
+Matchers are Alertmanager's, parsed and evaluated by ``dispatcher.matching``
+(its grammar, RE2 regexes anchored at both ends); one entry may hold several
+(``'{team="web", severity=~"crit.*"}'``), and every matcher of every entry
+must match. They are parsed and their regexes compiled once, when the
+Operarius is read; one that cannot be makes the whole Operarius invalid.
+Among enabled Operarii that match, the highest ``priority`` wins; a tie goes
+to the first by namespace, then name, in alphabetical order.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from dispatcher.definitions import Definition
+from dispatcher.matching import InvalidMatcher, Matcher, matches_all, parse
 from dispatcher.rendering import ANNOTATION_RERUN_AFTER
 from shared.envelope import Alert
 
 GROUP = "openfero.io"
 VERSION = "v1alpha1"
-PLURAL = "operarii"
+PLURAL = "operariuses"
 KIND = "Operarius"
-
-_MATCHER = re.compile(r'^\s*([^\s=!~]+)\s*(=~|!~|!=|=)\s*(.*?)\s*$')
-
 
 class InvalidOperarius(ValueError):
     """An Operarius whose selector cannot be understood."""
-
-
-@dataclass(frozen=True)
-class Matcher:
-    name: str
-    op: str
-    value: str
-    pattern: re.Pattern[str] | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Matcher:
-        m = _MATCHER.match(text)
-        if m is None:
-            raise InvalidOperarius(f"matcher {text!r}: expected NAME=VALUE, NAME!=VALUE, NAME=~REGEX or NAME!~REGEX")
-        name, op, value = m.groups()
-        if len(value) >= 2 and value[0] == value[-1] == '"':
-            value = value[1:-1].replace('\\"', '"')
-        pattern = None
-        if op in ("=~", "!~"):
-            try:
-                pattern = re.compile(f"(?:{value})")
-            except re.error as exc:
-                raise InvalidOperarius(f"matcher {text!r}: bad regex: {exc}") from None
-        return cls(name, op, value, pattern)
-
-    def matches(self, labels: dict[str, str]) -> bool:
-        actual = labels.get(self.name, "")  # a missing label matches as empty, as in Alertmanager
-        if self.op == "=":
-            return actual == self.value
-        if self.op == "!=":
-            return actual != self.value
-        assert self.pattern is not None
-        found = self.pattern.fullmatch(actual) is not None
-        return found if self.op == "=~" else not found
 
 
 @dataclass(frozen=True)
@@ -99,7 +65,7 @@ class Operarius:
             and (self.alertname is None or alert.alertname == self.alertname)
             and (self.status is None or alert.status == self.status)
             and all(alert.labels.get(k) == v for k, v in self.labels.items())
-            and all(m.matches(alert.labels) for m in self.matchers)
+            and matches_all(self.matchers, alert.labels)
         )
 
     @classmethod
@@ -131,11 +97,27 @@ class Operarius:
             alertname=selector.get("alertname") or None,
             status=selector.get("status") or None,
             labels={str(k): str(v) for k, v in (selector.get("labels") or {}).items()},
-            matchers=tuple(Matcher.parse(m) for m in selector.get("matchers") or []),
+            matchers=_read_matchers(selector.get("matchers")),
             priority=int(spec.get("priority") or 0),
             enabled=spec.get("enabled", True) is not False,
             status_view=dict(obj.get("status") or {}),
         )
+
+
+def _read_matchers(entries: Any) -> tuple[Matcher, ...]:
+    if entries is None:
+        return ()
+    if not isinstance(entries, list):
+        raise InvalidOperarius("spec.alertSelector.matchers must be a list of strings")
+    matchers: list[Matcher] = []
+    for entry in entries:
+        if not isinstance(entry, str):
+            raise InvalidOperarius(f"matcher {entry!r}: must be a string")
+        try:
+            matchers.extend(parse(entry))
+        except InvalidMatcher as exc:
+            raise InvalidOperarius(str(exc)) from None
+    return tuple(matchers)
 
 
 def select(operarii: Iterable[Operarius], alert: Alert) -> Operarius | None:

@@ -4,7 +4,9 @@ A daemon thread lists once, hands the items over, then watches from the
 list's resourceVersion and hands over each event. It lists again when the
 watch expires (410 Gone) and starts again, pausing a little longer each
 time, after API errors. A kind the cluster does not serve (404: a CRD not
-installed) counts as listed and empty, and is asked for again now and then.
+installed) counts as listed and empty, and is asked for again now and then;
+when the kind is served under another name (another CRD of the same kind),
+that is a warning which names it, since its objects are then ignored.
 """
 
 from __future__ import annotations
@@ -51,8 +53,10 @@ class ResourceWatcher:
         on_list: Callable[[list[dict[str, Any]]], None],
         on_event: Callable[[str, dict[str, Any]], None],
         watch_timeout_s: int,
+        served_elsewhere: Callable[[], str | None] | None = None,
     ):
         self.kind = kind
+        self.served_elsewhere = served_elsewhere  # after a 404: the other name the kind is served under, if any
         self.list_call = list_call
         self.on_list = on_list
         self.on_event = on_event
@@ -82,7 +86,7 @@ class ResourceWatcher:
                     log.info("%s watch expired; listing again", self.kind, extra={"event": "definitions.relist", "kind": self.kind})
                     continue
                 if status == 404:
-                    log.info("the cluster serves no %s; none in use", self.kind, extra={"event": "definitions.kind_missing", "kind": self.kind})
+                    self._missing()
                     self.on_list([])
                     self._stop.wait(_MISSING_KIND_RETRY_S)
                     continue
@@ -95,6 +99,19 @@ class ResourceWatcher:
                 )
                 self._stop.wait(pause)
                 pause = min(pause * 2, 10.0)
+
+    def _missing(self) -> None:
+        elsewhere = self.served_elsewhere() if self.served_elsewhere is not None else None
+        if elsewhere:
+            log.warning(
+                "the cluster serves %s only as %s, which this openfero does not read: those objects are ignored "
+                "(see the README's migration guide)",
+                self.kind,
+                elsewhere,
+                extra={"event": "definitions.kind_elsewhere", "kind": self.kind, "served_as": elsewhere},
+            )
+        else:
+            log.info("the cluster serves no %s; none in use", self.kind, extra={"event": "definitions.kind_missing", "kind": self.kind})
 
     def _list(self) -> str:
         response = self.list_call(_preload_content=False)

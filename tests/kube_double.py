@@ -49,9 +49,10 @@ GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 KINDS = {
     "configmaps": ("v1", "ConfigMap"),
     "jobs": ("batch/v1", "Job"),
-    "operarii": ("openfero.io/v1alpha1", "Operarius"),
+    "operariuses": ("openfero.io/v1alpha1", "Operarius"),
+    "operarii": ("openfero.io/v1alpha1", "Operarius"),  # the plural of openfero's first CRD
 }
-_API_PREFIX = {"configmaps": "/api/v1", "jobs": "/apis/batch/v1", "operarii": "/apis/openfero.io/v1alpha1"}
+_API_PREFIX = {"configmaps": "/api/v1", "jobs": "/apis/batch/v1", "operariuses": "/apis/openfero.io/v1alpha1", "operarii": "/apis/openfero.io/v1alpha1"}
 
 
 @dataclass
@@ -134,9 +135,9 @@ def _split_selector(selector: str) -> list[str]:
 
 
 class KubeDouble:
-    def __init__(self, strict_env_names: bool = True, serve_operarii: bool = True):
+    def __init__(self, strict_env_names: bool = True, operarius_plural: str | None = "operariuses"):
         self.strict_env_names = strict_env_names
-        self.serve_operarii = serve_operarii
+        self.operarius_plural = operarius_plural  # the Operarius CRD's plural; None: no CRD installed
         self.namespaces: set[str] = {"default"}
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.created_at: dict[tuple[str, str, str], float] = {}  # wall-clock time each object was created
@@ -322,6 +323,17 @@ class KubeDouble:
                 return web.json_response(body, status=fault.status, headers=headers)
         return await handler(request)
 
+    def _discovery(self) -> web.Response:
+        """What the API server says it serves in openfero.io/v1alpha1: the Operarius CRD, under its plural."""
+        if self.operarius_plural is None:
+            return web.json_response(status_body(404, "NotFound", "the server could not find the requested resource"), status=404)
+        verbs = ["delete", "get", "list", "patch", "create", "update", "watch"]
+        resources = [
+            {"name": self.operarius_plural, "singularName": "operarius", "namespaced": True, "kind": "Operarius", "verbs": verbs},
+            {"name": f"{self.operarius_plural}/status", "singularName": "", "namespaced": True, "kind": "Operarius", "verbs": ["get", "patch", "update"]},
+        ]
+        return web.json_response({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "openfero.io/v1alpha1", "resources": resources})
+
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.path.rstrip("/")
         if path == "/debug/created":
@@ -334,6 +346,8 @@ class KubeDouble:
                 self.add_namespace(body["metadata"]["name"])
                 return web.json_response(body, status=201)
             return web.json_response({"kind": "NamespaceList", "items": [{"metadata": {"name": n}} for n in sorted(self.namespaces)]})
+        if path == "/apis/openfero.io/v1alpha1":
+            return self._discovery()
         m = re.fullmatch(r"(/api/v1|/apis/[^/]+/[^/]+)/namespaces/([^/]+)(?:/([a-z]+)(?:/([^/]+)(/status)?)?)?", path)
         if m is None:
             return web.json_response(status_body(404, "NotFound", f"the server could not find {path}"), status=404)
@@ -342,10 +356,10 @@ class KubeDouble:
             if namespace in self.namespaces:
                 return web.json_response({"kind": "Namespace", "metadata": {"name": namespace}})
             return self._not_found("namespaces", namespace)
-        if _API_PREFIX.get(resource or "") != api or (resource == "operarii" and not self.serve_operarii):
+        if _API_PREFIX.get(resource or "") != api or (KINDS.get(resource or "", ("", ""))[1] == "Operarius" and resource != self.operarius_plural):
             return web.json_response(status_body(404, "NotFound", f"the server could not find the requested resource {path}"), status=404)
         if subresource:
-            if request.method != "PATCH" or resource != "operarii":
+            if request.method != "PATCH" or resource != self.operarius_plural:
                 return web.json_response(status_body(405, "MethodNotAllowed", "method not allowed"), status=405)
             return await self._patch_status(request, resource, namespace, name)
         if name is None:

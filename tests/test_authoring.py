@@ -90,6 +90,7 @@ JOB = "apiVersion: batch/v1\nkind: Job\nmetadata: {name: fix}\nspec: {template: 
         (cm("openfero-b-firing", "A", JOB % "x"), "never used: alert 'A' looks for ConfigMap openfero-a-firing"),
         (cm("openfero-a-burning", "A", JOB % "x"), "never used"),
         ({"apiVersion": "openfero.io/v1alpha1", "kind": "Operarius", "metadata": {"name": "o"}, "spec": {"alertSelector": {"matchers": ["nope"]}, "jobTemplate": {"spec": {}}}}, "Operarius o: matcher 'nope'"),
+        ({"apiVersion": "openfero.io/v1alpha1", "kind": "Operarius", "metadata": {"name": "o"}, "spec": {"alertSelector": {"matchers": ['pod=~"(?!keep-).*"']}, "jobTemplate": {"spec": {}}}}, """Operarius o: matcher 'pod=~"(?!keep-).*"': RE2 cannot compile"""),
         ({"apiVersion": "openfero.io/v1alpha1", "kind": "Operarius", "metadata": {"name": "o"}, "spec": {}}, "Operarius o: spec.jobTemplate is required"),
     ],
 )

@@ -10,6 +10,7 @@ validated against the compose specification (check-jsonschema).
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -126,7 +127,7 @@ def test_production_is_replicated_scaled_and_least_privileged() -> None:
     assert trigger["metadata"]["hostFromEnv"] in {e["name"] for e in dispatcher["containers"][0]["env"]}
     # Only RoleBindings, no ClusterRoles: openfero's rights end at its namespace (the CRD aside).
     assert not by_kind(objects, "ClusterRole") and not by_kind(objects, "ClusterRoleBinding")
-    assert {p["metadata"]["name"] for p in by_kind(objects, "NetworkPolicy")} == {"openfero-ingest", "openfero-rabbitmq"}
+    assert {p["metadata"]["name"] for p in by_kind(objects, "NetworkPolicy")} == {"openfero-ingest", "openfero-rabbitmq", "openfero-rabbitmq-keda"}
 
 
 def test_the_hpa_overlay_scales_dispatchers_without_keda() -> None:
@@ -208,3 +209,29 @@ def test_ingest_lets_prometheus_scrape_but_only_alertmanager_post() -> None:
     assert one(objects, "ServiceMonitor", "openfero-ingest")["spec"]["endpoints"][0]["port"] == "http"
     dispatcher = one(objects, "Deployment", "openfero-dispatcher")["spec"]["template"]["spec"]["containers"][0]
     assert dispatcher["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+
+
+def admitted(objects: list[dict], target: str) -> set[tuple[str, str, int]]:
+    """(namespace selector, pod selector, port) pairs the NetworkPolicies let reach pods named ``target``."""
+    found = set()
+    for policy in by_kind(objects, "NetworkPolicy"):
+        if policy["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/name") != target:
+            continue
+        for rule in policy["spec"]["ingress"]:
+            for source in rule["from"]:
+                namespaces = json.dumps(source.get("namespaceSelector", {}).get("matchLabels", "own"), sort_keys=True)
+                pods = json.dumps(source.get("podSelector", {}).get("matchLabels", "any"), sort_keys=True)
+                found |= {(namespaces, pods, port["port"]) for port in rule["ports"]}
+    return found
+
+
+def test_keda_and_prometheus_reach_rabbitmq_as_the_overlays_say() -> None:
+    prometheus = (json.dumps({"openfero.io/prometheus": "true"}), json.dumps({"app.kubernetes.io/name": "prometheus"}), 15692)
+    keda = (json.dumps({"kubernetes.io/metadata.name": "keda"}), json.dumps("any"), 5672)
+    openfero = (json.dumps("own"), json.dumps({"app.kubernetes.io/part-of": "openfero"}), 5672)
+    production = admitted(build(ROOT / "k8s" / "overlays" / "production"), "openfero-rabbitmq")
+    assert {prometheus, keda, openfero} <= production
+    # without KEDA, nothing but openfero, RabbitMQ's peers and Prometheus
+    hpa = admitted(build(ROOT / "k8s" / "overlays" / "production-hpa"), "openfero-rabbitmq")
+    assert keda not in hpa and {prometheus, openfero} <= hpa
+    assert {n for n, _, _ in hpa} == {json.dumps("own"), prometheus[0]}

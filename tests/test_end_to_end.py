@@ -182,7 +182,7 @@ def test_an_operarius_creates_its_rendered_job_and_records_the_run(processes, do
 
     # Given the shipped Operarius in the cluster, beside a ConfigMap for the same alert
     operarius = yaml.safe_load((ROOT / "k8s" / "examples" / "podcrashlooping.operarius.yaml").read_text())
-    kube_double.apply("operarii", "default", operarius)
+    kube_double.apply("operariuses", "default", operarius)
     kube_double.apply(
         "configmaps",
         "default",
@@ -201,7 +201,7 @@ def test_an_operarius_creates_its_rendered_job_and_records_the_run(processes, do
     assert env_vars["SUMMARY"] == "Pod is crash looping." and env_vars["OPENFERO_POD"] == "test-crashloop-pod"
     assert job["spec"]["template"]["metadata"]["labels"]["pod"] == "test-crashloop-pod"
     # and the run is written back to its status
-    status = wait_for(lambda: kube_double.list("operarii", "default")[0].get("status"), what="the Operarius status")
+    status = wait_for(lambda: kube_double.list("operariuses", "default")[0].get("status"), what="the Operarius status")
     assert status["executionCount"] == 1 and status["lastJob"] == job["metadata"]["name"] and status["lastOutcome"] == "Created"
     [created] = pipeline.dispatcher.events("job.created")
     assert created["operarius"] == "default/pod-crashloop-restart"
@@ -210,7 +210,7 @@ def test_an_operarius_creates_its_rendered_job_and_records_the_run(processes, do
 def test_a_cluster_without_the_operarius_crd_still_serves_configmap_definitions(processes, service_env, tmp_path, amqp_url, prefix) -> None:
     from tests.conftest import write_kubeconfig
 
-    double = KubeDouble(serve_operarii=False).start()
+    double = KubeDouble(operarius_plural=None).start()
     try:
         double.apply("configmaps", "default", reference_configmap())
         env = {**service_env, "KUBECONFIG": str(write_kubeconfig(double, tmp_path))}
@@ -257,7 +257,7 @@ def test_one_grep_follows_an_alert_and_metrics_count_it(pipeline: Pipeline, kube
 def test_a_dispatcher_that_may_not_read_operarii_waits_instead_of_guessing(processes, double_env, tmp_path, kube_double, amqp_url, prefix) -> None:
     # Given RBAC that forbids reading Operarii
     kube_double.apply("configmaps", "default", reference_configmap())
-    kube_double.add_fault("GET", r"/operarii$", status=403)
+    kube_double.add_fault("GET", r"/operariuses$", status=403)
     pipeline = Pipeline(processes, double_env, tmp_path, dispatchers=0)
     dispatcher = pipeline.start_dispatcher(wait=False)
     assert pipeline.post(reference_alert_bytes())[0] == 200

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import json
 import logging
 import ssl
@@ -143,6 +144,23 @@ async def test_metrics_count_what_ingest_did(broker_settings) -> None:
         assert _value(after, 'openfero_webhooks_rejected_total{reason="not_json"}') == _value(before, 'openfero_webhooks_rejected_total{reason="not_json"}') + 1
         assert _value(after, "openfero_publish_duration_seconds_count") == _value(before, "openfero_publish_duration_seconds_count") + 1
         assert 'openfero_publish_duration_seconds_bucket{le="0.005"}' in after  # millisecond buckets
+    finally:
+        await client.close()
+
+
+async def test_metrics_speak_openmetrics_and_gzip_and_say_which_build_runs(broker_settings) -> None:
+    client = await start_client(broker_settings)
+    try:
+        plain = await client.get("/metrics")
+        assert plain.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = await plain.text()
+        assert 'openfero_build_info{revision="unknown",version="' in text
+        openmetrics = await client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+        assert openmetrics.headers["Content-Type"].startswith("application/openmetrics-text")
+        assert (await openmetrics.text()).endswith("# EOF\n")
+        zipped = await client.get("/metrics", headers={"Accept-Encoding": "gzip"}, auto_decompress=False)
+        assert zipped.headers["Content-Encoding"] == "gzip"
+        assert gzip.decompress(await zipped.read()).decode().startswith("# HELP")
     finally:
         await client.close()
 

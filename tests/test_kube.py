@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
@@ -218,3 +219,30 @@ def test_the_cluster_adapter_that_drives_k3s_works_against_any_api_server(kube) 
     assert [j["metadata"]["name"] for j in cluster.jobs()] == [job["metadata"]["name"]]
     cluster.clean()
     assert kube.list("configmaps", "default") == [] and cluster.jobs() == []
+
+
+def test_an_operarius_crd_of_another_name_is_a_warning_that_names_it(tmp_path, caplog, monkeypatch) -> None:
+    # Given a cluster whose Operarius CRD is openfero's first one (plural operarii)
+    from dispatcher.cli import _watchers
+
+    double = KubeDouble(operarius_plural="operarii").start()
+    watchers: list[ResourceWatcher] = []
+    try:
+        double.apply("operarii", "default", {"metadata": {"name": "old"}, "spec": {"jobTemplate": {"spec": {}}}})
+        monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(double, tmp_path)))
+        api_client, _ = load_api_client(timeout_s=5)
+        catalog = Catalog()
+        watchers = _watchers(api_client, KubeSettings(definitions_namespace="default"), catalog)
+        # When the dispatcher lists its definitions
+        with caplog.at_level(logging.INFO, logger="openfero.definitions"):
+            for watcher in watchers:
+                watcher.start()
+            wait_for(lambda: catalog.synced, what="first lists")
+        # Then it says, as a warning, which CRD it is not reading
+        [warning] = [r for r in caplog.records if getattr(r, "event", "") == "definitions.kind_elsewhere"]
+        assert warning.levelno == logging.WARNING and warning.served_as == "operarii.openfero.io"
+        assert len(catalog) == 0
+    finally:
+        for watcher in watchers:
+            watcher.stop()
+        double.stop()

@@ -13,14 +13,18 @@ from tests.conftest import ROOT
 DATA = Path(__file__).parent / "data" / "go-original"
 
 
+def crd() -> dict:
+    return yaml.safe_load((ROOT / "k8s" / "base" / "operarius-crd.yaml").read_text())
+
+
 def crd_schema() -> dict:
-    crd = yaml.safe_load((ROOT / "k8s" / "base" / "operarius-crd.yaml").read_text())
-    [version] = crd["spec"]["versions"]
-    assert (crd["spec"]["group"], version["name"], crd["spec"]["names"]["kind"]) == ("openfero.io", "v1alpha1", "Operarius")
+    crd_ = crd()
+    [version] = crd_["spec"]["versions"]
+    assert (crd_["spec"]["group"], version["name"], crd_["spec"]["names"]["kind"]) == ("openfero.io", "v1alpha1", "Operarius")
     return version["schema"]["openAPIV3Schema"]
 
 
-def operarii_shipped() -> list[tuple[str, dict]]:
+def operariuses_shipped() -> list[tuple[str, dict]]:
     found = []
     for path in [*DATA.glob("*.operarius.yaml"), *(ROOT / "k8s" / "examples").glob("*.yaml")]:
         for doc in yaml.safe_load_all(path.read_text()):
@@ -29,8 +33,8 @@ def operarii_shipped() -> list[tuple[str, dict]]:
     return found
 
 
-def test_the_schema_accepts_the_go_originals_operarii_and_our_examples() -> None:
-    shipped = operarii_shipped()
+def test_the_schema_accepts_the_go_originals_operariuses_and_our_examples() -> None:
+    shipped = operariuses_shipped()
     assert {name for name, _ in shipped} >= {"kubepodcrashlooping.operarius.yaml", "podrestart-templated.operarius.yaml"}
     schema = crd_schema()
     for name, doc in shipped:
@@ -45,9 +49,9 @@ def test_the_schema_accepts_the_go_originals_operarii_and_our_examples() -> None
     [
         (lambda s: s.pop("jobTemplate"), "'jobTemplate' is a required property"),
         (lambda s: s["alertSelector"].update(status="burning"), "'burning' is not one of"),
-        (lambda s: s["alertSelector"].update(matchers=["just words"]), "does not match"),
+        (lambda s: s["alertSelector"].update(matchers="severity=critical"), "is not of type 'array'"),
         (lambda s: s.update(priority="high"), "'high' is not of type 'integer'"),
-        (lambda s: s["deduplication"].update(ttl=-1), "less than the minimum"),
+        (lambda s: s["deduplication"].update(ttl="5m"), "'5m' is not of type 'integer'"),
     ],
 )
 def test_the_schema_refuses_what_cannot_work(change, message: str) -> None:
@@ -62,15 +66,83 @@ def granted(path: Path) -> set[tuple[str, str, str]]:
     return {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
 
 
+def test_the_schema_lets_through_every_matcher_text_openfero_accepts() -> None:
+    from dispatcher.matching import InvalidMatcher, parse
+    from tests.test_matching import CLASSIC, UTF8
+
+    accepted = ['{}', "", '"service.name"="api"', '{team="web", env!="dev"}', 'a!~"x"']
+    for text, *_ in CLASSIC + UTF8:
+        try:
+            parse(text)
+        except InvalidMatcher:
+            continue
+        accepted.append(text)
+    doc = yaml.safe_load((DATA / "kubepodcrashlooping.operarius.yaml").read_text())
+    doc["spec"]["alertSelector"]["matchers"] = accepted
+    jsonschema.validate(doc, crd_schema())
+
+
 def test_the_dispatcher_may_do_what_it_needs_and_nothing_more() -> None:
     assert granted(ROOT / "k8s" / "base" / "dispatcher-rbac.yaml") == {
         ("", "configmaps", "get"),
         ("", "configmaps", "list"),
         ("", "configmaps", "watch"),
-        ("openfero.io", "operarii", "get"),
-        ("openfero.io", "operarii", "list"),
-        ("openfero.io", "operarii", "watch"),
-        ("openfero.io", "operarii/status", "patch"),
+        ("openfero.io", "operariuses", "get"),
+        ("openfero.io", "operariuses", "list"),
+        ("openfero.io", "operariuses", "watch"),
+        ("openfero.io", "operariuses/status", "patch"),
     }
     # Jobs only in the Job namespace
     assert granted(ROOT / "k8s" / "base" / "job-namespace.yaml") == {("batch", "jobs", "create"), ("batch", "jobs", "get")}
+
+
+# -- the Go original's CRD -----------------------------------------------------------------
+
+GO_CRD = yaml.safe_load((DATA / "operariuses-crd.trimmed.yaml").read_text())
+
+
+def test_the_crd_has_the_go_originals_names() -> None:
+    names = crd()["spec"]["names"]
+    assert crd()["metadata"]["name"] == GO_CRD["name"] == "operariuses.openfero.io"
+    for key in ("kind", "listKind", "plural", "singular"):
+        assert names[key] == GO_CRD["names"][key], key
+    assert set(GO_CRD["names"]["shortNames"]) <= set(names["shortNames"])
+
+
+def _narrowing(ours: dict, go: dict, path: str) -> list[str]:
+    """Where our schema would refuse or prune what the Go original's accepts and keeps."""
+    if ours.get("x-kubernetes-preserve-unknown-fields"):
+        return []  # everything below is kept as it is, and only typed by the dispatcher
+    problems = []
+    if "type" in ours and ours["type"] != go.get("type"):
+        problems.append(f"{path}: type {ours['type']} where the Go original has {go.get('type')}")
+    for keyword in ("minimum", "maximum", "pattern", "minLength", "maxLength", "minItems", "maxItems", "format"):
+        if keyword in ours and ours[keyword] != go.get(keyword):
+            problems.append(f"{path}: {keyword} {ours[keyword]!r} where the Go original has {go.get(keyword)!r}")
+    if "enum" in ours and not set(go.get("enum", [object()])) <= set(ours["enum"]):
+        problems.append(f"{path}: enum {ours['enum']} narrower than {go.get('enum')}")
+    extra_required = set(ours.get("required", [])) - set(go.get("required", []))
+    if extra_required:
+        problems.append(f"{path}: requires {sorted(extra_required)}, which the Go original does not")
+    for name, child in (go.get("properties") or {}).items():
+        if name not in (ours.get("properties") or {}):
+            problems.append(f"{path}.{name}: missing, so it would be pruned")
+        else:
+            problems += _narrowing(ours["properties"][name], child, f"{path}.{name}")
+    if "additionalProperties" in go:
+        problems += _narrowing(ours.get("additionalProperties") or {}, go["additionalProperties"], f"{path}.*")
+    if "items" in go:
+        problems += _narrowing(ours.get("items") or {}, go["items"], f"{path}[]")
+    return problems
+
+
+def test_the_schema_accepts_and_keeps_everything_the_go_originals_does() -> None:
+    assert _narrowing(crd_schema(), GO_CRD["schema"], "") == []
+
+
+def test_the_superset_check_notices_a_narrower_schema() -> None:
+    narrower = crd_schema()
+    narrower["properties"]["spec"]["properties"]["deduplication"]["properties"]["ttl"]["minimum"] = 0
+    narrower["properties"]["status"]["properties"].pop("lastExecutedJobName")
+    narrower["required"] = ["spec"]
+    assert len(_narrowing(narrower, GO_CRD["schema"], "")) == 3

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from dispatcher.catalog import Catalog
-from dispatcher.operarii import InvalidOperarius, Matcher, Operarius, select
+from dispatcher.operarii import InvalidOperarius, Operarius, select
 from dispatcher.rendering import JobRules, render
 from shared.envelope import envelopes_from_webhook
 
@@ -41,13 +41,13 @@ def operarius(name: str, namespace: str = "openfero", **spec) -> Operarius:
     ],
 )
 def test_matchers_are_alertmanagers(text: str, labels: dict[str, str], expected: bool) -> None:
-    assert Matcher.parse(text).matches(labels) is expected
+    assert operarius("o", alertSelector={"matchers": [text]}).matches(alert(labels)) is expected
 
 
 @pytest.mark.parametrize("text", ["severity", "=x", "a=~(unclosed"])
 def test_bad_matchers_are_refused(text: str) -> None:
     with pytest.raises(InvalidOperarius):
-        Matcher.parse(text)
+        operarius("o", alertSelector={"matchers": [text]})
 
 
 def test_selector_fields_all_have_to_match() -> None:
