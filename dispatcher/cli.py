@@ -21,7 +21,7 @@ from dispatcher.handling import Handler, JobSink, PrintingSink
 from dispatcher.rendering import JobRules
 from dispatcher.retrying import RetryPolicy
 from shared import logs
-from shared.loop import loop_factory, running_loop_name
+from shared.loop import freeze_startup_heap, loop_factory, running_loop_name
 from shared.settings import (
     BrokerSettings,
     DispatcherSettings,
@@ -141,6 +141,7 @@ async def serve(service: ServiceSettings, dry_run: bool | None, exit_when_idle_s
                 extra={"event": "dispatcher.identity_unknown"},
             )
     metrics_runner = await _serve_metrics(service.metrics_addr)
+    freeze_startup_heap()
     try:
         if await _wait_synced(catalog, stop):
             rules = JobRules(settings.job_ttl_s, kube.job_namespace, forbidden_accounts)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TextIO
 
@@ -23,6 +24,8 @@ from dispatcher.rendering import JobRules, Refused, RenderError, render
 from shared.envelope import Envelope, InvalidEnvelope
 
 log = logging.getLogger("openfero.dispatcher")
+
+_RENDERER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
 
 
 @dataclass(frozen=True)
@@ -120,8 +123,10 @@ class Handler:
                 )
             return NothingToDo(f"no definition: no Operarius matches and there is no ConfigMap {found.configmap}")
         try:
-            # Off the event loop: a heavy definition slows its own alert, not the consumer or /healthz.
-            job = await asyncio.to_thread(render, found.definition, envelope, self.rules, run_id)
+            # Off the event loop, on one thread of its own: a heavy definition slows the alerts
+            # that wait to render, not the consumer or /healthz (one busy thread takes the GIL
+            # from the loop for at most the interpreter's switch interval at a time).
+            job = await asyncio.get_running_loop().run_in_executor(_RENDERER, render, found.definition, envelope, self.rules, run_id)
         except RenderError as exc:
             return DeadLetter(str(exc), "RenderError")
         except Refused as exc:

@@ -8,6 +8,8 @@ Job's identity, a template bomb) and asserts it stays data.
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 import os
 import re
@@ -22,7 +24,7 @@ import yaml
 
 from dispatcher.catalog import Catalog, load_files
 from dispatcher.definitions import Definition
-from dispatcher.handling import Handler, NothingToDo
+from dispatcher.handling import DeadLetter, Handler, NothingToDo
 from dispatcher.naming import env_name
 from dispatcher.operarii import Operarius
 from dispatcher.rendering import IDENTITY_FIELDS, JobRules, Refused, RenderError, render
@@ -351,3 +353,42 @@ def test_template_bombs_fail_fast_without_exhausting_the_dispatcher(engine: str,
         job_from(text, alert(labels))
     # A loose bound that catches a hang; normal rendering takes about 0.1 ms (scripts/bench).
     assert time.perf_counter() - started < 1.0
+
+
+async def test_a_hostile_definition_stalls_neither_the_event_loop_nor_the_next_alerts() -> None:
+    # Given a definition at the edge of its bounds (nested ranges up to the step limit)
+    bomb = BOMBS["go"][0]
+    text = SCRIPTED.format(script="x").replace("'x'", json.dumps(bomb))
+    catalog = Catalog()
+    catalog.replace_configmaps([{"metadata": {"name": "openfero-a-firing", "namespace": "n"}, "data": {"A": text}}])
+    catalog.replace_operarii([])
+
+    class Sink:
+        async def create(self, body: dict[str, Any]) -> bool:
+            return True
+
+    handler = Handler(catalog, Sink(), JobRules(60))
+    body = alert({"alertname": "A", **{f"l{i}": str(i) for i in range(99)}}).to_json()
+    started = time.perf_counter()
+    await handler.handle(body, {})
+    one = time.perf_counter() - started
+    # When ten such alerts are handled while the loop also ticks every millisecond
+    gaps: list[float] = []
+
+    async def tick() -> None:
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(0.001)
+            gaps.append(time.perf_counter() - before)
+
+    gc.disable()  # the collector's full passes stall any loop; the services freeze their start-up heap against them
+    try:
+        ticker = asyncio.create_task(tick())
+        outcomes = await asyncio.gather(*(handler.handle(body, {}) for _ in range(10)))
+        ticker.cancel()
+    finally:
+        gc.enable()
+    # Then each is a dead letter naming the limit, and the loop kept ticking: no gap near a render's own time
+    assert all(isinstance(o, DeadLetter) and "max_steps" in o.reason for o in outcomes)
+    assert one > 0.005, f"the hostile render took {one * 1000:.1f} ms: too cheap to show a stall"
+    assert max(gaps) < 0.1, f"the event loop stalled {max(gaps) * 1000:.0f} ms"

@@ -219,6 +219,21 @@ def test_the_engine_annotation_may_sit_on_the_job_manifest() -> None:
     assert render(definition(text), ENVELOPE, JobRules(60)).body["metadata"]["labels"]["why"] == "Pod_is_crash_looping"
 
 
+def test_the_engine_annotation_may_sit_on_the_operarius() -> None:
+    from dispatcher.operarii import Operarius
+
+    resource = {
+        "metadata": {"name": "o", "namespace": "n", "annotations": {"openfero.io/template-engine": "jinja"}},
+        "spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i", "args": ["{{ alert.labels.pod }}"]}]}}}}},
+    }
+    definition = Operarius.from_resource(resource).definition
+    assert definition.engine == "jinja"
+    assert render(definition, ENVELOPE, JobRules(60)).body["spec"]["template"]["spec"]["containers"][0]["args"] == ["web-1"]
+    resource["metadata"]["annotations"]["openfero.io/template-engine"] = "go"  # and the annotation is obeyed
+    with pytest.raises(RenderError, match="template syntax error"):
+        render(Operarius.from_resource(resource).definition, ENVELOPE, JobRules(60))
+
+
 def test_a_definition_without_templates_renders_as_written() -> None:
     plain = "kind: Job\nmetadata: {name: p}\nspec: {template: {spec: {containers: [{name: c, image: i, command: [sh, -c, 'echo ${#A} {% x %}']}]}}}\n"
     job = render(definition(plain), ENVELOPE, JobRules(60)).body
