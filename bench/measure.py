@@ -312,11 +312,11 @@ def double_ceiling(jobs: int, tmp: Path, threads: int = 16) -> float:
 
 def _reference_job_body() -> dict[str, Any]:
     from dispatcher.definitions import Definition
-    from dispatcher.rendering import render
+    from dispatcher.rendering import JobRules, render
 
     data = REFERENCE_CONFIGMAP["data"]["KubeQuotaAlmostFull"]
     envelope = envelopes_from_webhook(webhook(1, 0))[0]
-    return render(Definition.parse("default/x", "KubeQuotaAlmostFull", data), envelope, 60).body
+    return render(Definition.parse("default/x", "KubeQuotaAlmostFull", data), envelope, JobRules(60)).body
 
 
 def _fill_work_queue(amqp_url: str, prefix: str, alerts: int) -> None:
@@ -531,18 +531,65 @@ def create_call_cpu_us(tmp: Path, calls: int = 1000) -> dict[str, float]:
 def render_times_us() -> dict[str, float]:
     from dispatcher.definitions import Definition
     from dispatcher.operarii import Operarius
-    from dispatcher.rendering import render
+    from dispatcher.rendering import JobRules, render
 
     envelope = envelopes_from_webhook(webhook(1, 0))[0]
     reference = Definition.parse("default/x", "KubeQuotaAlmostFull", REFERENCE_CONFIGMAP["data"]["KubeQuotaAlmostFull"])
     operarius = Operarius.from_resource(yaml.safe_load((ROOT / "k8s" / "examples" / "podcrashlooping.operarius.yaml").read_text()))
     crash = envelopes_from_webhook(json.loads((ROOT / "examples" / "kubepodcrashlooping.alert.json").read_text()))[0]
-    out = {}
+    out: dict[str, float] = {}
     for name, definition, alert in (("reference", reference, envelope), ("templated", operarius.definition, crash)):
         runs = 2000
-        seconds = min(timeit.repeat(lambda d=definition, a=alert: render(d, a, 60), number=runs, repeat=3))
+        seconds = min(timeit.repeat(lambda d=definition, a=alert: render(d, a, JobRules(60)), number=runs, repeat=3))
         out[name] = seconds / runs * 1e6
+    out.update(asyncio.run(_hostile_rendering()))
     return out
+
+
+async def _hostile_rendering() -> dict[str, float]:
+    """The worst hostile definition of the safety tests: its render time, and the longest stall of
+    a dispatcher's event loop while it handles 20 alerts for it (rendering runs off the loop)."""
+    from dispatcher.catalog import Catalog
+    from dispatcher.handling import Handler
+    from dispatcher.rendering import JobRules, render
+    from tests.test_alert_data_safety import BOMBS, SCRIPTED, alert
+
+    class Sink:
+        async def create(self, body: dict[str, Any]) -> bool:
+            return True
+
+    from shared.loop import freeze_startup_heap
+
+    freeze_startup_heap()  # as the dispatcher does once it is up
+    labels = {"alertname": "A", **{f"l{i}": str(i) for i in range(99)}}
+    worst_ms, stall_s = 0.0, 0.0
+    for engine, bombs in BOMBS.items():
+        for bomb in bombs:
+            text = SCRIPTED.format(script="x").replace("'x'", json.dumps(bomb))
+            text = text.replace("metadata: {name: fix}", f"metadata: {{name: fix, annotations: {{openfero.io/template-engine: {engine}}}}}")
+            catalog = Catalog()
+            catalog.replace_configmaps([{"metadata": {"name": "openfero-a-firing", "namespace": "n"}, "data": {"A": text}}])
+            catalog.replace_operarii([])
+            started = time.perf_counter()
+            try:
+                render(catalog.lookup(alert(labels).alert).definition, alert(labels), JobRules(60))
+            except Exception:  # every bomb ends in a RenderError; its time is what is measured
+                pass
+            worst_ms = max(worst_ms, (time.perf_counter() - started) * 1000)
+            handler = Handler(catalog, Sink(), JobRules(60))
+            gaps = [0.0]
+
+            async def tick() -> None:
+                while True:
+                    before = time.perf_counter()
+                    await asyncio.sleep(0.001)
+                    gaps.append(time.perf_counter() - before - 0.001)
+
+            ticker = asyncio.create_task(tick())
+            await asyncio.gather(*(handler.handle(alert(labels).to_json(), {}) for _ in range(20)))
+            ticker.cancel()
+            stall_s = max(stall_s, max(gaps))
+    return {"hostile_worst_ms": worst_ms, "loop_stall_worst_ms": stall_s * 1000}
 
 
 def machine() -> dict[str, Any]:

@@ -149,7 +149,9 @@ def summary(results: dict[str, Any]) -> str:
         "",
         "## Rendering (per Job)",
         "",
-        f"Reference definition: {results['render_us']['reference']:.0f} µs; templated Operarius: {results['render_us']['templated']:.0f} µs.",
+        f"Reference definition: {results['render_us']['reference']:.0f} µs; templated Operarius: {results['render_us']['templated']:.0f} µs. "
+        f"The slowest hostile definition of the safety tests ends in {results['render_us']['hostile_worst_ms']:.1f} ms (a dead letter naming "
+        f"the limit); the longest stall of the dispatcher's event loop while it handles them: {results['render_us']['loop_stall_worst_ms']:.1f} ms.",
         "",
         "## Memory (RSS)",
         "",

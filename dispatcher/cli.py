@@ -18,13 +18,15 @@ from dispatcher.operarii import GROUP, KIND, PLURAL, VERSION
 from dispatcher.watching import ResourceWatcher
 from shared.metrics import metrics_handler
 from dispatcher.handling import Handler, JobSink, PrintingSink
+from dispatcher.rendering import JobRules
 from dispatcher.retrying import RetryPolicy
 from shared import logs
-from shared.loop import loop_factory, running_loop_name
+from shared.loop import freeze_startup_heap, loop_factory, running_loop_name
 from shared.settings import (
     BrokerSettings,
     DispatcherSettings,
     KubeSettings,
+    SERVICE_ACCOUNT_NAMESPACE_FILE,
     RetrySettings,
     ServiceSettings,
     SettingsError,
@@ -86,6 +88,7 @@ async def serve(service: ServiceSettings, dry_run: bool | None, exit_when_idle_s
     broker = load(BrokerSettings)
     settings = load(DispatcherSettings, dry_run=dry_run)
     kube = load(KubeSettings)
+    forbidden_accounts = kube.forbidden_accounts()
     retry = RetryPolicy.from_settings(load(RetrySettings))
     catalog = Catalog()
     stop = asyncio.Event()
@@ -129,12 +132,20 @@ async def serve(service: ServiceSettings, dry_run: bool | None, exit_when_idle_s
                 "selector": kube.definition_selector,
                 "dry_run": settings.dry_run,
                 "event_loop": running_loop_name(),
+                "forbidden_service_accounts": sorted("/".join(a) for a in forbidden_accounts),
             },
         )
+        if not kube.own_service_account and SERVICE_ACCOUNT_NAMESPACE_FILE.exists():  # in a cluster
+            log.warning(
+                "OPENFERO_DISPATCHER_SERVICE_ACCOUNT is not set: Jobs are not kept from running as the dispatcher's own account",
+                extra={"event": "dispatcher.identity_unknown"},
+            )
     metrics_runner = await _serve_metrics(service.metrics_addr)
+    freeze_startup_heap()
     try:
         if await _wait_synced(catalog, stop):
-            handler = Handler(catalog, sink, settings.job_ttl_s, status)
+            rules = JobRules(settings.job_ttl_s, kube.job_namespace, forbidden_accounts)
+            handler = Handler(catalog, sink, rules, status)
             dispatcher = Dispatcher(broker, handler, settings.prefetch, retry)
             await dispatcher.run(stop, exit_when_idle_s, service.shutdown_grace_s)
     finally:

@@ -14,6 +14,9 @@ from typing import Any
 
 import yaml
 
+# Named here, not in dispatcher.templating, so that a definition knows its engine without importing one.
+ENGINE_ANNOTATION = "openfero.io/template-engine"
+
 
 def configmap_name(alertname: str, status: str) -> str:
     return f"openfero-{alertname.lower()}-{status}"
@@ -28,7 +31,15 @@ class Definition:
     text: str
     manifest: Any = None
     parse_error: str = ""
-    annotations: dict[str, str] = field(default_factory=dict)  # the ConfigMap's
+    annotations: dict[str, str] = field(default_factory=dict)  # the ConfigMap's (or the Operarius')
+
+    @property
+    def engine(self) -> str:
+        """The template engine the definition asks for, or "" to choose by what its templates parse as."""
+        meta = self.manifest.get("metadata") if isinstance(self.manifest, dict) else None
+        own = (meta.get("annotations") or {}) if isinstance(meta, dict) else {}
+        declared = self.annotations.get(ENGINE_ANNOTATION) or (own.get(ENGINE_ANNOTATION) if isinstance(own, dict) else None)
+        return str(declared or "").strip().lower()
 
     @classmethod
     def parse(cls, source: str, key: str, text: str, annotations: dict[str, str] | None = None) -> Definition:

@@ -7,8 +7,10 @@ acks and rejects.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TextIO
 
@@ -17,10 +19,13 @@ import yaml
 from dispatcher.catalog import Catalog
 from dispatcher.definitions import Lookup
 from dispatcher.jobs import ApiFailure
-from dispatcher.rendering import RenderError, render
+from dispatcher.metrics import REFUSED
+from dispatcher.rendering import JobRules, Refused, RenderError, render
 from shared.envelope import Envelope, InvalidEnvelope
 
 log = logging.getLogger("openfero.dispatcher")
+
+_RENDERER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
 
 
 @dataclass(frozen=True)
@@ -81,11 +86,11 @@ class PrintingSink:
 
 
 class Handler:
-    def __init__(self, catalog: Catalog, sink: JobSink, default_ttl_s: int, status: StatusRecorder | None = None):
+    def __init__(self, catalog: Catalog, sink: JobSink, rules: JobRules, status: StatusRecorder | None = None):
         self.catalog = catalog
         self.sink = sink
         self.status = status
-        self.default_ttl_s = default_ttl_s
+        self.rules = rules
         self.dry_run = isinstance(sink, PrintingSink)
         self._warned: set[tuple[str, str, int]] = set()
 
@@ -118,9 +123,17 @@ class Handler:
                 )
             return NothingToDo(f"no definition: no Operarius matches and there is no ConfigMap {found.configmap}")
         try:
-            job = render(found.definition, envelope, self.default_ttl_s, run_id)
+            # Off the event loop, on one thread of its own: a heavy definition slows the alerts
+            # that wait to render, not the consumer or /healthz (one busy thread takes the GIL
+            # from the loop for at most the interpreter's switch interval at a time).
+            job = await asyncio.get_running_loop().run_in_executor(_RENDERER, render, found.definition, envelope, self.rules, run_id)
         except RenderError as exc:
             return DeadLetter(str(exc), "RenderError")
+        except Refused as exc:
+            # The alert's own data is at fault: not a dead letter, which anyone could fill this way.
+            REFUSED.labels("env_name_collision").inc()
+            log.warning("alert refused: %s", exc, extra={**context, "event": "alert.refused"})
+            return NothingToDo(f"alert refused: {exc}")
         context["job"] = job.name
         if self.dry_run:
             context["dry_run"] = True

@@ -19,3 +19,9 @@ DEFINITIONS = Gauge("openfero_definitions_loaded", "Definitions known, by kind (
 KUBE_API_UP = Gauge(
     "openfero_kube_api_up", "1 while the list+watch of a kind of definition works, else 0.", ["kind"]
 )
+REFUSED = Counter(
+    "openfero_alerts_refused_total",
+    "Alerts that had a definition but could not be handed to a Job safely, by reason "
+    "(env_name_collision: two labels that map to one OPENFERO_ variable).",
+    ["reason"],
+)

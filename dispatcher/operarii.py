@@ -82,7 +82,8 @@ class Operarius:
             "metadata": {**(template.get("metadata") or {}), "name": (template.get("metadata") or {}).get("name") or name},
             "spec": template.get("spec"),
         }
-        annotations = {}
+        # The Operarius' own annotations that speak of its Job, such as openfero.io/template-engine.
+        annotations = {k: str(v) for k, v in (meta.get("annotations") or {}).items() if str(k).startswith("openfero.io/")}
         dedup = spec.get("deduplication") or {}
         # The original's dedup window maps onto rerun-after: one run per occurrence per window.
         if dedup.get("enabled") and int(dedup.get("ttl") or 0) > 0:

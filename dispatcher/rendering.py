@@ -3,7 +3,8 @@
 What rendering does to the definition's Job, in order:
 0. renders every string value as a template (dispatcher.templating) with
    the alert as data; the fields that choose where and as whom the Job runs
-   (namespace, service account) may not be templates;
+   (namespace, service account) may not be templates, and a Job may not run
+   as the dispatcher's own account or a forbidden one;
 1. names it ``<definition name>-<hash of fingerprint, status, startsAt>``:
    one name per alert occurrence, so a redelivered message finds its Job.
    A definition annotated ``openfero.io/rerun-after: <duration>`` adds the
@@ -12,34 +13,41 @@ What rendering does to the definition's Job, in order:
 2. labels it (managed-by, alertname, status, fingerprint) with values made
    valid for Kubernetes whatever the alert holds;
 3. hands every alert label to every container and init container as
-   ``OPENFERO_<LABEL>``, leaving variables the definition sets alone;
+   ``OPENFERO_<LABEL>`` (dispatcher.naming), leaving variables the definition
+   sets alone. An alert with two labels that map to one name is refused:
+   a Job must never run with a value its definition's matchers did not see;
 4. sets ``ttlSecondsAfterFinished`` where the definition has none;
 5. drops the fields a Job does not have, as the API server would, and
    reports them so the definition's author can see what was ignored.
+
+What the container sees is exactly the alert's data: the kubelet expands
+``$(VAR)`` and turns ``$$`` into ``$`` in env values, command, args and
+subPathExpr, so every value that came from the alert (the injected
+variables and whatever a template printed there) has its ``$`` doubled,
+while ``$(VAR)`` written by the definition's author still expands.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+import orjson
 import pydantic
 from kubernetes.client import V1Job
 
 from dispatcher.definitions import Definition
+from dispatcher.naming import MAX_NAME, dns_label, env_collisions, env_name, label_value
 from dispatcher.templating import TemplateError, is_template, render_tree
-from dispatcher.templating import context as template_context
 from shared.durations import parse_duration
 from shared.envelope import Envelope
 
-MAX_NAME = 63
 _HASH_CHARS = 10
-_ENV_FORBIDDEN = re.compile(r"[^-._a-zA-Z0-9]")
-_NAME_FORBIDDEN = re.compile(r"[^a-z0-9-]+")
-_LABEL_FORBIDDEN = re.compile(r"[^-A-Za-z0-9_.]")
+# Most bytes a rendered Job may have (its JSON); the API server's own limit is about 1.5 MiB.
+MAX_RENDERED_BYTES = 1024 * 1024
 
 MANAGED_BY = ("app.kubernetes.io/managed-by", "openfero")
 LABEL_ALERTNAME = "openfero.io/alertname"
@@ -56,6 +64,23 @@ class RenderError(ValueError):
     """The definition cannot make a Job for this alert; retrying will not help."""
 
 
+class Refused(ValueError):
+    """The alert itself cannot be handed to a Job safely (not the definition's fault)."""
+
+
+@dataclass(frozen=True)
+class JobRules:
+    """What the dispatcher enforces on every Job, whatever the definition says."""
+
+    default_ttl_s: int = 86400
+    job_namespace: str = ""
+    # (namespace, name) of accounts no Job may run as; namespace "*" means any.
+    forbidden_accounts: frozenset[tuple[str, str]] = frozenset()
+
+    def forbids(self, namespace: str, account: str) -> bool:
+        return (namespace, account) in self.forbidden_accounts or ("*", account) in self.forbidden_accounts
+
+
 @dataclass
 class RenderedJob:
     name: str
@@ -63,19 +88,21 @@ class RenderedJob:
     dropped_fields: list[str] = field(default_factory=list)
 
 
-def env_name(label: str) -> str:
-    """OPENFERO_<LABEL>, upper-cased, passing Kubernetes' strict env var rule."""
-    return "OPENFERO_" + _ENV_FORBIDDEN.sub("_", label.upper())
+# Where the kubelet expands $(VAR): a container's command, args, env values and subPathExpr.
+_EXPANDED = re.compile(
+    r"spec\.template\.spec\.(?:initContainers|containers)\[\d+\]\."
+    r"(?:command\[\d+\]|args\[\d+\]|env\[\d+\]\.value|volumeMounts\[\d+\]\.subPathExpr)"
+)
 
 
-def label_value(value: str) -> str:
-    """``value`` made a valid label value: at most 63 of [-A-Za-z0-9_.], alphanumeric ends."""
-    cleaned = _LABEL_FORBIDDEN.sub("_", value)[:MAX_NAME]
-    return cleaned.strip("-_.")
+def expanded_by_kubelet(path: str) -> bool:
+    """Whether the kubelet expands ``$(VAR)`` in the Job field at ``path``."""
+    return _EXPANDED.fullmatch(path) is not None
 
 
-def dns_label(value: str) -> str:
-    return _NAME_FORBIDDEN.sub("-", value.lower()).strip("-")
+def escape_expansion(value: str) -> str:
+    """``value`` as the kubelet must receive it for a container to see ``value`` itself."""
+    return value.replace("$", "$$")
 
 
 def rerun_window(envelope: Envelope, rerun_after_s: float) -> int:
@@ -107,11 +134,12 @@ def job_name(base: str, envelope: Envelope, rerun_after_s: float | None = None, 
 
     ``run_id`` (a forced replay) makes a new name for the same occurrence.
     """
-    prefix = dns_label(base)[: MAX_NAME - _HASH_CHARS - 1].rstrip("-") or "openfero"
+    prefix = dns_label(base, MAX_NAME - _HASH_CHARS - 1) or "openfero"
     return f"{prefix}-{occurrence_hash(envelope, rerun_after_s, run_id)}"
 
 
-def render(definition: Definition, envelope: Envelope, default_ttl_s: int, run_id: str = "") -> RenderedJob:
+def render(definition: Definition, envelope: Envelope, rules: JobRules, run_id: str = "") -> RenderedJob:
+    """The Job ``definition`` makes for ``envelope``; RenderError (the definition) or Refused (the alert)."""
     where = f"definition {definition.source} key {definition.key!r}"
     if definition.parse_error:
         raise RenderError(f"{where}: {definition.parse_error}")
@@ -119,8 +147,13 @@ def render(definition: Definition, envelope: Envelope, default_ttl_s: int, run_i
     if not isinstance(manifest, dict) or manifest.get("kind") != "Job":
         raise RenderError(f"{where}: not a Job manifest (kind: {_kind(manifest)!r})")
     _refuse_templated_identity(manifest, where)
+    _refuse_forbidden_account(manifest, rules, where)
+    collisions = env_collisions(envelope.alert.labels)
+    if collisions:
+        name, labels = next(iter(sorted(collisions.items())))
+        raise Refused(f"labels {' and '.join(repr(x) for x in labels)} would both be {name}: the alert is refused")
     try:
-        job = render_tree(manifest, template_context(envelope))  # a copy
+        job = render_tree(manifest, envelope, definition.engine, escape_at=expanded_by_kubelet)  # a copy
     except TemplateError as exc:
         raise RenderError(f"{where}: {exc}") from None
     job["apiVersion"] = job.get("apiVersion") or "batch/v1"
@@ -158,7 +191,7 @@ def render(definition: Definition, envelope: Envelope, default_ttl_s: int, run_i
         annotations[ANNOTATION_RUN_ID] = run_id
 
     spec = _mapping(job, "spec", where)
-    spec.setdefault("ttlSecondsAfterFinished", default_ttl_s)
+    spec.setdefault("ttlSecondsAfterFinished", rules.default_ttl_s)
     pod_template = _mapping(spec, "template", where)
     if isinstance(pod_template.get("metadata"), dict) and isinstance(pod_template["metadata"].get("labels"), dict):
         _make_label_values_valid(pod_template["metadata"]["labels"])
@@ -166,7 +199,7 @@ def render(definition: Definition, envelope: Envelope, default_ttl_s: int, run_i
     containers = pod_spec.get("containers")
     if not isinstance(containers, list) or not containers:
         raise RenderError(f"{where}: spec.template.spec.containers must be a non-empty list")
-    injected = [{"name": env_name(k), "value": v} for k, v in sorted(alert.labels.items())]
+    injected = [{"name": env_name(k), "value": escape_expansion(v)} for k, v in sorted(alert.labels.items())]
     for kind in ("initContainers", "containers"):
         for index, container in enumerate(pod_spec.get(kind) or []):
             if not isinstance(container, dict):
@@ -174,40 +207,59 @@ def render(definition: Definition, envelope: Envelope, default_ttl_s: int, run_i
             _inject_env(container, injected)
 
     body, dropped = _prune_unknown_fields(job, where)
+    size = len(orjson.dumps(body))
+    if size > MAX_RENDERED_BYTES:
+        raise RenderError(f"{where}: the rendered Job has {size} bytes, over the limit of {MAX_RENDERED_BYTES}")
     return RenderedJob(name=name, body=body, dropped_fields=dropped)
 
 
 # Where a Job runs and with which rights is the definition's to say, never an alert's.
-_IDENTITY_FIELDS = (
+IDENTITY_FIELDS = (
     ("metadata", "namespace"),
     ("spec", "template", "metadata", "namespace"),
     ("spec", "template", "spec", "serviceAccountName"),
-    ("spec", "template", "spec", "serviceAccount"),
+    ("spec", "template", "spec", "serviceAccount"),  # the deprecated alias
 )
 
 
+def _field(manifest: Any, path: tuple[str, ...]) -> Any:
+    for part in path:
+        manifest = manifest.get(part) if isinstance(manifest, dict) else None
+    return manifest
+
+
 def _refuse_templated_identity(manifest: dict[str, Any], where: str) -> None:
-    for path in _IDENTITY_FIELDS:
-        value: Any = manifest
-        for part in path:
-            value = value.get(part) if isinstance(value, dict) else None
+    for path in IDENTITY_FIELDS:
+        value = _field(manifest, path)
         if isinstance(value, str) and is_template(value):
             raise RenderError(f"{where}: {'.'.join(path)} may not be a template: alert data cannot choose it")
 
 
+def service_account(manifest: dict[str, Any]) -> str:
+    """The account the Job's pods run as: serviceAccountName, else its alias, else ``default``."""
+    pod = _field(manifest, ("spec", "template", "spec"))
+    pod = pod if isinstance(pod, dict) else {}
+    return str(pod.get("serviceAccountName") or pod.get("serviceAccount") or "default")
+
+
+def _refuse_forbidden_account(manifest: dict[str, Any], rules: JobRules, where: str) -> None:
+    account = service_account(manifest)
+    if rules.forbids(rules.job_namespace, account):
+        raise RenderError(
+            f"{where}: the Job would run as service account {account!r} in namespace {rules.job_namespace!r}, "
+            "which Jobs may not use (the dispatcher's own, or OPENFERO_FORBIDDEN_SERVICE_ACCOUNTS)"
+        )
+
+
 def _make_label_values_valid(labels: dict[str, Any]) -> None:
     for key, value in labels.items():
-        labels[key] = label_value(str(value))
+        labels[key] = label_value(value)
 
 
 def _inject_env(container: dict[str, Any], injected: list[dict[str, str]]) -> None:
     env = container.get("env") or []
     taken = {e.get("name") for e in env if isinstance(e, dict)}
-    for var in injected:
-        # Two labels can map to one name (a.b and a_b): the first, by label name, wins.
-        if var["name"] not in taken:
-            env.append(dict(var))
-            taken.add(var["name"])
+    env.extend(dict(var) for var in injected if var["name"] not in taken)
     container["env"] = env
 
 

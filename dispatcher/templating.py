@@ -1,14 +1,29 @@
-"""Templates in Job definitions: Jinja2's sandbox, strict, over string values only. No I/O here.
+"""Templates in Job definitions: which engine renders a definition, and what templates see. No I/O here.
 
-Every string value of a definition's Job may be a template. The definition
-is parsed as YAML first and only then are its strings rendered, so an
-alert's values are data: they land inside one string and can never add a
-field, change the structure or reach another part of the manifest.
+Every string value of a definition's Job that holds ``{{`` is a template;
+any other string is left exactly as written (as in the Go original), so
+shell text such as ``${#VAR}``, ``{%`` or ``#}`` is never touched. The
+definition is parsed as YAML first and only then are its strings
+rendered, so an alert's values are data: they land inside one string and
+can never add a field or change the Job's structure.
 
-The Go original's forms work unchanged: ``{{ .Alert.Labels.pod }}``,
-``{{ .Labels.namespace }}``, ``{{ .Status }}``, ``{{ .GroupKey }}``,
-``{{ .HookMessage.Status }}`` ... A leading dot inside ``{{ }}`` is simply
-dropped, which turns them into Jinja expressions over the same names.
+Two engines, chosen per definition with the annotation
+``openfero.io/template-engine`` (on the ConfigMap, the Operarius, or the
+Job's own metadata):
+
+- ``go``: Go's text/template, whole (dispatcher.gotemplate), over the Go
+  original's data model, with ``missingkey=error``;
+- ``jinja``: Jinja2's sandbox as openfero first offered it
+  (dispatcher.jinja_sandbox), statements written ``{{% %}}``.
+
+Without the annotation a definition is Go's when all its templates parse
+as Go, else Jinja's when they all parse as that (definitions written for
+openfero's first engine keep working; ``openfero validate`` says which
+engine each one gets).
+
+Whatever an action prints into a field the kubelet expands (``$(VAR)``)
+is escaped there, by the caller's ``escape_at``; the definition's own text
+is not.
 """
 
 from __future__ import annotations
@@ -16,15 +31,20 @@ from __future__ import annotations
 import functools
 import re
 import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment
-
+from dispatcher import gotemplate
+from dispatcher.definitions import ENGINE_ANNOTATION
+from dispatcher.jinja_sandbox import JinjaEngine
+from dispatcher.naming import dns_label, label_value
 from shared.envelope import Envelope
 
-_MARKERS = ("{{", "{%", "{#")
-# Inside {{ ... }}: a dot that starts a name and follows no name, bracket or quote.
+ENGINES = ("go", "jinja")
+
+# The Jinja engine reads the Go original's forms too: inside {{ }}, a dot that starts
+# a name and follows no name, bracket or quote is dropped (.Labels.pod -> Labels.pod).
 _GO_DOT = re.compile(r"(?<![\w\])'\"])\.(?=[A-Za-z_])")
 _EXPRESSION = re.compile(r"{{-?(.*?)-?}}", re.S)
 _REFERENCE = r"\b(?:{names})(?:\.([A-Za-z_][A-Za-z0-9_]*)|\[\s*['\"]([^'\"]+)['\"]\s*\])"
@@ -36,63 +56,147 @@ class TemplateError(ValueError):
     """A template that cannot be compiled or rendered; the message names the problem."""
 
 
-def _name_safe(value: Any) -> str:
-    """A DNS-1123 label: lower case, [a-z0-9-], at most 63 characters."""
-    cleaned = re.sub(r"[^a-z0-9-]+", "-", str(value).lower()).strip("-")
-    return cleaned[:63].rstrip("-")
+def shell_quote(value: Any) -> str:
+    """``value`` as one word for a POSIX shell, outside double quotes."""
+    return shlex.quote(str(value))
 
 
-def _label_value(value: Any) -> str:
-    cleaned = re.sub(r"[^-A-Za-z0-9_.]", "_", str(value))[:63]
-    return cleaned.strip("-_.")
+FUNCTIONS: dict[str, Callable[..., str]] = {
+    "shell_quote": shell_quote,
+    "name_safe": dns_label,
+    "label_value": label_value,
+}
 
 
-def _environment() -> jinja2.Environment:
-    env = ImmutableSandboxedEnvironment(
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,
-        keep_trailing_newline=True,
-    )
-    env.filters.update(
-        shell_quote=lambda value: shlex.quote(str(value)),
-        name_safe=_name_safe,
-        label_value=_label_value,
-    )
-    return env
+def _escape_expansion(value: str) -> str:
+    return value.replace("$", "$$")
 
 
-_ENV = _environment()
+_GO_NAME = "template"
+_GO_PREFIX = re.compile(rf"^template: {_GO_NAME}:")
+
+
+def _go_message(exc: gotemplate.TemplateError) -> str:
+    """Go's message without its 'template: NAME:' prefix: the caller names the field."""
+    return _GO_PREFIX.sub("line ", str(exc))
+
+
+_JINJA = JinjaEngine(FUNCTIONS, _escape_expansion)
 
 
 def is_template(text: str) -> bool:
-    return any(marker in text for marker in _MARKERS)
+    return "{{" in text
 
 
 def go_to_jinja(text: str) -> str:
-    """``{{ .Alert.Labels.pod }}`` -> ``{{ Alert.Labels.pod }}``; Jinja text passes unchanged."""
+    """``{{ .Alert.Labels.pod }}`` -> ``{{ Alert.Labels.pod }}``, for the Jinja engine."""
     return _EXPRESSION.sub(lambda m: "{{" + _GO_DOT.sub("", m.group(0)[2:-2]) + "}}", text)
 
 
+# -- compiling -----------------------------------------------------------------------------
+
+
 @functools.lru_cache(maxsize=4096)
-def compile_template(text: str) -> jinja2.Template:
+def _compile_go(text: str) -> gotemplate.Template:
+    return gotemplate.parse(text, name=_GO_NAME, funcs=FUNCTIONS)
+
+
+def _compile_jinja(text: str) -> Any:
+    return _JINJA.compile(go_to_jinja(text))
+
+
+def _compile(engine: str, text: str) -> Any:
     try:
-        return _ENV.from_string(go_to_jinja(text))
-    except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(f"template syntax error: {exc.message}") from None
+        return _compile_go(text) if engine == "go" else _compile_jinja(text)
+    except gotemplate.TemplateError as exc:
+        raise TemplateError(f"template syntax error: {_go_message(exc)}") from None
+    except Exception as exc:  # Jinja's syntax and sandbox errors
+        raise TemplateError(f"template syntax error: {getattr(exc, 'message', None) or exc}") from None
 
 
-def referenced_labels(text: str) -> set[str]:
-    """Alert label names a template reads (``.Labels.x``, ``labels.x``, ``labels['x']``)."""
-    return {dotted or quoted for dotted, quoted in _LABEL_REFERENCE.findall(go_to_jinja(text))}
+@dataclass(frozen=True)
+class EngineChoice:
+    engine: str
+    declared: bool  # by the annotation; else chosen by what the templates parse as
+    go_error: str = ""  # why the Go engine was not chosen, when it was not
 
 
-def referenced_annotations(text: str) -> set[str]:
-    """Alert annotation names a template reads."""
-    return {dotted or quoted for dotted, quoted in _ANNOTATION_REFERENCE.findall(go_to_jinja(text))}
+def _compile_all(engine: str, fields: tuple[tuple[str, str], ...]) -> None:
+    for path, text in fields:
+        try:
+            _compile(engine, text)
+        except TemplateError as exc:
+            raise TemplateError(f"{path}: {exc}" if path else str(exc)) from None
 
 
-def context(envelope: Envelope) -> dict[str, Any]:
-    """What templates see: Jinja-style lower-case names, and the Go original's names."""
+@functools.lru_cache(maxsize=1024)
+def choose_engine(fields: tuple[tuple[str, str], ...], declared: str = "") -> EngineChoice:
+    """The engine for a definition's templated (field, text) pairs; TemplateError, naming the field, when none fits."""
+    if declared:
+        if declared not in ENGINES:
+            raise TemplateError(f"annotation {ENGINE_ANNOTATION}: {declared!r} is not one of {', '.join(ENGINES)}")
+        _compile_all(declared, fields)
+        return EngineChoice(declared, declared=True)
+    try:
+        _compile_all("go", fields)
+        return EngineChoice("go", declared=False)
+    except TemplateError as exc:
+        go_error = str(exc)
+    try:
+        _compile_all("jinja", fields)
+    except TemplateError:
+        raise TemplateError(go_error) from None
+    return EngineChoice("jinja", declared=False, go_error=go_error)
+
+
+# -- what templates see --------------------------------------------------------------------
+
+
+def _views(envelope: Envelope) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The alert, the webhook (HookMessage) and the top level, with the Go original's names."""
+    alert, group = envelope.alert, envelope.group
+    go_alert = {
+        "Labels": alert.labels,
+        "Annotations": alert.annotations,
+        "StartsAt": alert.startsAt,
+        "EndsAt": alert.endsAt,
+        "Status": alert.status,
+        "Fingerprint": alert.fingerprint,
+        "GeneratorURL": alert.generatorURL,
+    }
+    hook = {
+        "Version": group.version,
+        "GroupKey": group.groupKey,
+        "TruncatedAlerts": group.truncatedAlerts,
+        "Status": group.status,
+        "Receiver": group.receiver,
+        "GroupLabels": group.groupLabels,
+        "CommonLabels": group.commonLabels,
+        "CommonAnnotations": group.commonAnnotations,
+        "ExternalURL": group.externalURL,
+    }
+    top = {
+        "Labels": alert.labels,
+        "Annotations": alert.annotations,
+        "Status": alert.status,
+        "Fingerprint": alert.fingerprint,
+        "GroupKey": group.groupKey,
+        "Receiver": group.receiver,
+        "ExternalURL": group.externalURL,
+    }
+    return go_alert, hook, top
+
+
+def go_data(envelope: Envelope) -> gotemplate.GoStruct:
+    """The Go original's data model. ``.Status`` is the alert's own: openfero handles each alert alone."""
+    go_alert, hook, top = _views(envelope)
+    return gotemplate.GoStruct(
+        "Data", {"Alert": gotemplate.GoStruct("Alert", go_alert), "HookMessage": gotemplate.GoStruct("HookMessage", hook), **top}
+    )
+
+
+def jinja_data(envelope: Envelope) -> dict[str, Any]:
+    """What Jinja templates see: lower-case names, and the Go original's names."""
     alert, group = envelope.alert, envelope.group
     alert_view = {
         "labels": alert.labels,
@@ -112,64 +216,58 @@ def context(envelope: Envelope) -> dict[str, Any]:
         "commonAnnotations": group.commonAnnotations,
         "externalURL": group.externalURL,
     }
-    go_alert = {
-        "Labels": alert.labels,
-        "Annotations": alert.annotations,
-        "Status": alert.status,
-        "StartsAt": alert.startsAt,
-        "EndsAt": alert.endsAt,
-        "Fingerprint": alert.fingerprint,
-        "GeneratorURL": alert.generatorURL,
-    }
-    hook = {
-        "Status": group.status,
-        "Receiver": group.receiver,
-        "GroupKey": group.groupKey,
-        "GroupLabels": group.groupLabels,
-        "CommonLabels": group.commonLabels,
-        "CommonAnnotations": group.commonAnnotations,
-        "ExternalURL": group.externalURL,
-    }
-    return {
-        "alert": alert_view,
-        "group": group_view,
-        "Alert": go_alert,
-        "HookMessage": hook,
-        "Labels": alert.labels,
-        "Annotations": alert.annotations,
-        "Status": alert.status,
-        "Fingerprint": alert.fingerprint,
-        "GroupKey": group.groupKey,
-        "Receiver": group.receiver,
-        "ExternalURL": group.externalURL,
-    }
+    go_alert, hook, top = _views(envelope)
+    return {"alert": alert_view, "group": group_view, "Alert": go_alert, "HookMessage": hook, **top}
 
 
-def render_string(text: str, variables: dict[str, Any]) -> str:
+# -- rendering -----------------------------------------------------------------------------
+
+
+def render_string(text: str, engine: str, data: Any, escape: bool = False) -> str:
+    """One string rendered; ``escape`` doubles ``$`` in what the actions print."""
     if not is_template(text):
         return text
-    template = compile_template(text)
+    template = _compile(engine, text)
     try:
-        return template.render(variables)
-    except jinja2.UndefinedError as exc:
-        raise TemplateError(f"undefined value: {exc.message}") from None
-    except jinja2.TemplateError as exc:
-        raise TemplateError(f"template error: {exc}") from None
-    except Exception as exc:  # a filter or a sandbox refusal, on alert data
-        raise TemplateError(f"template error: {type(exc).__name__}: {exc}") from None
+        if engine == "go":
+            return template.execute(data, escape=_escape_expansion if escape else None)
+        return template.render(data, escape)
+    except gotemplate.TemplateError as exc:
+        raise TemplateError(f"template error: {_go_message(exc)}") from None
+    except Exception as exc:  # Jinja: an undefined value, a filter or a sandbox refusal, on alert data
+        message = getattr(exc, "message", None) or str(exc)
+        kind = "undefined value" if type(exc).__name__ == "UndefinedError" else f"template error: {type(exc).__name__}"
+        raise TemplateError(f"{kind}: {message}") from None
 
 
-def render_tree(tree: Any, variables: dict[str, Any], path: str = "") -> Any:
-    """A copy of ``tree`` with every string value rendered; TemplateError names the field."""
+def render_tree(tree: Any, envelope: Envelope, declared_engine: str, escape_at: Callable[[str], bool]) -> Any:
+    """A copy of ``tree`` with every template rendered; TemplateError names the field."""
+    fields = tuple(templated_fields(tree))
+    if not fields:
+        return _copy(tree)
+    choice = choose_engine(fields, declared_engine)
+    data = go_data(envelope) if choice.engine == "go" else jinja_data(envelope)
+
+    def walk(node: Any, path: str) -> Any:
+        if isinstance(node, dict):
+            return {k: walk(v, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(item, f"{path}[{i}]") for i, item in enumerate(node)]
+        if isinstance(node, str) and is_template(node):
+            try:
+                return render_string(node, choice.engine, data, escape_at(path))
+            except TemplateError as exc:
+                raise TemplateError(f"{path}: {exc}") from None
+        return node
+
+    return walk(tree, "")
+
+
+def _copy(tree: Any) -> Any:
     if isinstance(tree, dict):
-        return {key: render_tree(value, variables, f"{path}.{key}" if path else str(key)) for key, value in tree.items()}
+        return {k: _copy(v) for k, v in tree.items()}
     if isinstance(tree, list):
-        return [render_tree(item, variables, f"{path}[{i}]") for i, item in enumerate(tree)]
-    if isinstance(tree, str):
-        try:
-            return render_string(tree, variables)
-        except TemplateError as exc:
-            raise TemplateError(f"{path}: {exc}") from None
+        return [_copy(v) for v in tree]
     return tree
 
 
@@ -185,3 +283,30 @@ def templated_fields(tree: Any, path: str = "") -> list[tuple[str, str]]:
     elif isinstance(tree, str) and is_template(tree):
         found.append((path, tree))
     return found
+
+
+# -- what templates read, for `openfero validate` ------------------------------------------
+
+
+def _go_references(text: str, maps: tuple[tuple[str, ...], ...]) -> set[str]:
+    try:
+        chains = _compile_go(text).referenced_fields()
+    except gotemplate.TemplateError:
+        return set()
+    return {chain[len(prefix)] for chain in chains for prefix in maps if chain[: len(prefix)] == prefix and len(chain) > len(prefix)}
+
+
+_LABEL_MAPS = (("Labels",), ("Alert", "Labels"))
+_ANNOTATION_MAPS = (("Annotations",), ("Alert", "Annotations"))
+
+
+def referenced_labels(text: str) -> set[str]:
+    """Alert label names a template reads (Go: ``.Labels.x``, ``index .Labels "x"``; Jinja: ``labels.x``, ``labels['x']``)."""
+    jinja = {dotted or quoted for dotted, quoted in _LABEL_REFERENCE.findall(go_to_jinja(text))}
+    return jinja | _go_references(text, _LABEL_MAPS)
+
+
+def referenced_annotations(text: str) -> set[str]:
+    """Alert annotation names a template reads."""
+    jinja = {dotted or quoted for dotted, quoted in _ANNOTATION_REFERENCE.findall(go_to_jinja(text))}
+    return jinja | _go_references(text, _ANNOTATION_MAPS)

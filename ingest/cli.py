@@ -9,7 +9,7 @@ from aiohttp import web
 
 from ingest.app import create_app
 from shared import logs
-from shared.loop import loop_factory
+from shared.loop import freeze_startup_heap, loop_factory
 from shared.settings import BrokerSettings, IngestSettings, ServiceSettings, SettingsError, help_epilog, load
 
 
@@ -29,6 +29,7 @@ def command() -> None:
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
     logs.setup(service.log_level, service.log_format)
+    freeze_startup_heap()
     web.run_app(
         app,
         host=ingest.host,

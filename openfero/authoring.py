@@ -21,8 +21,11 @@ import yaml
 from dispatcher.catalog import Catalog, load_files, manifest_files
 from dispatcher.definitions import Definition, configmap_definitions
 from dispatcher.operarii import KIND, InvalidOperarius, Operarius
-from dispatcher.rendering import MAX_NAME, RenderError, dns_label, render
-from dispatcher.templating import referenced_annotations, referenced_labels, templated_fields
+from dispatcher.naming import MAX_NAME, dns_label
+from dispatcher.rendering import JobRules, RenderError, render
+from dispatcher.templating import TemplateError, choose_engine, referenced_annotations, referenced_labels, templated_fields
+from openfero import podsecurity
+from openfero.shell_lint import container_warnings
 from shared.envelope import Envelope, InvalidWebhook, envelopes_from_webhook
 from shared.settings import DispatcherSettings, load
 
@@ -61,7 +64,7 @@ def render_command(alert_path: Path, definitions: tuple[Path, ...]) -> None:
             failed = True
             continue
         try:
-            job = render(found.definition, envelope, ttl_s)
+            job = render(found.definition, envelope, JobRules(ttl_s))
         except RenderError as exc:
             click.echo(f"# {alert.alertname} ({alert.status}): {exc}", err=True)
             failed = True
@@ -91,7 +94,7 @@ def _sample(definition: Definition, alertname: str, status: str, alert: Envelope
     return envelopes_from_webhook(webhook)[0]
 
 
-def _check(definition: Definition, where: str, alertname: str, status: str, alert: Envelope | None, report: Report) -> None:
+def _check(definition: Definition, where: str, alertname: str, status: str, alert: Envelope | None, report: Report, level: str) -> None:
     report.definitions += 1
     if definition.parse_error:
         report.errors.append(f"{where}: {definition.parse_error}")
@@ -101,7 +104,7 @@ def _check(definition: Definition, where: str, alertname: str, status: str, aler
             if name not in alert.alert.labels:
                 report.errors.append(f"{where}: a template reads label {name!r}, which the alert does not have")
     try:
-        job = render(definition, _sample(definition, alertname, status, alert), 60)
+        job = render(definition, _sample(definition, alertname, status, alert), JobRules(60))
     except RenderError as exc:
         own_prefix = f"definition {definition.source} key {definition.key!r}: "  # `where` says it already
         report.errors.append(f"{where}: {str(exc).removeprefix(own_prefix)}")
@@ -111,9 +114,34 @@ def _check(definition: Definition, where: str, alertname: str, status: str, aler
     base = (definition.manifest.get("metadata") or {}).get("name") or ""
     if len(dns_label(str(base))) > _NAME_ROOM:
         report.warnings.append(f"{where}: metadata.name is cut to {_NAME_ROOM} characters in Job names")
+    report.warnings += _engine_warnings(definition, where)
+    pod = ((definition.manifest.get("spec") or {}).get("template") or {}).get("spec") or {}
+    for kind in ("initContainers", "containers"):
+        for index, container in enumerate(pod.get(kind) or []):
+            report.warnings += container_warnings(container, f"{where}: spec.template.spec.{kind}[{index}]")
+    report.warnings += [f"{where}: {problem}" for problem in podsecurity.always(pod)]
+    report.warnings += [f"{where}: Pod Security {level!r} would reject its pods: {problem}" for problem in podsecurity.violations(pod, level)]
 
 
-def validate_file(path: Path, alert: Envelope | None, report: Report) -> None:
+def _engine_warnings(definition: Definition, where: str) -> list[str]:
+    fields = tuple(templated_fields(definition.manifest))
+    texts = [text for _, text in fields]
+    try:
+        choice = choose_engine(fields, definition.engine)
+    except TemplateError:
+        return []  # render reported it as an error already
+    warnings = []
+    if choice.engine == "jinja" and not choice.declared:
+        warnings.append(
+            f"{where}: its templates are Jinja's, not Go's ({choice.go_error}); "
+            "say so with the annotation openfero.io/template-engine: jinja, or write them in Go's syntax"
+        )
+    if choice.engine == "jinja" and any("{%" in text.replace("{{%", "") for text in texts):
+        warnings.append(f"{where}: {{% ... %}} is text, not a Jinja statement: write statements as {{{{% ... %}}}}")
+    return warnings
+
+
+def validate_file(path: Path, alert: Envelope | None, report: Report, level: str = "privileged") -> None:
     try:
         docs = list(yaml.safe_load_all(path.read_text()))
     except yaml.YAMLError as exc:
@@ -133,7 +161,7 @@ def validate_file(path: Path, alert: Envelope | None, report: Report) -> None:
                     report.errors.append(
                         f"{where}: never used: alert {key!r} looks for ConfigMap openfero-{key.lower()}-firing or -resolved"
                     )
-                _check(definition, where, key, status, alert, report)
+                _check(definition, where, key, status, alert, report, level)
         elif kind == KIND:
             where = f"{path}: Operarius {name}"
             try:
@@ -144,14 +172,22 @@ def validate_file(path: Path, alert: Envelope | None, report: Report) -> None:
             if not (doc.get("spec") or {}).get("jobTemplate"):
                 report.errors.append(f"{where}: spec.jobTemplate is required")
                 continue
-            _check(operarius.definition, where, operarius.alertname or "", operarius.status or "", alert, report)
+            _check(operarius.definition, where, operarius.alertname or "", operarius.status or "", alert, report, level)
 
 
 @click.command("validate", context_settings={"max_content_width": 100})
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--alert", "alert_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Also check every definition against this alert (its first).")
-def validate_command(paths: tuple[Path, ...], alert_path: Path | None) -> None:
-    """Check definitions: YAML, Job shape, templates, labels they read, name length.
+@click.option(
+    "--pod-security",
+    "level",
+    type=click.Choice(podsecurity.LEVELS),
+    default="privileged",
+    show_default=True,
+    help="The Pod Security level enforced where the Jobs run: warn about pods it would reject.",
+)
+def validate_command(paths: tuple[Path, ...], alert_path: Path | None, level: str) -> None:
+    """Check definitions: YAML, Job shape, templates, labels they read, name length, shell use, privileges.
 
     Each problem is printed with its file, definition and field. Exits 1 on
     any error; warnings alone exit 0.
@@ -159,7 +195,7 @@ def validate_command(paths: tuple[Path, ...], alert_path: Path | None) -> None:
     alert = read_alerts(alert_path)[0] if alert_path else None
     report = Report()
     for path in manifest_files(list(paths)):
-        validate_file(path, alert, report)
+        validate_file(path, alert, report, level)
     for line in report.errors:
         click.echo(f"error: {line}")
     for line in report.warnings:

@@ -9,6 +9,7 @@ library's loop, for debugging or a platform without uvloop.
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable
 
 from shared.settings import SettingsError
@@ -34,3 +35,15 @@ def running_loop_name() -> str:
     """Which loop this coroutine runs on, for the start-up log line."""
     module = type(asyncio.get_running_loop()).__module__
     return "uvloop" if module.startswith("uvloop") else "asyncio"
+
+
+def freeze_startup_heap() -> None:
+    """Exempt what start-up built from the collector's full passes, which would otherwise stall the loop.
+
+    The Kubernetes client, pydantic and aio-pika leave about 100,000 tracked
+    objects behind; a full collection walked them all in about 90 ms (measured:
+    a dispatcher's event loop stalled that long whenever one ran). Those
+    objects live as long as the process, so they need no collecting.
+    """
+    gc.collect()
+    gc.freeze()

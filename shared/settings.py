@@ -167,6 +167,41 @@ class KubeSettings:
         "How long one watch of the definitions runs before it is renewed (seconds); "
         "the API server's own limit is about 30 to 60 minutes.",
     )
+    own_namespace: str = setting(
+        "OPENFERO_DISPATCHER_NAMESPACE",
+        "",
+        "The namespace the dispatcher runs in (the manifests pass metadata.namespace through "
+        "the downward API). Default: the in-cluster service account's namespace.",
+    )
+    own_service_account: str = setting(
+        "OPENFERO_DISPATCHER_SERVICE_ACCOUNT",
+        "",
+        "The dispatcher's own service account (the manifests pass spec.serviceAccountName): "
+        "no Job may run as it in its namespace, so that no definition borrows the dispatcher's rights.",
+    )
+    forbidden_service_accounts: str = setting(
+        "OPENFERO_FORBIDDEN_SERVICE_ACCOUNTS",
+        "",
+        "Service accounts no Job may run as, comma-separated: namespace/name, or a bare name for "
+        "that name in any namespace. A definition that asks for one is a permanent failure.",
+    )
+
+    def forbidden_accounts(self) -> frozenset[tuple[str, str]]:
+        """(namespace, name) pairs, namespace "*" for any; the dispatcher's own included."""
+        found = set()
+        for entry in (e.strip() for e in self.forbidden_service_accounts.split(",")):
+            if not entry:
+                continue
+            namespace, _, name = entry.rpartition("/")
+            if not name or "/" in namespace:
+                raise SettingsError(f"OPENFERO_FORBIDDEN_SERVICE_ACCOUNTS: {entry!r} is not namespace/name or name")
+            found.add((namespace or "*", name))
+        namespace = self.own_namespace
+        if not namespace and SERVICE_ACCOUNT_NAMESPACE_FILE.exists():
+            namespace = SERVICE_ACCOUNT_NAMESPACE_FILE.read_text().strip()
+        if self.own_service_account:
+            found.add((namespace or "*", self.own_service_account))
+        return frozenset(found)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,10 @@ def test_render_uses_the_dispatchers_choice_and_templates() -> None:
     assert code == 0
     [job] = list(yaml.safe_load_all(out))
     assert job["metadata"]["name"].startswith("pod-crashloop-restart-")
-    assert "restarting default/test-crashloop-pod" in job["spec"]["template"]["spec"]["containers"][0]["command"][2]
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert (env["OPENFERO_POD"], env["OPENFERO_NAMESPACE"]) == ("test-crashloop-pod", "default")
+    assert env["SUMMARY"] and job["spec"]["template"]["metadata"]["labels"]["pod"] == "test-crashloop-pod"
 
 
 def test_render_names_the_same_job_as_the_dispatcher() -> None:
@@ -45,9 +48,9 @@ def test_render_names_the_same_job_as_the_dispatcher() -> None:
     args = ("render", "--alert", str(EXAMPLES / "kubequotaalmostfull.alert.json"), "--definition", str(DEFINITIONS))
     names = {yaml.safe_load(run(*args)[1])["metadata"]["name"] for _ in range(2)}
     from tests.test_rendering import reference_definition, reference_envelope
-    from dispatcher.rendering import render
+    from dispatcher.rendering import JobRules, render
 
-    assert names == {render(reference_definition(), reference_envelope(), 60).name}
+    assert names == {render(reference_definition(), reference_envelope(), JobRules(60)).name}
 
 
 def test_render_says_when_nothing_matches(tmp_path: Path) -> None:
@@ -119,3 +122,70 @@ def test_validate_refuses_a_file_that_is_not_yaml(tmp_path: Path) -> None:
     path.write_text("a: [b\n")
     code, out, _ = run("validate", str(path))
     assert code == 1 and f"error: {path}: not valid YAML" in out
+
+
+def script_job(*argv: str, env: str = "") -> str:
+    return (
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: fix}\nspec: {template: {spec: {restartPolicy: Never, containers: "
+        f"[{{name: c, image: i, {env} command: {json.dumps(list(argv))}}}]}}}}}}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "warning"),
+    [
+        (["sh", "-c", 'echo "{{ .Labels.pod | shell_quote }}"'], "", "is inside double quotes in a shell script"),
+        (["/bin/bash", "-c", "kubectl delete pod -- {{ .Labels.pod }}"], "", "is pasted into a shell script unquoted"),
+        (["sh", "-c", 'kubectl delete pod "$OPENFERO_POD"'], "", "$OPENFERO_POD is passed to kubectl as a positional argument with no `--`"),
+        (["sh", "-c", 'x=$(kubectl get pod -o name "${OPENFERO_POD}")'], "", "${OPENFERO_POD} is passed to kubectl"),
+        (["sh", "-c", 'kubectl delete pod -n ns "$P"'], "env: [{name: P, value: '{{ .Labels.pod }}'}],", "$P is passed to kubectl"),
+        (["sh", "-c", "kubectl delete pod {{ .Labels.pod | shell_quote }}"], "", "is passed to kubectl as a positional argument"),
+        (["kubectl", "delete", "pod", "{{ .Labels.pod }}"], "", "argument 3 starts with alert data and no `--` comes before it"),
+    ],
+)
+def test_validate_warns_where_alert_data_can_become_code_or_an_option(tmp_path: Path, argv: list[str], env: str, warning: str) -> None:
+    path = write(tmp_path, "defs.yaml", [cm("openfero-a-firing", "A", script_job(*argv, env=env))])
+    code, out, _ = run("validate", str(path))
+    assert code == 0, out  # warnings, not errors
+    assert warning in out, out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sh", "-c", 'kubectl delete pod --namespace="$OPENFERO_NAMESPACE" -- "$OPENFERO_POD"'],
+        ["sh", "-c", "printf '%s\\n' \"$OPENFERO_POD\"; [ -z \"$OPENFERO_POD\" ] && exit 1"],
+        ["sh", "-c", "kubectl delete pod -- {{ .Labels.pod | shell_quote }}"],
+        ["kubectl", "delete", "pod", "--", "{{ .Labels.pod }}"],
+        ["sh", "-c", "printf '%s' \"${#ARR[@]}\" '{% raw %}' -- \"$OPENFERO_POD\""],
+    ],
+)
+def test_validate_is_quiet_about_the_safe_ways(tmp_path: Path, argv: list[str]) -> None:
+    code, out, _ = run("validate", str(write(tmp_path, "defs.yaml", [cm("openfero-a-firing", "A", script_job(*argv))])))
+    assert code == 0 and "0 warnings" in out, out
+
+
+def test_validate_warns_about_privileges_and_pod_security(tmp_path: Path) -> None:
+    privileged = script_job("true").replace("image: i,", "image: i, securityContext: {privileged: true, capabilities: {add: [SYS_ADMIN]}},")
+    privileged = privileged.replace("restartPolicy: Never,", "restartPolicy: Never, hostPID: true, volumes: [{name: h, hostPath: {path: /}}],")
+    path = write(tmp_path, "defs.yaml", [cm("openfero-a-firing", "A", privileged)])
+    code, out, _ = run("validate", str(path))
+    assert code == 0
+    for warning in ("hostPID: true", "hostPath", "containers[0]: privileged", "adds capabilities SYS_ADMIN"):
+        assert warning in out, out
+    code, out, _ = run("validate", str(path), "--pod-security", "baseline")
+    assert "Pod Security 'baseline' would reject its pods: containers[0]: capabilities beyond the baseline: SYS_ADMIN" in out
+
+
+def test_the_shipped_examples_fit_the_job_namespaces_pod_security() -> None:
+    code, out, _ = run("validate", str(DEFINITIONS), "--pod-security", "baseline")
+    assert code == 0 and "would reject" not in out, out
+    code, out, _ = run("validate", str(DEFINITIONS / "podcrashlooping.operarius.yaml"), "--pod-security", "restricted")
+    assert code == 0 and "0 warnings" in out, out
+
+
+def test_validate_says_which_definitions_are_jinjas(tmp_path: Path) -> None:
+    jinja = JOB % '{{ alert.labels.pod | default("x") }}{% if x %}'
+    code, out, _ = run("validate", str(write(tmp_path, "defs.yaml", [cm("openfero-a-firing", "A", jinja)])))
+    assert code == 0
+    assert "its templates are Jinja's, not Go's" in out and "{% ... %} is text" in out, out

@@ -78,8 +78,32 @@ def test_every_object_of_every_overlay_is_valid(overlay: str) -> None:
                 kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
             except kubernetes_validate.ValidationError as exc:
                 pytest.fail(f"{overlay}: {kind} {obj['metadata']['name']}: {exc}")
-        if kind not in ("Namespace", "CustomResourceDefinition"):
-            assert obj["metadata"].get("namespace") == "openfero", f"{kind} {obj['metadata']['name']}"
+        if kind not in ("Namespace", "CustomResourceDefinition", "ClusterRole"):
+            namespace = obj["metadata"].get("namespace")
+            assert namespace == "openfero" or (namespace == "openfero-jobs" and (kind, obj["metadata"]["name"]) in JOB_NAMESPACE_OBJECTS), f"{kind} {obj['metadata']['name']}"
+
+
+# What lives where the Jobs run: the dispatcher's right to create them, and the example Jobs' account.
+JOB_NAMESPACE_OBJECTS = {("Role", "openfero-dispatcher"), ("RoleBinding", "openfero-dispatcher"), ("ServiceAccount", "openfero-pod-restarter")}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_jobs_run_in_a_namespace_of_their_own_under_pod_security(overlay: str) -> None:
+    objects = build(ROOT / "k8s" / "overlays" / overlay)
+    labels = one(objects, "Namespace", "openfero-jobs")["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert labels["pod-security.kubernetes.io/warn"] == labels["pod-security.kubernetes.io/audit"] == "restricted"
+    assert one(objects, "ConfigMap", "openfero-settings")["data"]["OPENFERO_JOB_NAMESPACE"] == "openfero-jobs"
+    # The dispatcher creates Jobs there and nowhere else
+    roles = {(o["metadata"]["namespace"], r["resources"][0]) for o in by_kind(objects, "Role") for r in o["rules"]}
+    assert {resource for namespace, resource in roles if namespace == "openfero"} == {"configmaps", "operariuses", "operariuses/status"}
+    assert ("openfero-jobs", "jobs") in roles
+    binding = [b for b in by_kind(objects, "RoleBinding") if b["metadata"]["namespace"] == "openfero-jobs"]
+    assert [s for b in binding for s in b["subjects"]] == [{"kind": "ServiceAccount", "name": "openfero-dispatcher", "namespace": "openfero"}]
+    # and knows who it is, so that no definition runs a Job as the dispatcher
+    env = {e["name"]: e for e in one(objects, "Deployment", "openfero-dispatcher")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["OPENFERO_DISPATCHER_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    assert env["OPENFERO_DISPATCHER_SERVICE_ACCOUNT"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.serviceAccountName"
 
 
 def test_production_is_replicated_scaled_and_least_privileged() -> None:
@@ -118,7 +142,7 @@ def test_the_single_node_overlay_brings_the_examples() -> None:
     assert one(objects, "RabbitmqCluster", "openfero-rabbitmq")["spec"]["replicas"] == 1
     assert one(objects, "ConfigMap", "openfero-kubequotaalmostfull-firing")["metadata"]["labels"]["app"] == "openfero"
     assert one(objects, "Operarius", "pod-crashloop-restart")
-    assert one(objects, "ServiceAccount", "openfero-pod-restarter")
+    assert one(objects, "ServiceAccount", "openfero-pod-restarter")["metadata"]["namespace"] == "openfero-jobs"
 
 
 def test_the_compose_file_follows_the_compose_specification() -> None:

@@ -196,9 +196,9 @@ def test_an_operarius_creates_its_rendered_job_and_records_the_run(processes, do
     assert job["metadata"]["name"].startswith("pod-crashloop-restart-")
     pod = job["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "openfero-pod-restarter"
-    assert "restarting default/test-crashloop-pod" in pod["containers"][0]["command"][2]
     env_vars = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
     assert env_vars["SUMMARY"] == "Pod is crash looping." and env_vars["OPENFERO_POD"] == "test-crashloop-pod"
+    assert env_vars["OPENFERO_NAMESPACE"] == "default" and '-- "$OPENFERO_POD"' in pod["containers"][0]["command"][2]
     assert job["spec"]["template"]["metadata"]["labels"]["pod"] == "test-crashloop-pod"
     # and the run is written back to its status
     status = wait_for(lambda: kube_double.list("operariuses", "default")[0].get("status"), what="the Operarius status")

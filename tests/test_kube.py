@@ -15,7 +15,7 @@ from dispatcher.catalog import Catalog
 from dispatcher.watching import ResourceWatcher
 from shared.envelope import envelopes_from_webhook
 from dispatcher.jobs import ApiFailure, JobCreator, load_api_client
-from dispatcher.rendering import render
+from dispatcher.rendering import JobRules, render
 from shared.settings import KubeSettings
 from tests.cluster import ApiCluster
 from tests.conftest import reference_configmap, wait_for, write_kubeconfig
@@ -42,7 +42,7 @@ def creator(api, namespace="default", timeout_s=2.0) -> JobCreator:
 
 
 def reference_job() -> dict:
-    return render(reference_definition(), reference_envelope(), default_ttl_s=60).body
+    return render(reference_definition(), reference_envelope(), JobRules(60)).body
 
 
 async def test_reference_job_is_created_and_a_second_create_finds_it(api, kube: KubeDouble) -> None:
@@ -214,7 +214,7 @@ def test_the_cluster_adapter_that_drives_k3s_works_against_any_api_server(kube) 
     cluster.apply("configmaps", "default", reference_configmap())
     cluster.apply("configmaps", "default", reference_configmap())  # replace when it exists
     assert [cm["metadata"]["name"] for cm in kube.list("configmaps", "default")] == ["openfero-kubequotaalmostfull-firing"]
-    job = render(reference_definition(), reference_envelope(), default_ttl_s=60).body
+    job = render(reference_definition(), reference_envelope(), JobRules(60)).body
     kube.apply("jobs", "default", job)
     assert [j["metadata"]["name"] for j in cluster.jobs()] == [job["metadata"]["name"]]
     cluster.clean()

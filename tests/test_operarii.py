@@ -10,7 +10,7 @@ import yaml
 
 from dispatcher.catalog import Catalog
 from dispatcher.operarii import InvalidOperarius, Operarius, select
-from dispatcher.rendering import render
+from dispatcher.rendering import JobRules, render
 from shared.envelope import envelopes_from_webhook
 
 DATA = Path(__file__).parent / "data" / "go-original"
@@ -110,7 +110,7 @@ def test_the_go_originals_operarii_render_unchanged() -> None:
     starter = Operarius.from_resource(yaml.safe_load((DATA / "kubepodcrashlooping.operarius.yaml").read_text()))
     assert (starter.priority, starter.alertname, starter.status) == (80, "KubePodCrashLooping", "firing")
     assert starter.matches(envelope.alert)
-    job = render(starter.definition, envelope, 60)
+    job = render(starter.definition, envelope, JobRules(60))
     container = job.body["spec"]["template"]["spec"]["containers"][0]
     assert {"name": "OPENFERO_POD", "value": "test-crashloop-pod"} in container["env"]
     assert job.body["spec"]["template"]["spec"]["serviceAccountName"] == "openfero-pod-restarter"
@@ -121,7 +121,7 @@ def test_the_go_originals_operarii_render_unchanged() -> None:
     templated = Operarius.from_resource(yaml.safe_load((DATA / "podrestart-templated.operarius.yaml").read_text()))
     crash = envelopes_from_webhook({"alerts": [{"labels": {"alertname": "PodCrashLooping", "pod": "web-1", "namespace": "shop", "container": "main"}, "status": "firing"}]})[0]
     assert templated.matches(crash.alert) and not templated.matches(envelope.alert)
-    job = render(templated.definition, crash, 60)
+    job = render(templated.definition, crash, JobRules(60))
     env = {e["name"]: e["value"] for e in job.body["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert (env["POD_NAME"], env["POD_NAMESPACE"], env["CONTAINER_NAME"]) == ("web-1", "shop", "main")
     assert env["OPENFERO_POD"] == "web-1"

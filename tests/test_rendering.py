@@ -8,7 +8,8 @@ import re
 import pytest
 
 from dispatcher.definitions import Definition
-from dispatcher.rendering import RenderError, env_name, job_name, label_value, render
+from dispatcher.naming import label_value
+from dispatcher.rendering import JobRules, RenderError, job_name, render
 from shared.envelope import Envelope, envelopes_from_webhook
 from tests.conftest import reference_alert_bytes, reference_configmap
 
@@ -63,7 +64,7 @@ spec:
 
 
 def test_reference_job_gets_exactly_the_alert_labels_as_env() -> None:
-    job = render(reference_definition(), reference_envelope(), default_ttl_s=3600)
+    job = render(reference_definition(), reference_envelope(), JobRules(3600))
     [container] = job.body["spec"]["template"]["spec"]["containers"]
     assert container["name"] == "python-job"
     assert container["image"] == "ubuntu:latest"
@@ -73,7 +74,7 @@ def test_reference_job_gets_exactly_the_alert_labels_as_env() -> None:
 
 
 def test_reference_fields_a_job_does_not_have_are_dropped_and_reported() -> None:
-    job = render(reference_definition(), reference_envelope(), default_ttl_s=3600)
+    job = render(reference_definition(), reference_envelope(), JobRules(3600))
     assert sorted(job.dropped_fields) == ["spec.template.labels", "spec.template.spec.imagePullPolicy"]
     assert "labels" not in job.body["spec"]["template"]
     assert job.body["spec"]["template"]["spec"]["restartPolicy"] == "Never"
@@ -81,7 +82,7 @@ def test_reference_fields_a_job_does_not_have_are_dropped_and_reported() -> None
 
 def test_job_is_named_and_labelled_for_its_alert() -> None:
     e = reference_envelope()
-    job = render(reference_definition(), e, default_ttl_s=3600)
+    job = render(reference_definition(), e, JobRules(3600))
     meta = job.body["metadata"]
     assert job.name == meta["name"]
     assert re.fullmatch(r"openfero-kubequotaalmostfull-firing-[0-9a-f]{10}", job.name)
@@ -114,7 +115,7 @@ def test_job_names_are_dns_labels_of_at_most_63(base: str) -> None:
 
 
 def test_definition_env_wins_and_init_containers_get_labels_too() -> None:
-    job = render(definition(SIMPLE_JOB), alert({"alertname": "A", "pod": "from-alert"}), default_ttl_s=60)
+    job = render(definition(SIMPLE_JOB), alert({"alertname": "A", "pod": "from-alert"}), JobRules(60))
     pod = job.body["spec"]["template"]["spec"]
     main_env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
     init_env = {e["name"]: e["value"] for e in pod["initContainers"][0]["env"]}
@@ -125,29 +126,7 @@ def test_definition_env_wins_and_init_containers_get_labels_too() -> None:
 
 def test_definition_ttl_is_kept() -> None:
     text = SIMPLE_JOB.replace("spec:\n  template:", "spec:\n  ttlSecondsAfterFinished: 5\n  template:")
-    assert render(definition(text), alert({"alertname": "A"}), default_ttl_s=60).body["spec"]["ttlSecondsAfterFinished"] == 5
-
-
-@pytest.mark.parametrize(
-    ("label", "expected"),
-    [
-        ("pod", "OPENFERO_POD"),
-        ("service.name", "OPENFERO_SERVICE.NAME"),
-        ("http.status-code", "OPENFERO_HTTP.STATUS-CODE"),
-        ("weird name/with:stuff", "OPENFERO_WEIRD_NAME_WITH_STUFF"),
-        ("café", "OPENFERO_CAF_"),
-        ("9lives", "OPENFERO_9LIVES"),
-    ],
-)
-def test_env_names_pass_the_strict_rule(label: str, expected: str) -> None:
-    assert env_name(label) == expected
-    assert re.fullmatch(r"[-._a-zA-Z][-._a-zA-Z0-9]*", env_name(label))
-
-
-def test_labels_that_collide_on_one_env_name_inject_once() -> None:
-    job = render(definition(SIMPLE_JOB), alert({"alertname": "A", "a.b": "dot", "A.B": "upper"}), default_ttl_s=60)
-    env = job.body["spec"]["template"]["spec"]["initContainers"][0]["env"]
-    assert [e for e in env if e["name"] == "OPENFERO_A.B"] == [{"name": "OPENFERO_A.B", "value": "upper"}]
+    assert render(definition(text), alert({"alertname": "A"}), JobRules(60)).body["spec"]["ttlSecondsAfterFinished"] == 5
 
 
 @pytest.mark.parametrize(
@@ -172,14 +151,14 @@ def test_label_values_are_made_valid(value: str, expected: str) -> None:
 )
 def test_broken_definitions_are_render_errors_naming_the_definition(text: str, message: str) -> None:
     with pytest.raises(RenderError, match=message) as raised:
-        render(definition(text), alert({"alertname": "A"}), default_ttl_s=60)
+        render(definition(text), alert({"alertname": "A"}), JobRules(60))
     assert "ns/openfero-a-firing" in str(raised.value)
 
 
 def test_rendering_leaves_the_definition_untouched() -> None:
     d = reference_definition()
     before = json.dumps(d.manifest, sort_keys=True)
-    render(d, reference_envelope(), default_ttl_s=60)
+    render(d, reference_envelope(), JobRules(60))
     assert json.dumps(d.manifest, sort_keys=True) == before
 
 
@@ -198,20 +177,20 @@ def received_at(labels: dict[str, str], received: str, starts: str = "2025-01-01
 def test_rerun_after_gives_one_name_per_window_of_the_definition() -> None:
     annotated = Definition.parse("ns/openfero-a-firing", "A", SIMPLE_JOB, {"openfero.io/rerun-after": "1h"})
     labels = {"alertname": "A"}
-    first = render(annotated, received_at(labels, "2025-01-01T00:10:00+00:00"), 60).name
-    same_window = render(annotated, received_at(labels, "2025-01-01T00:59:59+00:00"), 60).name
-    next_window = render(annotated, received_at(labels, "2025-01-01T04:10:00+00:00"), 60).name
+    first = render(annotated, received_at(labels, "2025-01-01T00:10:00+00:00"), JobRules(60)).name
+    same_window = render(annotated, received_at(labels, "2025-01-01T00:59:59+00:00"), JobRules(60)).name
+    next_window = render(annotated, received_at(labels, "2025-01-01T04:10:00+00:00"), JobRules(60)).name
     assert first == same_window != next_window
     # without the annotation, Alertmanager's repeat four hours later finds the first Job
     plain = definition(SIMPLE_JOB)
-    assert render(plain, received_at(labels, "2025-01-01T00:10:00+00:00"), 60).name == render(plain, received_at(labels, "2025-01-01T04:10:00+00:00"), 60).name
+    assert render(plain, received_at(labels, "2025-01-01T00:10:00+00:00"), JobRules(60)).name == render(plain, received_at(labels, "2025-01-01T04:10:00+00:00"), JobRules(60)).name
 
 
 def test_rerun_after_may_sit_on_the_job_manifest_too() -> None:
     text = SIMPLE_JOB.replace("metadata: {name: fix}", "metadata: {name: fix, annotations: {openfero.io/rerun-after: 30m}}")
     labels = {"alertname": "A"}
-    a = render(definition(text), received_at(labels, "2025-01-01T00:10:00+00:00"), 60).name
-    b = render(definition(text), received_at(labels, "2025-01-01T00:40:00+00:00"), 60).name
+    a = render(definition(text), received_at(labels, "2025-01-01T00:10:00+00:00"), JobRules(60)).name
+    b = render(definition(text), received_at(labels, "2025-01-01T00:40:00+00:00"), JobRules(60)).name
     assert a != b
 
 
@@ -225,4 +204,4 @@ def test_durations(text: str, seconds: float) -> None:
 def test_a_bad_rerun_after_is_a_render_error() -> None:
     annotated = Definition.parse("ns/openfero-a-firing", "A", SIMPLE_JOB, {"openfero.io/rerun-after": "soon"})
     with pytest.raises(RenderError, match="openfero.io/rerun-after"):
-        render(annotated, alert({"alertname": "A"}), 60)
+        render(annotated, alert({"alertname": "A"}), JobRules(60))

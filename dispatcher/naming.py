@@ -1,0 +1,47 @@
+"""Kubernetes' naming rules, and how alert data is made to fit them. No I/O here.
+
+Every name or value that openfero derives from alert data passes through one
+of these functions, so each rule is written once:
+
+- env var names: ``OPENFERO_`` + the label name upper-cased, every character
+  outside ``[A-Z0-9_]`` replaced by ``_`` (a POSIX name a shell can read);
+- label values: at most 63 of ``[-A-Za-z0-9_.]``, alphanumeric at both ends;
+- DNS-1123 labels (Job names): lower case ``[a-z0-9-]``, at most 63.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+MAX_NAME = 63
+ENV_PREFIX = "OPENFERO_"
+
+_ENV_FORBIDDEN = re.compile(r"[^A-Z0-9_]")
+_DNS_FORBIDDEN = re.compile(r"[^a-z0-9-]+")
+_LABEL_FORBIDDEN = re.compile(r"[^-A-Za-z0-9_.]")
+
+
+def env_name(label: str) -> str:
+    """``OPENFERO_<LABEL>``: upper-cased, every character outside ``[A-Z0-9_]`` made ``_``."""
+    return ENV_PREFIX + _ENV_FORBIDDEN.sub("_", label.upper())
+
+
+def env_collisions(labels: Iterable[str]) -> dict[str, list[str]]:
+    """Env names that two or more of ``labels`` would share, with the labels, sorted."""
+    by_name: dict[str, list[str]] = {}
+    for label in labels:
+        by_name.setdefault(env_name(label), []).append(label)
+    return {name: sorted(found) for name, found in by_name.items() if len(found) > 1}
+
+
+def label_value(value: object) -> str:
+    """``value`` made a valid label value: at most 63 of [-A-Za-z0-9_.], alphanumeric ends."""
+    cleaned = _LABEL_FORBIDDEN.sub("_", str(value))[:MAX_NAME]
+    return cleaned.strip("-_.")
+
+
+def dns_label(value: object, limit: int = MAX_NAME) -> str:
+    """``value`` made a DNS-1123 label of at most ``limit`` characters (empty if nothing is left)."""
+    cleaned = _DNS_FORBIDDEN.sub("-", str(value).lower()).strip("-")
+    return cleaned[:limit].rstrip("-")
