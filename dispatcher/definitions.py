@@ -32,6 +32,7 @@ class Definition:
     manifest: Any = None
     parse_error: str = ""
     annotations: dict[str, str] = field(default_factory=dict)  # the ConfigMap's (or the Operarius')
+    operarius: str = ""  # the Operarius' name, when the definition is one
 
     @property
     def engine(self) -> str:

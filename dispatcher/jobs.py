@@ -22,7 +22,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from dispatcher.metrics import JOB_CREATE_SECONDS
+from dispatcher.metrics import JOB_CREATE_SECONDS, JOBS_CREATED
 from dispatcher.operarii import GROUP, PLURAL, VERSION
 from shared.settings import KubeSettings
 
@@ -115,6 +115,7 @@ class JobCreator:
             return False
         if not 200 <= response.status <= 299:
             raise classify(response.status, response.data, response.getheaders())
+        JOBS_CREATED.inc()
         return True
 
     def close(self) -> None:

@@ -25,3 +25,7 @@ REFUSED = Counter(
     "(env_name_collision: two labels that map to one OPENFERO_ variable).",
     ["reason"],
 )
+JOBS_CREATED = Counter(
+    "openfero_jobs_created_total",
+    "Jobs created (a duplicate suppressed is not one); the Go original's counter, without labels as there.",
+)

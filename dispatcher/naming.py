@@ -6,7 +6,8 @@ of these functions, so each rule is written once:
 - env var names: ``OPENFERO_`` + the label name upper-cased, every character
   outside ``[A-Z0-9_]`` replaced by ``_`` (a POSIX name a shell can read);
 - label values: at most 63 of ``[-A-Za-z0-9_.]``, alphanumeric at both ends;
-- DNS-1123 labels (Job names): lower case ``[a-z0-9-]``, at most 63.
+- DNS-1123 labels (Job names): lower case ``[a-z0-9-]``, at most 63;
+- the group key as a label value, as the Go original hashes it.
 """
 
 from __future__ import annotations
@@ -45,3 +46,23 @@ def dns_label(value: object, limit: int = MAX_NAME) -> str:
     """``value`` made a DNS-1123 label of at most ``limit`` characters (empty if nothing is left)."""
     cleaned = _DNS_FORBIDDEN.sub("-", str(value).lower()).strip("-")
     return cleaned[:limit].rstrip("-")
+
+
+_FNV64_OFFSET = 0xCBF29CE484222325
+_FNV64_PRIME = 0x100000001B3
+_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def group_key_label(group_key: str) -> str:
+    """Alertmanager's group key as the Go original labels Jobs with it: "g" + FNV-1a 64 in base 36 ("" for "")."""
+    if not group_key:
+        return ""
+    h = _FNV64_OFFSET
+    for byte in group_key.encode():
+        h = ((h ^ byte) * _FNV64_PRIME) & 0xFFFFFFFFFFFFFFFF
+    digits = ""
+    while True:
+        h, remainder = divmod(h, 36)
+        digits = _BASE36[remainder] + digits
+        if not h:
+            return "g" + digits

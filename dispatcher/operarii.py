@@ -89,7 +89,7 @@ class Operarius:
         if dedup.get("enabled") and int(dedup.get("ttl") or 0) > 0:
             annotations[ANNOTATION_RERUN_AFTER] = f"{int(dedup['ttl'])}s"
         definition = Definition(
-            source=f"{namespace}/{KIND}/{name}", key="jobTemplate", text="", manifest=manifest, annotations=annotations
+            source=f"{namespace}/{KIND}/{name}", key="jobTemplate", text="", manifest=manifest, annotations=annotations, operarius=name
         )
         return cls(
             namespace=namespace,

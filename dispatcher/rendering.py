@@ -10,7 +10,8 @@ What rendering does to the definition's Job, in order:
    A definition annotated ``openfero.io/rerun-after: <duration>`` adds the
    number of the rerun window the alert was received in (counted from
    startsAt), so the same occurrence runs again once per window;
-2. labels it (managed-by, alertname, status, fingerprint) with values made
+2. labels it (managed-by, alertname, status, fingerprint, and the Go
+   original's managed-by, alert, group-key, operarius) with values made
    valid for Kubernetes whatever the alert holds;
 3. hands every alert label to every container and init container as
    ``OPENFERO_<LABEL>`` (dispatcher.naming), leaving variables the definition
@@ -40,7 +41,7 @@ import pydantic
 from kubernetes.client import V1Job
 
 from dispatcher.definitions import Definition
-from dispatcher.naming import MAX_NAME, dns_label, env_collisions, env_name, label_value
+from dispatcher.naming import MAX_NAME, dns_label, env_collisions, env_name, group_key_label, label_value
 from dispatcher.templating import TemplateError, is_template, render_tree
 from shared.durations import parse_duration
 from shared.envelope import Envelope
@@ -50,6 +51,11 @@ _HASH_CHARS = 10
 MAX_RENDERED_BYTES = 1024 * 1024
 
 MANAGED_BY = ("app.kubernetes.io/managed-by", "openfero")
+# The Go original's labels, so that its users' selectors keep finding openfero's Jobs.
+GO_MANAGED_BY = ("openfero.io/managed-by", "openfero")
+LABEL_GO_ALERT = "openfero.io/alert"
+LABEL_GO_GROUP_KEY = "openfero.io/group-key"
+LABEL_GO_OPERARIUS = "openfero.io/operarius"
 LABEL_ALERTNAME = "openfero.io/alertname"
 LABEL_STATUS = "openfero.io/status"
 LABEL_FINGERPRINT = "openfero.io/fingerprint"
@@ -177,8 +183,13 @@ def render(definition: Definition, envelope: Envelope, rules: JobRules, run_id: 
             LABEL_ALERTNAME: label_value(alert.alertname),
             LABEL_STATUS: label_value(alert.status),
             LABEL_FINGERPRINT: label_value(alert.fingerprint),
+            GO_MANAGED_BY[0]: GO_MANAGED_BY[1],
+            LABEL_GO_ALERT: label_value(alert.alertname),
+            LABEL_GO_GROUP_KEY: group_key_label(envelope.group.groupKey),
         }
     )
+    if definition.operarius:
+        labels[LABEL_GO_OPERARIUS] = label_value(definition.operarius)
     annotations = _mapping(metadata, "annotations", where)
     annotations.update(
         {

@@ -46,9 +46,13 @@ def reference_job() -> dict:
 
 
 async def test_reference_job_is_created_and_a_second_create_finds_it(api, kube: KubeDouble) -> None:
+    from dispatcher.metrics import JOBS_CREATED
+
     jobs = creator(api)
+    before = JOBS_CREATED._value.get()
     assert await jobs.create(reference_job()) is True
     assert await jobs.create(reference_job()) is False  # 409: it exists already
+    assert JOBS_CREATED._value.get() == before + 1  # openfero_jobs_created_total counts the one Job
     [stored] = kube.jobs()
     env = stored["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "OPENFERO_ZONE", "value": "internal"} in env

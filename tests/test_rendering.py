@@ -92,6 +92,10 @@ def test_job_is_named_and_labelled_for_its_alert() -> None:
         "openfero.io/alertname": "KubeQuotaAlmostFull",
         "openfero.io/status": "firing",
         "openfero.io/fingerprint": e.alert.fingerprint,
+        # the Go original's, beside openfero's
+        "openfero.io/managed-by": "openfero",
+        "openfero.io/alert": "KubeQuotaAlmostFull",
+        "openfero.io/group-key": "g1f8n3qrkb649u",
     }
     assert meta["annotations"]["openfero.io/message-id"] == e.id
     assert job.body["spec"]["ttlSecondsAfterFinished"] == 3600
@@ -205,3 +209,38 @@ def test_a_bad_rerun_after_is_a_render_error() -> None:
     annotated = Definition.parse("ns/openfero-a-firing", "A", SIMPLE_JOB, {"openfero.io/rerun-after": "soon"})
     with pytest.raises(RenderError, match="openfero.io/rerun-after"):
         render(annotated, alert({"alertname": "A"}), JobRules(60))
+
+
+# -- the Go original's labels ----------------------------------------------------------------
+
+
+def test_the_go_originals_job_labels_are_set() -> None:
+    from dispatcher.naming import group_key_label
+    from dispatcher.operarii import Operarius
+
+    webhook = json.loads(reference_alert_bytes())
+    envelope = envelopes_from_webhook(webhook)[0]
+    labels = render(reference_definition(), envelope, JobRules(60)).body["metadata"]["labels"]
+    assert labels["openfero.io/managed-by"] == "openfero"
+    assert labels["openfero.io/alert"] == "KubeQuotaAlmostFull"
+    assert labels["openfero.io/group-key"] == group_key_label(webhook["groupKey"])
+    assert "openfero.io/operarius" not in labels  # a ConfigMap definition
+    resource = {"metadata": {"name": "pod-restart", "namespace": "n"}, "spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}}}}}
+    labels = render(Operarius.from_resource(resource).definition, envelope, JobRules(60)).body["metadata"]["labels"]
+    assert labels["openfero.io/operarius"] == "pod-restart"
+
+
+# Expected values printed by Go: "g" + strconv.FormatUint(fnv.New64a() of the key, 36), as the Go original labels Jobs.
+@pytest.mark.parametrize(
+    ("group_key", "expected"),
+    [
+        ("", ""),
+        ("a", "g2o0ongoiv4rrg"),
+        ('{}/{alertname="KubeQuotaAlmostFull"}:{alertname="KubeQuotaAlmostFull"}', "g20b2ir5r44pps"),
+        ('{}:{alertname="PodCrashLooping"}', "gqy9rxr2m3kfx"),
+    ],
+)
+def test_the_group_key_label_is_the_go_originals_hash(group_key: str, expected: str) -> None:
+    from dispatcher.naming import group_key_label
+
+    assert group_key_label(group_key) == expected
