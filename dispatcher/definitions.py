@@ -16,6 +16,9 @@ import yaml
 
 # Named here, not in dispatcher.templating, so that a definition knows its engine without importing one.
 ENGINE_ANNOTATION = "openfero.io/template-engine"
+# Most values a definition may hold once YAML's aliases are expanded: a few hundred bytes of
+# nested aliases can stand for billions (every walk of the manifest would visit them all).
+MAX_EXPANDED_NODES = 100_000
 
 
 def configmap_name(alertname: str, status: str) -> str:
@@ -46,10 +49,35 @@ class Definition:
     def parse(cls, source: str, key: str, text: str, annotations: dict[str, str] | None = None) -> Definition:
         annotations = annotations or {}
         try:
-            return cls(source, key, text, manifest=yaml.safe_load(text), annotations=annotations)
+            manifest = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             hint = ' (a value that starts with {{ must be quoted: value: "{{ .Labels.pod }}")' if "{{" in text else ""
             return cls(source, key, text, parse_error=f"not valid YAML{hint}: {exc}", annotations=annotations)
+        size = expanded_size(manifest)
+        if size > MAX_EXPANDED_NODES:
+            problem = f"{size} values once its YAML aliases are expanded, over the limit of {MAX_EXPANDED_NODES}"
+            return cls(source, key, text, parse_error=problem, annotations=annotations)
+        return cls(source, key, text, manifest=manifest, annotations=annotations)
+
+
+def expanded_size(tree: Any) -> int:
+    """How many values ``tree`` holds with every shared (aliased) part counted each time it appears.
+
+    Counted once per distinct object, so it takes time linear in the YAML
+    text, however far its aliases would expand.
+    """
+    sizes: dict[int, int] = {}
+
+    def size(node: Any) -> int:
+        if isinstance(node, (dict, list)):
+            known = sizes.get(id(node))
+            if known is None:
+                children = node.values() if isinstance(node, dict) else node
+                known = sizes[id(node)] = 1 + sum(min(size(child), MAX_EXPANDED_NODES + 1) for child in children)
+            return known
+        return 1
+
+    return size(tree)
 
 
 @dataclass(frozen=True)

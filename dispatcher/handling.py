@@ -20,7 +20,8 @@ from dispatcher.catalog import Catalog
 from dispatcher.definitions import Lookup
 from dispatcher.jobs import ApiFailure
 from dispatcher.metrics import REFUSED
-from dispatcher.rendering import JobRules, Refused, RenderError, render
+from dispatcher.naming import env_collisions
+from dispatcher.rendering import JobRules, Refused, RenderError, RenderedJob, render
 from shared.envelope import Envelope, InvalidEnvelope
 
 log = logging.getLogger("openfero.dispatcher")
@@ -105,35 +106,51 @@ class Handler:
             return DeadLetter(f"undecodable message: {exc}", "InvalidEnvelope")
         alert = envelope.alert
         context.update(fingerprint=alert.fingerprint, alertname=alert.alertname, status=alert.status)
+        collisions = env_collisions(alert.labels)
+        if collisions:
+            # Before any lookup: which definition such an alert would meet depends on which twin is read.
+            name, labels = min(collisions.items())
+            return self._refused(Refused(f"labels {' and '.join(map(repr, labels))} would both be {name}", "env_name_collision"), context)
 
-        found = self.catalog.lookup(alert)
+        # Off the event loop, on one thread of its own: a heavy definition (its matchers or
+        # its templates) slows the alerts that wait behind it, not the consumer or /healthz.
+        found, rendered = await asyncio.get_running_loop().run_in_executor(_RENDERER, self._look_up_and_render, envelope, run_id)
         if found.operarius is not None:
             context["operarius"] = "/".join(found.operarius)
-        outcome = await self._handle_found(envelope, found, context, run_id)
+        outcome = await self._handle_found(found, rendered, context)
         if found.operarius is not None and self.status is not None and not isinstance(outcome, Retry):
             self.status.record(found.operarius, context.get("job", ""), _status_word(outcome))
         return outcome
 
-    async def _handle_found(self, envelope: Envelope, found: Lookup, context: dict[str, Any], run_id: str) -> Outcome:
-        alert = envelope.alert
+    def _look_up_and_render(self, envelope: Envelope, run_id: str) -> tuple[Lookup, RenderedJob | RenderError | Refused | None]:
+        found = self.catalog.lookup(envelope.alert)
+        if found.definition is None:
+            return found, None
+        try:
+            return found, render(found.definition, envelope, self.rules, run_id)
+        except (RenderError, Refused) as exc:
+            return found, exc
+
+    @staticmethod
+    def _refused(exc: Refused, context: dict[str, Any]) -> NothingToDo:
+        # The alert's own data is at fault: not a dead letter, which anyone could fill this way.
+        REFUSED.labels(exc.reason).inc()
+        log.warning("alert refused: %s", exc, extra={**context, "event": "alert.refused", "reason": exc.reason})
+        return NothingToDo(f"alert refused: {exc}")
+
+    async def _handle_found(self, found: Lookup, rendered: RenderedJob | RenderError | Refused | None, context: dict[str, Any]) -> Outcome:
         if found.definition is None:
             if found.missing_key:
                 return DeadLetter(
-                    f"ConfigMap {found.configmap} has no data key {alert.alertname!r}", "InvalidDefinition"
+                    f"ConfigMap {found.configmap} has no data key {context['alertname']!r}", "InvalidDefinition"
                 )
             return NothingToDo(f"no definition: no Operarius matches and there is no ConfigMap {found.configmap}")
-        try:
-            # Off the event loop, on one thread of its own: a heavy definition slows the alerts
-            # that wait to render, not the consumer or /healthz (one busy thread takes the GIL
-            # from the loop for at most the interpreter's switch interval at a time).
-            job = await asyncio.get_running_loop().run_in_executor(_RENDERER, render, found.definition, envelope, self.rules, run_id)
-        except RenderError as exc:
-            return DeadLetter(str(exc), "RenderError")
-        except Refused as exc:
-            # The alert's own data is at fault: not a dead letter, which anyone could fill this way.
-            REFUSED.labels("env_name_collision").inc()
-            log.warning("alert refused: %s", exc, extra={**context, "event": "alert.refused"})
-            return NothingToDo(f"alert refused: {exc}")
+        if isinstance(rendered, RenderError):
+            return DeadLetter(str(rendered), "RenderError")
+        if isinstance(rendered, Refused):
+            return self._refused(rendered, context)
+        assert rendered is not None
+        job = rendered
         context["job"] = job.name
         if self.dry_run:
             context["dry_run"] = True

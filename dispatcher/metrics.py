@@ -21,8 +21,9 @@ KUBE_API_UP = Gauge(
 )
 REFUSED = Counter(
     "openfero_alerts_refused_total",
-    "Alerts that had a definition but could not be handed to a Job safely, by reason "
-    "(env_name_collision: two labels that map to one OPENFERO_ variable).",
+    "Alerts refused for their own data, by reason: env_name_collision (two labels that map to one "
+    "OPENFERO_ variable), missing_value (a label or annotation the definition reads is absent), "
+    "too_large (the alert's labels make the Job too large).",
     ["reason"],
 )
 JOBS_CREATED = Counter(

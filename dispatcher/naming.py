@@ -13,7 +13,7 @@ of these functions, so each rule is written once:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 
 MAX_NAME = 63
 ENV_PREFIX = "OPENFERO_"
@@ -34,6 +34,29 @@ def env_collisions(labels: Iterable[str]) -> dict[str, list[str]]:
     for label in labels:
         by_name.setdefault(env_name(label), []).append(label)
     return {name: sorted(found) for name, found in by_name.items() if len(found) > 1}
+
+
+class AsTheJobSeesThem(Mapping[str, str]):
+    """Labels looked up by the env name a Job gets them under: ``namespace`` finds ``NAMESPACE`` too.
+
+    Selectors read labels through this view, so that whatever a definition's
+    matchers saw is what its Job gets in ``OPENFERO_<NAME>``: an alert whose
+    only namespace label is spelled ``NAMESPACE`` meets a guard on
+    ``namespace``. Labels that share an env name are refused before any Job
+    is made, so each lookup has one answer.
+    """
+
+    def __init__(self, labels: Mapping[str, str]):
+        self._by_env = {env_name(name): value for name, value in labels.items()}
+
+    def __getitem__(self, name: str) -> str:
+        return self._by_env[env_name(name)]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_env)
+
+    def __len__(self) -> int:
+        return len(self._by_env)
 
 
 def label_value(value: object) -> str:

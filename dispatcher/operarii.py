@@ -18,18 +18,23 @@ Matchers are Alertmanager's, parsed and evaluated by ``dispatcher.matching``
 (``'{team="web", severity=~"crit.*"}'``), and every matcher of every entry
 must match. They are parsed and their regexes compiled once, when the
 Operarius is read; one that cannot be makes the whole Operarius invalid.
+Matchers and ``labels`` read an alert's labels as its Job will see them
+(``dispatcher.naming.AsTheJobSeesThem``): a guard on ``namespace`` also sees
+a label spelled ``NAMESPACE``, which would become the Job's
+``OPENFERO_NAMESPACE``.
 Among enabled Operarii that match, the highest ``priority`` wins; a tie goes
 to the first by namespace, then name, in alphabetical order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dispatcher.definitions import Definition
+from dispatcher.definitions import MAX_EXPANDED_NODES, Definition, expanded_size
 from dispatcher.matching import InvalidMatcher, Matcher, matches_all, parse
+from dispatcher.naming import AsTheJobSeesThem
 from dispatcher.rendering import ANNOTATION_RERUN_AFTER
 from shared.envelope import Alert
 
@@ -59,13 +64,15 @@ class Operarius:
     def key(self) -> tuple[str, str]:
         return (self.namespace, self.name)
 
-    def matches(self, alert: Alert) -> bool:
+    def matches(self, alert: Alert, seen: Mapping[str, str] | None = None) -> bool:
+        """Whether the Operarius selects ``alert``; its labels are read as the Job will see them."""
+        seen = AsTheJobSeesThem(alert.labels) if seen is None else seen
         return (
             self.enabled
             and (self.alertname is None or alert.alertname == self.alertname)
             and (self.status is None or alert.status == self.status)
-            and all(alert.labels.get(k) == v for k, v in self.labels.items())
-            and matches_all(self.matchers, alert.labels)
+            and all(seen.get(k) == v for k, v in self.labels.items())
+            and matches_all(self.matchers, seen)
         )
 
     @classmethod
@@ -76,6 +83,8 @@ class Operarius:
         namespace, name = meta.get("namespace", ""), meta["name"]
         selector = spec.get("alertSelector") or {}
         template = spec.get("jobTemplate") or {}
+        if expanded_size(template) > MAX_EXPANDED_NODES:  # YAML aliases, in a file read by `openfero render`
+            raise InvalidOperarius(f"spec.jobTemplate holds over {MAX_EXPANDED_NODES} values once its YAML aliases are expanded")
         manifest = {
             "apiVersion": "batch/v1",
             "kind": "Job",
@@ -105,6 +114,11 @@ class Operarius:
         )
 
 
+# What one Operarius' selector may cost for each alert; ordinary ones use a few percent of it.
+MAX_MATCHERS = 64
+MAX_PROGRAM_TOTAL = 8000
+
+
 def _read_matchers(entries: Any) -> tuple[Matcher, ...]:
     if entries is None:
         return ()
@@ -118,12 +132,19 @@ def _read_matchers(entries: Any) -> tuple[Matcher, ...]:
             matchers.extend(parse(entry))
         except InvalidMatcher as exc:
             raise InvalidOperarius(str(exc)) from None
+    program = sum(m.regex.programsize for m in matchers if m.regex is not None)
+    if len(matchers) > MAX_MATCHERS or program > MAX_PROGRAM_TOTAL:
+        raise InvalidOperarius(
+            f"{len(matchers)} matchers compiling to {program} RE2 instructions: over the limit of {MAX_MATCHERS} matchers "
+            f"and {MAX_PROGRAM_TOTAL} instructions for one Operarius (each alert is matched against all of them)"
+        )
     return tuple(matchers)
 
 
 def select(operarii: Iterable[Operarius], alert: Alert) -> Operarius | None:
     """The enabled Operarius for ``alert``: highest priority, then namespace, then name."""
-    matching = [o for o in operarii if o.matches(alert)]
+    seen = AsTheJobSeesThem(alert.labels)
+    matching = [o for o in operarii if o.matches(alert, seen)]
     if not matching:
         return None
     return min(matching, key=lambda o: (-o.priority, o.namespace, o.name))

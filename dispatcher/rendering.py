@@ -22,8 +22,8 @@ What rendering does to the definition's Job, in order:
    reports them so the definition's author can see what was ignored.
 
 What the container sees is exactly the alert's data: the kubelet expands
-``$(VAR)`` and turns ``$$`` into ``$`` in env values, command, args and
-subPathExpr, so every value that came from the alert (the injected
+``$(VAR)`` and turns ``$$`` into ``$`` in env values, command, args,
+subPathExpr and exec probes' commands, so every value that came from the alert (the injected
 variables and whatever a template printed there) has its ``$`` doubled,
 while ``$(VAR)`` written by the definition's author still expands.
 """
@@ -42,7 +42,7 @@ from kubernetes.client import V1Job
 
 from dispatcher.definitions import Definition
 from dispatcher.naming import MAX_NAME, dns_label, env_collisions, env_name, group_key_label, label_value
-from dispatcher.templating import TemplateError, is_template, render_tree
+from dispatcher.templating import MissingValue, TemplateError, is_template, render_tree
 from shared.durations import parse_duration
 from shared.envelope import Envelope
 
@@ -71,7 +71,11 @@ class RenderError(ValueError):
 
 
 class Refused(ValueError):
-    """The alert itself cannot be handed to a Job safely (not the definition's fault)."""
+    """The alert itself cannot be handed to a Job (not the definition's fault); ``reason`` says why, in a word."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -94,10 +98,12 @@ class RenderedJob:
     dropped_fields: list[str] = field(default_factory=list)
 
 
-# Where the kubelet expands $(VAR): a container's command, args, env values and subPathExpr.
+# Where the kubelet expands $(VAR): a container's command, args, env values and subPathExpr,
+# and its exec probes' commands (from the static env values only).
 _EXPANDED = re.compile(
     r"spec\.template\.spec\.(?:initContainers|containers)\[\d+\]\."
-    r"(?:command\[\d+\]|args\[\d+\]|env\[\d+\]\.value|volumeMounts\[\d+\]\.subPathExpr)"
+    r"(?:command\[\d+\]|args\[\d+\]|env\[\d+\]\.value|volumeMounts\[\d+\]\.subPathExpr"
+    r"|(?:livenessProbe|readinessProbe|startupProbe)\.exec\.command\[\d+\])"
 )
 
 
@@ -157,9 +163,11 @@ def render(definition: Definition, envelope: Envelope, rules: JobRules, run_id: 
     collisions = env_collisions(envelope.alert.labels)
     if collisions:
         name, labels = next(iter(sorted(collisions.items())))
-        raise Refused(f"labels {' and '.join(repr(x) for x in labels)} would both be {name}: the alert is refused")
+        raise Refused(f"labels {' and '.join(repr(x) for x in labels)} would both be {name}", "env_name_collision")
     try:
         job = render_tree(manifest, envelope, definition.engine, escape_at=expanded_by_kubelet)  # a copy
+    except MissingValue as exc:
+        raise Refused(f"{where}: the alert lacks what the definition reads: {exc}", "missing_value") from None
     except TemplateError as exc:
         raise RenderError(f"{where}: {exc}") from None
     job["apiVersion"] = job.get("apiVersion") or "batch/v1"
@@ -210,17 +218,20 @@ def render(definition: Definition, envelope: Envelope, rules: JobRules, run_id: 
     containers = pod_spec.get("containers")
     if not isinstance(containers, list) or not containers:
         raise RenderError(f"{where}: spec.template.spec.containers must be a non-empty list")
-    injected = [{"name": env_name(k), "value": escape_expansion(v)} for k, v in sorted(alert.labels.items())]
+    # Checked before the labels are added, so that a problem is named where the definition has it.
+    body, dropped = _prune_unknown_fields(job, where)
+    injected_env = [{"name": env_name(k), "value": escape_expansion(v)} for k, v in sorted(alert.labels.items())]
     for kind in ("initContainers", "containers"):
         for index, container in enumerate(pod_spec.get(kind) or []):
-            if not isinstance(container, dict):
-                raise RenderError(f"{where}: spec.template.spec.{kind}[{index}] is not an object")
-            _inject_env(container, injected)
-
-    body, dropped = _prune_unknown_fields(job, where)
+            _inject_env(container, injected_env)
     size = len(orjson.dumps(body))
     if size > MAX_RENDERED_BYTES:
-        raise RenderError(f"{where}: the rendered Job has {size} bytes, over the limit of {MAX_RENDERED_BYTES}")
+        # The labels every container gets are the alert's doing; the rest is the definition's.
+        injected = len(orjson.dumps(injected_env)) * sum(len(pod_spec.get(kind) or []) for kind in ("initContainers", "containers"))
+        message = f"the rendered Job has {size} bytes, over the limit of {MAX_RENDERED_BYTES}"
+        if size - injected <= MAX_RENDERED_BYTES:
+            raise Refused(f"{where}: {message}, because of the alert's labels", "too_large")
+        raise RenderError(f"{where}: {message}")
     return RenderedJob(name=name, body=body, dropped_fields=dropped)
 
 
@@ -268,20 +279,25 @@ def _make_label_values_valid(labels: dict[str, Any]) -> None:
 
 
 def _inject_env(container: dict[str, Any], injected: list[dict[str, str]]) -> None:
-    env = container.get("env") or []
-    taken = {e.get("name") for e in env if isinstance(e, dict)}
-    env.extend(dict(var) for var in injected if var["name"] not in taken)
-    container["env"] = env
+    env = container.get("env") or []  # a list of objects: checked against the Job's model already
+    taken = {e.get("name") for e in env}
+    # First, so that the definition's own values may refer to them: $(OPENFERO_POD).
+    container["env"] = [dict(var) for var in injected if var["name"] not in taken] + env
 
 
 def _prune_unknown_fields(job: dict[str, Any], where: str) -> tuple[dict[str, Any], list[str]]:
     """Drop fields a batch/v1 Job does not have, as the API server does; reject wrong types."""
     dropped: list[str] = []
     try:
-        V1Job.model_validate(job)
-        return job, dropped
+        model = V1Job.model_validate(job)
     except pydantic.ValidationError as exc:
         errors = exc.errors()
+    else:
+        if _has_underscore_key(job):
+            # The client's models also take fields by their Python names (service_account_name);
+            # the API server does not know those and drops them: so do we, and say so.
+            _drop_python_names(job, model.model_dump(by_alias=True, exclude_unset=True), (), dropped)
+        return job, dropped
     problems = []
     for err in errors:
         if err["type"] == "extra_forbidden":
@@ -292,6 +308,28 @@ def _prune_unknown_fields(job: dict[str, Any], where: str) -> tuple[dict[str, An
     if problems:
         raise RenderError(f"{where}: invalid Job: " + "; ".join(problems))
     return job, dropped
+
+
+def _has_underscore_key(tree: Any) -> bool:
+    if isinstance(tree, dict):
+        return any("_" in str(k) or _has_underscore_key(v) for k, v in tree.items())
+    if isinstance(tree, list):
+        return any(_has_underscore_key(v) for v in tree)
+    return False
+
+
+def _drop_python_names(given: Any, dumped: Any, loc: tuple[Any, ...], dropped: list[str]) -> None:
+    """Remove the keys of ``given`` that the model's dump by alias does not have (Python-named fields)."""
+    if isinstance(given, dict) and isinstance(dumped, dict):
+        for key in list(given):
+            if key not in dumped:
+                del given[key]
+                dropped.append(_path((*loc, key)))
+            else:
+                _drop_python_names(given[key], dumped[key], (*loc, key), dropped)
+    elif isinstance(given, list) and isinstance(dumped, list):
+        for index, (a, b) in enumerate(zip(given, dumped)):
+            _drop_python_names(a, b, (*loc, index), dropped)
 
 
 def _delete(obj: Any, loc: tuple[Any, ...]) -> None:

@@ -31,7 +31,8 @@ from __future__ import annotations
 import functools
 import re
 import shlex
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,15 @@ class TemplateError(ValueError):
     """A template that cannot be compiled or rendered; the message names the problem."""
 
 
+class MissingValue(TemplateError):
+    """The alert lacks a label or annotation the template reads: the alert's shape, not the definition's fault."""
+
+
+# How each engine says a key of one of the data's maps (labels, annotations, the group's) is absent.
+_GO_MISSING = re.compile(r"map has no entry for key ")
+_JINJA_MISSING = re.compile(r"^'dict object' has no attribute ")
+
+
 def shell_quote(value: Any) -> str:
     """``value`` as one word for a POSIX shell, outside double quotes."""
     return shlex.quote(str(value))
@@ -68,8 +78,41 @@ FUNCTIONS: dict[str, Callable[..., str]] = {
 }
 
 
-def _escape_expansion(value: str) -> str:
-    return value.replace("$", "$$")
+def escape_for_kubelet(value: str, written: Sequence[str]) -> str:
+    """What an action printed, written so that the kubelet's ``$(VAR)`` expansion yields it as it is.
+
+    Every ``$`` is doubled. The text written before it counts too: a ``$``
+    of the definition's left unpaired right before the value would pair
+    with the value's first character (``$`` + ``(DB_PASSWORD)``), so it is
+    paired; and a value inside a ``$(`` the definition opened would name the
+    variable, which alert data may not choose.
+    """
+    if not value:
+        return value
+    dangling, inside_reference = _kubelet_state("".join(written))
+    if inside_reference:
+        raise TemplateError("a template inside $( ... ) would let alert data choose which variable the kubelet puts there")
+    escaped = value.replace("$", "$$")
+    return "$" + escaped if dangling else escaped
+
+
+def _kubelet_state(text: str) -> tuple[bool, bool]:
+    """(a lone ``$`` ends ``text``, ``text`` ends inside an unclosed ``$(``) as the kubelet scans it."""
+    i = 0
+    while True:
+        i = text.find("$", i)
+        if i == -1 or i == len(text) - 1:
+            return i == len(text) - 1 and i != -1, False
+        following = text[i + 1]
+        if following == "$":
+            i += 2
+        elif following == "(":
+            end = text.find(")", i + 2)
+            if end == -1:
+                return False, True
+            i = end + 1
+        else:
+            i += 1
 
 
 _GO_NAME = "template"
@@ -81,7 +124,7 @@ def _go_message(exc: gotemplate.TemplateError) -> str:
     return _GO_PREFIX.sub("line ", str(exc))
 
 
-_JINJA = JinjaEngine(FUNCTIONS, _escape_expansion)
+_JINJA = JinjaEngine(FUNCTIONS)
 
 
 def is_template(text: str) -> bool:
@@ -223,21 +266,32 @@ def jinja_data(envelope: Envelope) -> dict[str, Any]:
 # -- rendering -----------------------------------------------------------------------------
 
 
-def render_string(text: str, engine: str, data: Any, escape: bool = False) -> str:
+# What rendering one definition may cost in all: its Go templates share this many steps (one
+# template may take 100,000), and its Jinja templates this long, checked between strings.
+DEFINITION_STEPS = 200_000
+DEFINITION_JINJA_S = 0.25
+
+
+def render_string(text: str, engine: str, data: Any, escape: bool = False, budget: gotemplate.Budget | None = None) -> str:
     """One string rendered; ``escape`` doubles ``$`` in what the actions print."""
     if not is_template(text):
         return text
     template = _compile(engine, text)
     try:
         if engine == "go":
-            return template.execute(data, escape=_escape_expansion if escape else None)
-        return template.render(data, escape)
+            return template.execute(data, escape=escape_for_kubelet if escape else None, budget=budget)
+        return template.render(data, escape_for_kubelet if escape else None)
+    except TemplateError:
+        raise
     except gotemplate.TemplateError as exc:
-        raise TemplateError(f"template error: {_go_message(exc)}") from None
+        error = MissingValue if _GO_MISSING.search(str(exc)) else TemplateError
+        raise error(f"template error: {_go_message(exc)}") from None
     except Exception as exc:  # Jinja: an undefined value, a filter or a sandbox refusal, on alert data
         message = getattr(exc, "message", None) or str(exc)
-        kind = "undefined value" if type(exc).__name__ == "UndefinedError" else f"template error: {type(exc).__name__}"
-        raise TemplateError(f"{kind}: {message}") from None
+        if type(exc).__name__ == "UndefinedError":
+            error = MissingValue if _JINJA_MISSING.search(message) else TemplateError
+            raise error(f"undefined value: {message}") from None
+        raise TemplateError(f"template error: {type(exc).__name__}: {message}") from None
 
 
 def render_tree(tree: Any, envelope: Envelope, declared_engine: str, escape_at: Callable[[str], bool]) -> Any:
@@ -247,6 +301,8 @@ def render_tree(tree: Any, envelope: Envelope, declared_engine: str, escape_at: 
         return _copy(tree)
     choice = choose_engine(fields, declared_engine)
     data = go_data(envelope) if choice.engine == "go" else jinja_data(envelope)
+    budget = gotemplate.Budget(DEFINITION_STEPS)
+    deadline = time.perf_counter() + DEFINITION_JINJA_S
 
     def walk(node: Any, path: str) -> Any:
         if isinstance(node, dict):
@@ -254,10 +310,14 @@ def render_tree(tree: Any, envelope: Envelope, declared_engine: str, escape_at: 
         if isinstance(node, list):
             return [walk(item, f"{path}[{i}]") for i, item in enumerate(node)]
         if isinstance(node, str) and is_template(node):
+            if choice.engine == "jinja" and time.perf_counter() > deadline:
+                raise TemplateError(f"{path}: rendering the definition's templates took over {DEFINITION_JINJA_S:g} s (its limit)")
+            if budget.steps <= 0:
+                raise TemplateError(f"{path}: the definition's templates took over {DEFINITION_STEPS} steps in all (its limit)")
             try:
-                return render_string(node, choice.engine, data, escape_at(path))
+                return render_string(node, choice.engine, data, escape_at(path), budget)
             except TemplateError as exc:
-                raise TemplateError(f"{path}: {exc}") from None
+                raise type(exc)(f"{path}: {exc}") from None
         return node
 
     return walk(tree, "")

@@ -11,6 +11,7 @@ has an error, 2 wrong usage.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from dispatcher.catalog import Catalog, load_files, manifest_files
 from dispatcher.definitions import Definition, configmap_definitions
 from dispatcher.operarii import KIND, InvalidOperarius, Operarius
 from dispatcher.naming import MAX_NAME, dns_label
-from dispatcher.rendering import JobRules, RenderError, render
+from dispatcher.rendering import JobRules, Refused, RenderError, render
 from dispatcher.templating import TemplateError, choose_engine, referenced_annotations, referenced_labels, templated_fields
 from openfero import podsecurity
 from openfero.shell_lint import container_warnings
@@ -65,7 +66,7 @@ def render_command(alert_path: Path, definitions: tuple[Path, ...]) -> None:
             continue
         try:
             job = render(found.definition, envelope, JobRules(ttl_s))
-        except RenderError as exc:
+        except (RenderError, Refused) as exc:
             click.echo(f"# {alert.alertname} ({alert.status}): {exc}", err=True)
             failed = True
             continue
@@ -105,7 +106,7 @@ def _check(definition: Definition, where: str, alertname: str, status: str, aler
                 report.errors.append(f"{where}: a template reads label {name!r}, which the alert does not have")
     try:
         job = render(definition, _sample(definition, alertname, status, alert), JobRules(60))
-    except RenderError as exc:
+    except (RenderError, Refused) as exc:
         own_prefix = f"definition {definition.source} key {definition.key!r}: "  # `where` says it already
         report.errors.append(f"{where}: {str(exc).removeprefix(own_prefix)}")
         return
@@ -115,12 +116,39 @@ def _check(definition: Definition, where: str, alertname: str, status: str, aler
     if len(dns_label(str(base))) > _NAME_ROOM:
         report.warnings.append(f"{where}: metadata.name is cut to {_NAME_ROOM} characters in Job names")
     report.warnings += _engine_warnings(definition, where)
-    pod = ((definition.manifest.get("spec") or {}).get("template") or {}).get("spec") or {}
+    report.warnings += _authority_warnings(definition, where)
+    template = (definition.manifest.get("spec") or {}).get("template") or {}
+    pod = template.get("spec") or {}
+    pod_annotations = (template.get("metadata") or {}).get("annotations") or {}
     for kind in ("initContainers", "containers"):
         for index, container in enumerate(pod.get(kind) or []):
             report.warnings += container_warnings(container, f"{where}: spec.template.spec.{kind}[{index}]")
     report.warnings += [f"{where}: {problem}" for problem in podsecurity.always(pod)]
-    report.warnings += [f"{where}: Pod Security {level!r} would reject its pods: {problem}" for problem in podsecurity.violations(pod, level)]
+    report.warnings += [f"{where}: Pod Security {level!r} would reject its pods: {problem}" for problem in podsecurity.violations(pod, level, pod_annotations)]
+
+
+# Fields where a template lets alert data choose code, a place or an authority. Legitimate uses
+# exist (a node name from the alert for a node-local repair), so validate warns and leaves the call to the author.
+_AUTHORITY = [
+    (re.compile(r"\.(?:initContainers|containers)\[\d+\]\.image$"), "the image, that is the code that runs"),
+    (re.compile(r"\.(?:initContainers|containers)\[\d+\]\.command\[0\]$"), "the program that runs"),
+    (re.compile(r"^spec\.template\.spec\.(?:nodeName|nodeSelector\.[^.]+)$"), "the node the pod runs on"),
+    (re.compile(r"\.hostPath\.path$"), "a directory of the node"),
+    (re.compile(r"\.(?:secretKeyRef|configMapKeyRef|secretRef|configMapRef)\.name$|\.secret\.secretName$|\.configMap\.name$"), "which Secret or ConfigMap is read"),
+    (re.compile(r"\.persistentVolumeClaim\.claimName$"), "which volume is mounted"),
+    (re.compile(r"\.serviceAccountToken\.audience$"), "whom a token is for"),
+    (re.compile(r"^spec\.template\.spec\.(?:priorityClassName|runtimeClassName|schedulerName)$"), "how the pod is scheduled or run"),
+    (re.compile(r"\.securityContext\."), "the pod's privileges"),
+]
+
+
+def _authority_warnings(definition: Definition, where: str) -> list[str]:
+    warnings = []
+    for path, text in templated_fields(definition.manifest):
+        what = next((what for pattern, what in _AUTHORITY if pattern.search(path)), None)
+        if what is not None:
+            warnings.append(f"{where}: {path}: the template {text.strip()} lets alert data choose {what}")
+    return warnings
 
 
 def _engine_warnings(definition: Definition, where: str) -> list[str]:

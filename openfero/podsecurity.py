@@ -58,11 +58,17 @@ def always(pod: dict[str, Any]) -> list[str]:
     return found
 
 
-def violations(pod: dict[str, Any], level: str) -> list[str]:
-    """What the given level (baseline or restricted) would reject in the pod spec."""
+_APPARMOR_ANNOTATION = "container.apparmor.security.beta.kubernetes.io/"
+
+
+def violations(pod: dict[str, Any], level: str, annotations: dict[str, Any] | None = None) -> list[str]:
+    """What the given level (baseline or restricted) would reject in the pod spec (and its template's annotations)."""
     if level == "privileged":
         return []
     found = _baseline(pod)
+    for key, value in (annotations or {}).items():
+        if str(key).startswith(_APPARMOR_ANNOTATION) and not (value == "runtime/default" or str(value).startswith("localhost/")):
+            found.append(f"metadata.annotations.{key}: AppArmor profile {value!r}")
     if level == "restricted":
         found += _restricted(pod)
     return found
@@ -83,6 +89,8 @@ def _baseline(pod: dict[str, Any]) -> list[str]:
             found.append(f"{where}securityContext.windowsOptions.hostProcess: true")
         if ((context.get("seccompProfile") or {}).get("type")) == "Unconfined":
             found.append(f"{where}securityContext.seccompProfile: Unconfined")
+        if (context.get("appArmorProfile") or {}).get("type") not in (None, "RuntimeDefault", "Localhost"):
+            found.append(f"{where}securityContext.appArmorProfile: an apparmor profile of type {context['appArmorProfile'].get('type')}")
         selinux = context.get("seLinuxOptions") or {}
         if selinux.get("type", "") not in _SELINUX_TYPES or selinux.get("user") or selinux.get("role"):
             found.append(f"{where}securityContext.seLinuxOptions: a custom SELinux user, role or type")

@@ -392,3 +392,19 @@ async def test_a_hostile_definition_stalls_neither_the_event_loop_nor_the_next_a
     assert all(isinstance(o, DeadLetter) and "max_steps" in o.reason for o in outcomes)
     assert one > 0.005, f"the hostile render took {one * 1000:.1f} ms: too cheap to show a stall"
     assert max(gaps) < 0.1, f"the event loop stalled {max(gaps) * 1000:.0f} ms"
+
+
+def test_the_definitions_own_values_may_refer_to_the_alerts_labels() -> None:
+    # The OPENFERO_ variables come first, so the kubelet can put them into the definition's own values.
+    text = SECRET_JOB.replace("- {name: TARGET_DIR, value: /data}", "- {name: TARGET_DIR, value: /data}\n        - {name: WHO, value: 'pod $(OPENFERO_POD)'}")
+    job = job_from(text, alert({"alertname": "A", "pod": "$(DB_PASSWORD)"}, {"note": "n"}))
+    env, _ = container_view(containers(job)[0], secrets={"DB_PASSWORD": "s3cret"})
+    assert env["WHO"] == "pod $(DB_PASSWORD)"  # the label, as text: expanded once, never again
+
+
+def test_fields_given_by_the_clients_python_names_are_dropped_and_reported() -> None:
+    # service_account_name means nothing to the API server (it would drop it): nor does it to openfero.
+    text = SCRIPTED.format(script="true").replace("restartPolicy: Never", "restartPolicy: Never\n      service_account_name: openfero-dispatcher")
+    rendered = render(Definition.parse("ns/openfero-a-firing", "A", text), alert({"alertname": "A", "app_name": "x"}), JobRules(60))
+    assert "service_account_name" not in rendered.body["spec"]["template"]["spec"]
+    assert rendered.dropped_fields == ["spec.template.spec.service_account_name"]

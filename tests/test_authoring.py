@@ -137,7 +137,7 @@ def script_job(*argv: str, env: str = "") -> str:
         (["sh", "-c", 'echo "{{ .Labels.pod | shell_quote }}"'], "", "is inside double quotes in a shell script"),
         (["/bin/bash", "-c", "kubectl delete pod -- {{ .Labels.pod }}"], "", "is pasted into a shell script unquoted"),
         (["sh", "-c", 'kubectl delete pod "$OPENFERO_POD"'], "", "$OPENFERO_POD is passed to kubectl as a positional argument with no `--`"),
-        (["sh", "-c", 'x=$(kubectl get pod -o name "${OPENFERO_POD}")'], "", "${OPENFERO_POD} is passed to kubectl"),
+        (["sh", "-c", 'x=$(kubectl get pod -o name "${OPENFERO_POD}")'], "", "$OPENFERO_POD is passed to kubectl"),
         (["sh", "-c", 'kubectl delete pod -n ns "$P"'], "env: [{name: P, value: '{{ .Labels.pod }}'}],", "$P is passed to kubectl"),
         (["sh", "-c", "kubectl delete pod {{ .Labels.pod | shell_quote }}"], "", "is passed to kubectl as a positional argument"),
         (["kubectl", "delete", "pod", "{{ .Labels.pod }}"], "", "argument 3 starts with alert data and no `--` comes before it"),

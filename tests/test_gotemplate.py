@@ -124,7 +124,7 @@ def test_every_string_of_the_go_originals_samples_is_in_the_table():
 
 # --- escape: applied to what actions print, never to the template's text ------------------------------
 
-def dollars(s: str) -> str:
+def dollars(s: str, written: object = ()) -> str:
     return s.replace("$", "$$")
 
 
@@ -150,7 +150,7 @@ def test_escape_applies_to_printed_values_at_any_depth_only(text, expected):
 def test_escape_sees_each_printed_value_once_and_nothing_else():
     seen = []
 
-    def record(s: str) -> str:
+    def record(s: str, written: list[str]) -> str:
         seen.append(s)
         return s
 
@@ -158,6 +158,17 @@ def test_escape_sees_each_printed_value_once_and_nothing_else():
     out = run(text, {"a": "A", "b": "B"}, escape=record)
     assert out == "head A mid Bin7 tail"
     assert seen == ["A", "B", "7"]
+
+
+def test_escape_is_given_what_was_written_before_the_value():
+    before = []
+
+    def record(s: str, written: list[str]) -> str:
+        before.append("".join(written))
+        return s
+
+    assert run("a{{ .x }}b{{ if true }}c{{ .x }}{{ end }}", {"x": "X"}, escape=record) == "aXbcX"
+    assert before == ["a", "aXbc"]
 
 
 def test_without_escape_the_output_is_unchanged():

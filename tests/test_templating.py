@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dispatcher.definitions import Definition
-from dispatcher.rendering import JobRules, RenderError, render
+from dispatcher.rendering import JobRules, Refused, RenderError, render
 from dispatcher.templating import (
     TemplateError,
     choose_engine,
@@ -241,12 +241,23 @@ def test_a_definition_without_templates_renders_as_written() -> None:
 
 
 def test_a_template_error_names_the_definition_and_the_field() -> None:
-    broken = TEMPLATED.replace("{{ .Alert.Labels.pod }}", "{{ .Alert.Labels.nope }}")
+    broken = TEMPLATED.replace("{{ .Alert.Labels.pod }}", "{{ .Alert.Nope }}")
     with pytest.raises(RenderError) as raised:
         render(definition(broken), ENVELOPE, JobRules(60))
     text = str(raised.value)
     assert "ns/openfero-podcrashlooping-firing" in text
-    assert "spec.template.spec.containers[0].env[0].value" in text and "nope" in text
+    assert "spec.template.spec.containers[0].env[0].value" in text and "Nope" in text
+
+
+@pytest.mark.parametrize("annotations", [None, {"openfero.io/template-engine": "jinja"}])
+def test_an_alert_without_a_label_the_definition_reads_is_refused_not_dead_lettered(annotations: dict[str, str] | None) -> None:
+    # Anyone can send an alert without `pod`: that is the alert's shape, not a broken definition.
+    reads = TEMPLATED.replace("{{ .Alert.Labels.pod }}", "{{ .Alert.Labels.nope }}")
+    if annotations:
+        reads = reads.replace("{{ .Alert.Labels.nope }}", "{{ alert.labels.nope }}")
+    with pytest.raises(Refused, match="the alert lacks what the definition reads") as raised:
+        render(definition(reads, annotations), ENVELOPE, JobRules(60))
+    assert raised.value.reason == "missing_value" and "nope" in str(raised.value)
 
 
 def test_an_unquoted_template_gets_a_hint() -> None:

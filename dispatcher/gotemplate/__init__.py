@@ -19,14 +19,14 @@ from typing import Any, Callable, Mapping
 from .builtins import BUILTINS
 from .compiling import compile_program
 from .errors import TemplateError
-from .executing import Program, execute
+from .executing import Budget, Escape, Program, execute
 from .limits import Limits
 from .literals import go_quote
 from .parsing import parse_trees
 from .references import referenced_fields
 from .values import GoStruct
 
-__all__ = ["GoStruct", "Limits", "Template", "TemplateError", "parse"]
+__all__ = ["Budget", "Escape", "GoStruct", "Limits", "Template", "TemplateError", "parse"]
 
 _MISSINGKEY = ("error", "default", "invalid", "zero")
 _DEFAULT_LIMITS = Limits()
@@ -40,16 +40,17 @@ class Template:
     def __init__(self, name: str, text: str, program: Program, trees: dict) -> None:
         self.name, self.text, self._program, self._trees = name, text, program, trees
 
-    def execute(self, data: Any = None, *, limits: Limits | None = None, escape: Callable[[str], str] | None = None,
-                missingkey: str | None = None) -> str:
+    def execute(self, data: Any = None, *, limits: Limits | None = None, escape: Escape | None = None,
+                missingkey: str | None = None, budget: Budget | None = None) -> str:
         """The text the template produces for ``data``; TemplateError if execution fails or exceeds a limit.
 
         ``escape`` is applied to the text each action prints (``{{ pipeline }}``, at any depth),
-        never to the template's own text.
+        never to the template's own text; it also gets the output written so far, read-only.
+        ``budget`` is shared by several executions: each takes its steps from it.
         """
         if missingkey is not None and missingkey not in _MISSINGKEY:
             raise ValueError(f"unrecognized option: missingkey={missingkey}")
-        return execute(self._program, data, limits or _DEFAULT_LIMITS, escape, missingkey or self._program.missingkey)
+        return execute(self._program, data, limits or _DEFAULT_LIMITS, escape, missingkey or self._program.missingkey, budget)
 
     def referenced_fields(self) -> set[tuple[str, ...]]:
         """The field chains the template reads from its data, e.g. ("Alert", "Labels", "pod")."""

@@ -100,7 +100,7 @@ class Compiler(PipelineCompiler):
                     raise st.fail(f"can't print {node} of type {type_name(v)}")
                 s = print_action(v, st.max_out)
             if st.escape is not None:
-                s = st.escape(s)
+                s = st.escape(s, st.out)
             st.size += len(s) if s.isascii() else len(s.encode("utf-8", "replace"))
             if st.size > st.max_out:
                 st.node = node

@@ -14,6 +14,7 @@ nesting are counted as the execution goes and end it with a TemplateError.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Callable
 
 from .errors import TemplateError
@@ -21,6 +22,10 @@ from .limits import Limits
 from .literals import go_quote
 from .nodes import Node
 from .values import ANY, NIL_IFACE, GoStruct, elem_type, key_type, sorted_keys, type_name, zero_of
+
+# Turns the text an action prints into what is written; it is also given the output written so far
+# (read-only), for escapes whose effect depends on what precedes the value.
+Escape = Callable[[str, Sequence[str]], str]
 
 NOFINAL = object()  # "no value piped in" (Go's missingVal)
 RAW = "raw"  # an argument kind like any value, but a nil from an interface slot stays one (only len tells them apart)
@@ -52,7 +57,7 @@ class State:
                  "max_nest", "max_width", "vars", "node", "tmpl_name", "escape", "missing_error", "missing_zero",
                  "range_elem", "range_container", "_known")
 
-    def __init__(self, program: Program, data: Any, limits: Limits, escape: Callable[[str], str] | None, missingkey: str) -> None:
+    def __init__(self, program: Program, data: Any, limits: Limits, escape: Escape | None, missingkey: str) -> None:
         self.program = program
         self.out: list[str] = []
         self.size = 0
@@ -270,8 +275,19 @@ def fast_chain(recv: Any, steps: tuple) -> Any:
     return recv
 
 
-def execute(program: Program, data: Any, limits: Limits, escape: Callable[[str], str] | None, missingkey: str) -> str:
+class Budget:
+    """Steps several executions share (each still within its own ``max_steps``): what is left of them."""
+
+    __slots__ = ("steps",)
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+
+
+def execute(program: Program, data: Any, limits: Limits, escape: Escape | None, missingkey: str, budget: Budget | None = None) -> str:
     st = State(program, data, limits, escape, missingkey)
+    if budget is not None:
+        st.max_steps = min(st.max_steps, max(budget.steps, 0))
     body, weight = program.trees[program.name]
     try:
         run_list(st, data, body, weight)
@@ -280,4 +296,7 @@ def execute(program: Program, data: Any, limits: Limits, escape: Callable[[str],
             f"template: {program.name}: nested too deeply for Python's stack (limit max_nesting: {limits.max_nesting})",
             stage="exec", limit="max_nesting",
         ) from None
+    finally:
+        if budget is not None:
+            budget.steps -= st.steps
     return "".join(st.out)
