@@ -59,6 +59,17 @@ class BrokerSettings:
         "Longest pause between two attempts to reach the broker (seconds); "
         "short, because ingest answers 503 until it is connected.",
     )
+    quorum_initial_group_size: int = setting(
+        "OPENFERO_QUORUM_INITIAL_GROUP_SIZE",
+        3,
+        "Replicas of each quorum queue and of the archive when openfero creates them: "
+        "3 survives the loss of one node. RabbitMQ places fewer on a smaller cluster. "
+        "Applies when a queue is first created; existing queues keep theirs (see openfero doctor).",
+    )
+
+    def __post_init__(self) -> None:
+        if self.quorum_initial_group_size < 1:
+            raise SettingsError(f"OPENFERO_QUORUM_INITIAL_GROUP_SIZE={self.quorum_initial_group_size}: needs at least 1")
 
 
 @dataclass(frozen=True)
