@@ -73,6 +73,34 @@ class BrokerSettings:
 
 
 @dataclass(frozen=True)
+class ManagementSettings:
+    """RabbitMQ's management HTTP API, which only `openfero doctor` reads."""
+
+    url: str = setting(
+        "OPENFERO_MANAGEMENT_URL",
+        "",
+        "URL of RabbitMQ's management HTTP API (the rabbitmq_management plugin). "
+        "Default: the broker host of OPENFERO_AMQP_URL, http, port 15672.",
+    )
+    username: str = setting(
+        "OPENFERO_MANAGEMENT_USERNAME",
+        "",
+        "User for the management API (needs the monitoring tag). Default: the user of OPENFERO_AMQP_URL.",
+    )
+    password_file: str = setting(
+        "OPENFERO_MANAGEMENT_PASSWORD_FILE",
+        "",
+        "A file holding the management API password (a mounted Secret).",
+    )
+    password: str = setting(
+        "OPENFERO_MANAGEMENT_PASSWORD",
+        "",
+        "The management API password, when it does not come from a file. "
+        "Default: the password of OPENFERO_AMQP_URL.",
+    )
+
+
+@dataclass(frozen=True)
 class IngestSettings:
     addr: str = setting(
         "OPENFERO_INGEST_ADDR",
@@ -263,6 +291,7 @@ class ServiceSettings:
 
 ALL_GROUPS: tuple[type, ...] = (
     BrokerSettings,
+    ManagementSettings,
     IngestSettings,
     KubeSettings,
     DispatcherSettings,

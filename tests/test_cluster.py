@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -310,3 +313,42 @@ def test_a_dispatcher_whose_node_dies_mid_stream_loses_and_duplicates_nothing(cl
         assert pipeline.dispatcher_events("message.dead") == []
         print(f"renewed channels: dispatcher A {len(a.events('broker.channel_renewed'))}, B {len(b.events('broker.channel_renewed'))}; "
               f"redelivered {sum(1 for e in handled if e['redelivered'])}; duplicates suppressed {len(pipeline.dispatcher_events('job.duplicate'))}")
+
+
+def doctor(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "openfero", "doctor", *args], cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+
+
+def test_doctor_finds_queues_with_too_few_members_and_its_commands_mend_them(cluster, cluster_prefix) -> None:
+    n1, n2, n3 = cluster.nodes
+    names = Names(cluster_prefix)
+    env = {"OPENFERO_AMQP_URL": cluster.url, "OPENFERO_QUEUE_PREFIX": cluster_prefix, "OPENFERO_MANAGEMENT_URL": n2.management_url}
+    # Given two queues made with one member, as when the cluster was not complete yet
+    for queue in (names.dead_queue, names.delay_queue(1.0)):
+        broker_call(n1.url, lambda channel, q=queue: channel.declare_queue(q, durable=True, arguments={"x-queue-type": "quorum", "x-quorum-initial-group-size": 1}))
+    # and openfero's own declaration, which leaves existing queues as they are
+    declare_on(cluster.url, names, (1.0,))
+    # When the doctor looks (once the broker has reported the new queues' members)
+    result = wait_for(lambda: (r := doctor(env, "--json")).returncode == 1 and "not reported yet" not in r.stdout and r, what="a report")
+    report = json.loads(result.stdout)
+    # Then it names both, with the members they have and want, and exits 1
+    by_name = {q["name"]: q for q in report["queues"]}
+    assert (len(by_name[names.dead_queue]["members"]), by_name[names.dead_queue]["wanted"]) == (1, 3)
+    assert by_name[names.delay_queue(1.0)]["status"] == "1 of 3 members"
+    assert by_name[names.work_queue]["status"] == by_name[names.archive]["status"] == "ok"
+    assert report["problems"] == [f"{names.dead_queue}: 1 of 3 members", f"{names.delay_queue(1.0)}: 1 of 3 members"]
+    text = doctor(env).stdout
+    assert re.search(rf"^{re.escape(names.dead_queue)} +quorum +1 +3 +1 ", text, re.M) and "rabbitmq-queues grow" in text
+    # When the operator runs the commands it printed for the dead-letter queue
+    for command in by_name[names.dead_queue]["fixes"]:
+        tool, *args = shlex.split(command)
+        n1.ctl(*args, tool=tool)
+    wait_for(lambda: len(cluster.queue(names.dead_queue).get("members", [])) == 3, what="the dead-letter queue grown")
+    # and then the grow commands, for every quorum queue of the installation at once
+    for command in report["grow_commands"]:
+        tool, *args = shlex.split(command)
+        n1.ctl(*args, tool=tool)
+    # Then the doctor finds all well
+    result = wait_for(lambda: (r := doctor(env)).returncode == 0 and r, what="all well")
+    assert "all well" in result.stdout
+    assert sorted(cluster.queue(names.delay_queue(1.0))["members"]) == sorted(n.node for n in cluster.nodes)
