@@ -16,14 +16,18 @@ leader or a client's connection, and heals the cluster between tests.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+from shared.broker import connection_name
 
 from tests.own_broker import OwnBroker, free_ports, remove_leftovers
 from tests.tcp_proxy import ThreadedTcpProxy
@@ -100,6 +104,30 @@ class BrokerCluster:
     def resume_members(self, node: OwnBroker, queues: list[str]) -> None:
         node.ctl("eval", _for_each_member(queues, "resume"))
 
+    @contextlib.contextmanager
+    def election_held(self, voter: OwnBroker, queues: list[str], hold_s: float) -> Iterator[None]:
+        """Hold back ``voter``'s members of ``queues`` from before the block until ``hold_s`` after it:
+        a leader killed in the block has no successor meanwhile (on its own the election takes well
+        under a second, so whether a client's new channel lands in it is a matter of timing)."""
+        self.suspend_members(voter, queues)
+        try:
+            yield
+            time.sleep(hold_s)
+        finally:
+            self.resume_members(voter, queues)
+
+    @contextlib.contextmanager
+    def only(self, node: OwnBroker) -> Iterator[None]:
+        """New connections through the balancer go to ``node`` alone while the block runs."""
+        others = self.others(node)
+        for other in others:
+            self.take_out(other)
+        try:
+            yield
+        finally:
+            for other in others:
+                self.put_back(other)
+
     def take_out(self, node: OwnBroker) -> None:
         """Stop sending new connections to ``node`` (a pod that is not ready)."""
         assert self.balancer is not None
@@ -161,12 +189,12 @@ class BrokerCluster:
                     return self.by_name(member["Node Name"])
         raise RuntimeError(f"no leader found for {queue}")
 
-    def connection_node(self, connection_name: str) -> OwnBroker:
-        """The node a client's connection is on, found by the connection_name it announced."""
+    def node_of(self, pid: int) -> OwnBroker | None:
+        """The node an openfero process's connection is on (it names its connection after host and pid)."""
         for connection in self.api("/api/connections"):
-            if (connection.get("client_properties") or {}).get("connection_name") == connection_name:
+            if (connection.get("client_properties") or {}).get("connection_name") == connection_name(pid):
                 return self.by_name(connection["node"])
-        raise LookupError(f"no connection named {connection_name!r}")
+        return None
 
     def remove(self) -> None:
         """End every node and delete its data; the balancer too."""

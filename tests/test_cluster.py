@@ -39,12 +39,11 @@ from typing import Any
 import aio_pika
 import pytest
 
-from shared.broker import connection_name
 from shared.settings import RetrySettings
 from shared.topology import Names, declare, delete
 from tests.broker_cluster import BrokerCluster
 from tests.conftest import ROOT, wait_for, write_kubeconfig
-from tests.harness import Pipeline, Process, broker_call, queue_depths
+from tests.harness import Pipeline, broker_call, queue_depths
 from tests.kube_double import KubeDouble
 from tests.own_broker import OwnBroker
 from tests.posting import Answer, Poster, unavailable_windows
@@ -93,46 +92,25 @@ def env(cluster: BrokerCluster, cluster_prefix: str, double: KubeDouble, tmp_pat
     }
 
 
-@contextlib.contextmanager
-def only(cluster: BrokerCluster, node: OwnBroker) -> Iterator[None]:
-    """New connections go to ``node`` alone while the block runs."""
-    others = cluster.others(node)
-    for other in others:
-        cluster.take_out(other)
-    try:
-        yield
-    finally:
-        for other in others:
-            cluster.put_back(other)
-
-
 def start(
     cluster: BrokerCluster, env: dict[str, str], tmp_path, processes: list, ingest_on: OwnBroker, dispatchers_on: list[OwnBroker] | None = None
 ) -> Pipeline:
     """Ingest connected to ``ingest_on`` (it declares the topology first, so the queues' leaders are
     there too), then two dispatchers: on the nodes ``dispatchers_on`` names, else wherever the
     balancer sends them. All at production defaults."""
-    with only(cluster, ingest_on):
+    with cluster.only(ingest_on):
         pipeline = Pipeline(processes, env, tmp_path, dispatchers=0)
-        wait_for(lambda: node_of(cluster, pipeline.ingest) is ingest_on, what="ingest's connection in the management API")
+        wait_for(lambda: cluster.node_of(pipeline.ingest.proc.pid) is ingest_on, what="ingest's connection in the management API")
     if dispatchers_on is None:
         pipeline.dispatchers += [pipeline.start_dispatcher(wait=False) for _ in range(2)]
         for dispatcher in pipeline.dispatchers:
             wait_for(lambda d=dispatcher: d.events("broker.connected"), what="dispatcher connected")
         return pipeline
     for node in dispatchers_on:
-        with only(cluster, node):
+        with cluster.only(node):
             pipeline.dispatchers.append(pipeline.start_dispatcher())
-            wait_for(lambda: node_of(cluster, pipeline.dispatchers[-1]) is node, what="the dispatcher's connection")
+            wait_for(lambda: cluster.node_of(pipeline.dispatchers[-1].proc.pid) is node, what="the dispatcher's connection")
     return pipeline
-
-
-def node_of(cluster: BrokerCluster, process: Process) -> OwnBroker | None:
-    """The node a service's connection is on (it names its connection after its host and pid)."""
-    try:
-        return cluster.connection_node(connection_name(process.proc.pid))
-    except LookupError:
-        return None
 
 
 @contextlib.contextmanager
@@ -158,18 +136,6 @@ def in_background(work: Callable[[], Any]) -> Iterator[None]:
 
 def until(started: float, seconds: float) -> None:
     time.sleep(max(0.0, started + seconds - time.monotonic()))
-
-
-@contextlib.contextmanager
-def election_held(cluster: BrokerCluster, voter: OwnBroker, queues: list[str]) -> Iterator[None]:
-    """Hold back ``voter``'s Raft members of ``queues`` from before the block until ELECTION_HELD_S after it:
-    a leader killed in the block has no successor meanwhile (RabbitMQ's own election takes well under 1 s)."""
-    cluster.suspend_members(voter, queues)
-    try:
-        yield
-        time.sleep(ELECTION_HELD_S)
-    finally:
-        cluster.resume_members(voter, queues)
 
 
 def check_every_alert_has_one_job(cluster: BrokerCluster, poster: Poster, double: KubeDouble, prefix: str) -> None:
@@ -223,7 +189,7 @@ def test_killing_the_work_queue_leader_under_ingest_leaves_no_503_window(cluster
     poster = Poster(pipeline.url + "/alerts").start()
     until(started, FAULT_AT_S)
     # When that node is killed, and ingest reconnects and publishes while the election is under way
-    with election_held(cluster, n3, [Names(env["OPENFERO_QUEUE_PREFIX"]).work_queue]):
+    with cluster.election_held(n3, [Names(env["OPENFERO_QUEUE_PREFIX"]).work_queue], ELECTION_HELD_S):
         killed_at = time.monotonic()
         n1.kill(wait=False)
     until(started, POSTING_S)
@@ -292,7 +258,7 @@ def test_a_dispatcher_whose_node_dies_mid_stream_loses_and_duplicates_nothing(cl
     until(started, FAULT_AT_S)
     # When A's node dies, and the API answers 503 to the next 20 creates, so that retries are
     # published to delay queues whose leader is gone, during the election
-    with election_held(cluster, n3, [names.delay_queue(1.0), names.delay_queue(5.0)]):
+    with cluster.election_held(n3, [names.delay_queue(1.0), names.delay_queue(5.0)], ELECTION_HELD_S):
         double.clear_faults()
         double.add_fault("POST", r"/jobs$", status=503, times=20)
         killed_at = time.monotonic()
