@@ -4,7 +4,7 @@ One cluster of the tests' own (tests.broker_cluster) serves every test
 here. Each fault test runs ingest and two dispatchers at production
 defaults against the cluster's round-robin balancer, places them on chosen
 nodes (by taking the other nodes out of the balancer while a process
-connects), posts webhooks of 5 distinct alerts every 100 ms for 16 s
+connects), posts webhooks of 5 distinct alerts every 100 ms for 15 s
 (tests.posting), takes a node away 3 s in, and brings it back once posting
 has ended. Then it sends again what got a 503, as Alertmanager does, and
 checks every alert that was sent: exactly one Job each, empty queues, and
