@@ -100,16 +100,19 @@ class PeakRss:
 
 
 class Service:
-    """ingest or a dispatcher as users run it, quiet."""
+    """ingest or a dispatcher as users run it, quiet, or logging to ``log`` at its default level."""
 
-    def __init__(self, module: str, env: dict[str, str], args: tuple[str, ...] = ()):
+    def __init__(self, module: str, env: dict[str, str], args: tuple[str, ...] = (), log: Path | None = None):
+        output = open(log, "wb") if log is not None else subprocess.DEVNULL
         self.proc = subprocess.Popen(
             [sys.executable, "-m", module, *args],
             cwd=ROOT,
-            env={**os.environ, "OPENFERO_LOG_LEVEL": "WARNING", **env},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            env={**os.environ, "OPENFERO_LOG_LEVEL": "INFO" if log is not None else "WARNING", **env},
+            stdout=output,
+            stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL,
         )
+        if log is not None:
+            output.close()  # the child holds it
 
     @property
     def pid(self) -> int:

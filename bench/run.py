@@ -205,8 +205,18 @@ def plots(results: dict[str, Any], out: Path) -> list[Path]:
 @click.option("--amqp-url", envvar="OPENFERO_AMQP_URL", default="amqp://guest:guest@127.0.0.1:5672/", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("bench/results"), show_default=True)
 @click.option("--quick", is_flag=True, help="Shorter runs: a smoke test of the benchmarks, not figures to quote.")
-def main(amqp_url: str, out: Path, quick: bool) -> None:
+@click.option(
+    "--faults",
+    is_flag=True,
+    help="Instead: broker node faults on a three-node cluster of its own (bench.faults); writes faults.json and faults.md.",
+)
+def main(amqp_url: str, out: Path, quick: bool, faults: bool) -> None:
     """Measure openfero against its ceilings on this machine; write JSON, Markdown and PNG plots."""
+    if faults:
+        from bench import faults as fault_runs
+
+        click.echo(fault_runs.main(out, quick, lambda line: click.echo(line, err=True)))
+        return
     out.mkdir(parents=True, exist_ok=True)
     results = run_all(amqp_url, quick)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=lambda v: None if isinstance(v, float) and math.isnan(v) else str(v)) + "\n")

@@ -22,12 +22,14 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aiormq.exceptions import ChannelInvalidStateError
 
 from dispatcher.metrics import HANDLED, RETRIES
 from dispatcher.handling import DeadLetter, Done, Handler, NothingToDo, Outcome, Retry
 from dispatcher.retrying import RetryPolicy
 from shared import headers as h
 from shared.broker import BrokerLink
+from shared.confirming import publish_confirmed
 from shared.settings import BrokerSettings
 from shared.topology import DEAD_ROUTING_KEY, Declared, Names
 
@@ -39,6 +41,15 @@ _PUBLISH_TIMEOUT_S = 10.0
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _can_settle(message: AbstractIncomingMessage) -> bool:
+    """Whether the channel ``message`` came on is still open, so that it can be acknowledged."""
+    try:
+        message.channel  # raises once that channel is closed
+    except ChannelInvalidStateError:
+        return False
+    return True
 
 
 class Dispatcher:
@@ -161,9 +172,15 @@ class Dispatcher:
         return headers
 
     async def _republish(self, message: AbstractIncomingMessage, routing_key: str, headers: dict[str, Any]) -> None:
-        declared = self.link.declared
-        if declared is None:
-            raise ConnectionError("not connected to the broker")
+        """Publish a copy to a delay queue or the dead-letter queue; return once it is confirmed.
+
+        Nacks, returns and lost channels are tried again on a fresh channel
+        (``shared.confirming``) until _PUBLISH_TIMEOUT_S, so a leader election
+        does not turn a retry into a redelivery. Raises NotConfirmed after that,
+        or once the channel the message came on is gone (the broker hands the
+        message out again then, so a copy would only duplicate it): the
+        message then stays unacknowledged and comes back.
+        """
         copy = aio_pika.Message(
             message.body,
             headers=headers,
@@ -173,7 +190,7 @@ class Dispatcher:
             type=message.type,
             timestamp=message.timestamp,
         )
-        await asyncio.wait_for(declared.exchange.publish(copy, routing_key=routing_key, mandatory=True), _PUBLISH_TIMEOUT_S)
+        await publish_confirmed(self.link, [(copy, routing_key)], _PUBLISH_TIMEOUT_S, wanted=lambda: _can_settle(message))
 
     async def run(self, stop: asyncio.Event, idle_exit_s: float | None = None, grace_s: float = 20.0) -> None:
         """Consume until ``stop`` is set, or, with ``idle_exit_s``, until the queue stays empty that long."""

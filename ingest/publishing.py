@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
+import logging
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
 import aio_pika
-from aio_pika.exceptions import DeliveryError
 
 from shared.broker import BrokerLink
+from shared.confirming import NotConfirmed, publish_confirmed
 from shared.envelope import Envelope
 from shared.topology import ALERT_ROUTING_KEY
+
+log = logging.getLogger("openfero.ingest")
 
 MESSAGE_TYPE = "openfero.alert"
 
@@ -43,42 +45,26 @@ class Publisher:
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
         """Return once the broker has confirmed every envelope; else raise Unavailable.
 
-        Publishes that fail because the connection dropped are tried again,
-        once it is back, until ``timeout_s`` has passed. An unconfirmed
-        publish may still have reached the queue: trying again (here, or
-        by the sender after a 503) then duplicates it, which the
-        dispatcher's deterministic Job names make harmless.
+        A nack, a returned message, a lost channel or connection: the
+        unconfirmed envelopes are published again, on a fresh channel or
+        once the link has reconnected, until ``timeout_s`` has passed
+        (``shared.confirming``). So a leader election on the broker costs a
+        webhook some latency, not a 503. An unconfirmed publish may still
+        have reached the queue: trying again (here, or by the sender after
+        a 503) then duplicates it, which the dispatcher's deterministic Job
+        names make harmless.
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout_s
-        pending = list(envelopes)
-        while True:
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await self.link.ready.wait()
-                    pending = await self._publish_once(pending)
-            except TimeoutError:
-                raise Unavailable(f"the broker did not confirm within {self.timeout_s:g} s") from None
-            if not pending:
-                return
-            await asyncio.sleep(0.05)  # the link notices the lost connection and reconnects
-
-    async def _publish_once(self, envelopes: list[Envelope]) -> list[Envelope]:
-        """Publish all; return those that failed in a way that trying again may mend."""
-        declared = self.link.declared
-        if declared is None:
-            return envelopes
-        exchange = declared.exchange
         now = datetime.now(timezone.utc)
-        results = await asyncio.gather(
-            *(exchange.publish(to_message(e, now), routing_key=ALERT_ROUTING_KEY, mandatory=True) for e in envelopes),
-            return_exceptions=True,
-        )
-        failed = []
-        for envelope, result in zip(envelopes, results, strict=True):
-            if isinstance(result, DeliveryError):
-                # Returned as unroutable or refused by the broker: not a blip.
-                raise Unavailable(f"the broker refused or returned the message: {result}")
-            if isinstance(result, BaseException):
-                failed.append(envelope)
-        return failed
+        messages = [(to_message(e, now), ALERT_ROUTING_KEY) for e in envelopes]
+        failed: list[str] = []
+        try:
+            await publish_confirmed(self.link, messages, self.timeout_s, failed)
+        except NotConfirmed as exc:
+            raise Unavailable(str(exc)) from None
+        if failed:
+            log.info(
+                "stored after %d failed attempts: %s",
+                len(failed),
+                failed[-1],
+                extra={"event": "publish.retried", "attempts": len(failed) + 1, "reasons": sorted(set(failed)), "alerts": len(envelopes)},
+            )

@@ -7,6 +7,7 @@ import click
 from dispatcher.cli import command as dispatcher_command
 from ingest.cli import command as ingest_command
 from openfero.authoring import render_command, validate_command
+from openfero.doctor import doctor
 from openfero.operations import dlq, replay
 
 
@@ -22,3 +23,4 @@ main.add_command(dlq)
 main.add_command(replay)
 main.add_command(render_command)
 main.add_command(validate_command)
+main.add_command(doctor)

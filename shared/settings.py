@@ -59,6 +59,45 @@ class BrokerSettings:
         "Longest pause between two attempts to reach the broker (seconds); "
         "short, because ingest answers 503 until it is connected.",
     )
+    quorum_initial_group_size: int = setting(
+        "OPENFERO_QUORUM_INITIAL_GROUP_SIZE",
+        3,
+        "Replicas of each quorum queue and of the archive when openfero creates them: "
+        "3 survives the loss of one node. RabbitMQ places fewer on a smaller cluster. "
+        "Applies when a queue is first created; existing queues keep theirs (see openfero doctor).",
+    )
+
+    def __post_init__(self) -> None:
+        if self.quorum_initial_group_size < 1:
+            raise SettingsError(f"OPENFERO_QUORUM_INITIAL_GROUP_SIZE={self.quorum_initial_group_size}: needs at least 1")
+
+
+@dataclass(frozen=True)
+class ManagementSettings:
+    """RabbitMQ's management HTTP API, which only `openfero doctor` reads."""
+
+    url: str = setting(
+        "OPENFERO_MANAGEMENT_URL",
+        "",
+        "URL of RabbitMQ's management HTTP API (the rabbitmq_management plugin). "
+        "Default: the broker host of OPENFERO_AMQP_URL, http, port 15672.",
+    )
+    username: str = setting(
+        "OPENFERO_MANAGEMENT_USERNAME",
+        "",
+        "User for the management API (needs the monitoring tag). Default: the user of OPENFERO_AMQP_URL.",
+    )
+    password_file: str = setting(
+        "OPENFERO_MANAGEMENT_PASSWORD_FILE",
+        "",
+        "A file holding the management API password (a mounted Secret).",
+    )
+    password: str = setting(
+        "OPENFERO_MANAGEMENT_PASSWORD",
+        "",
+        "The management API password, when it does not come from a file. "
+        "Default: the password of OPENFERO_AMQP_URL.",
+    )
 
 
 @dataclass(frozen=True)
@@ -287,6 +326,7 @@ class ServiceSettings:
 
 ALL_GROUPS: tuple[type, ...] = (
     BrokerSettings,
+    ManagementSettings,
     IngestSettings,
     KubeSettings,
     DispatcherSettings,

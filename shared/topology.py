@@ -26,9 +26,14 @@ the broker's own ``x-death`` header saying why. Dispatchers dead-letter by
 publishing to "dead" with headers of their own (``shared.headers``).
 
 Queue arguments cannot change once a queue exists (the broker answers
-PRECONDITION_FAILED), so they are constants here, not settings. The one
-exception is the archive's retention: it is set when the archive is first
-declared and left as it is afterwards (change it with a policy).
+PRECONDITION_FAILED), so they are constants here, not settings. Two things
+are settings because they only ever apply to a queue that does not exist
+yet: the archive's retention, and how many replicas a queue starts with
+(``x-quorum-initial-group-size``; ``x-initial-cluster-size`` for the
+archive). So every queue is looked up passively first and declared only
+when it is missing; an existing queue is used as it is, whatever arguments
+an earlier version gave it (change those with a policy, and grow replicas
+with ``rabbitmq-queues grow``: ``openfero doctor`` says when).
 """
 
 from __future__ import annotations
@@ -116,33 +121,34 @@ def delay_queue_arguments(names: Names, delay_s: float) -> dict[str, object]:
     }
 
 
-async def _declare_archive(
-    connection: AbstractConnection, channel: AbstractChannel, names: Names, retention: Retention
-) -> None:
-    """Create the archive stream with ``retention`` unless it exists; bind it either way."""
-    # A passive declare of a missing queue closes its channel: probe on a spare one.
-    probe = await connection.channel(publisher_confirms=False)
-    try:
-        await probe.declare_queue(names.archive, passive=True)
-        exists = True
-    except aio_pika.exceptions.ChannelNotFoundEntity:
-        exists = False  # the failed probe closed its own channel only
-    finally:
-        if not probe.is_closed:
-            await probe.close()
-    if exists:
-        archive = await channel.get_queue(names.archive, ensure=False)
-    else:
-        archive = await channel.declare_queue(
-            names.archive,
-            durable=True,
-            arguments={
-                "x-queue-type": "stream",
-                "x-max-age": retention.max_age,
-                "x-max-length-bytes": retention.max_bytes,
-            },
-        )
-    await archive.bind(names.exchange, routing_key=ALERT_ROUTING_KEY)
+class _Lookup:
+    """Passive lookups of queues. A lookup of a missing queue closes the channel it was made
+    on, so they run on a spare channel of their own, opened again after each miss."""
+
+    def __init__(self, connection: AbstractConnection):
+        self._connection = connection
+        self._channel: AbstractChannel | None = None
+
+    async def exists(self, name: str) -> bool:
+        if self._channel is None or self._channel.is_closed:
+            self._channel = await self._connection.channel(publisher_confirms=False)
+        try:
+            await self._channel.declare_queue(name, passive=True)
+            return True
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            self._channel = None  # the broker closed it
+            return False
+
+    async def close(self) -> None:
+        if self._channel is not None and not self._channel.is_closed:
+            await self._channel.close()
+
+
+async def _ensure_queue(channel: AbstractChannel, lookup: _Lookup, name: str, arguments: dict[str, object]) -> AbstractQueue:
+    """The queue ``name``: created with ``arguments`` when missing, else as it is."""
+    if await lookup.exists(name):
+        return await channel.get_queue(name, ensure=False)
+    return await channel.declare_queue(name, durable=True, arguments=arguments)
 
 
 async def declare(
@@ -151,22 +157,42 @@ async def declare(
     names: Names,
     delays_s: tuple[float, ...] = (),
     retention: Retention = Retention(),
+    group_size: int = 3,
 ) -> Declared:
     """Declare the exchange, the queues, the archive and a delay queue per tier in ``delays_s``.
 
-    Safe to repeat. The returned exchange and queues belong to ``channel``.
+    Queues that do not exist yet are created with ``group_size`` replicas
+    (the broker places no more than it has nodes). Safe to repeat. The
+    returned exchange and queues belong to ``channel``.
     """
     exchange = await channel.declare_exchange(names.exchange, aio_pika.ExchangeType.DIRECT, durable=True)
-    await _declare_archive(connection, channel, names, retention)
-    dead = await channel.declare_queue(names.dead_queue, durable=True, arguments={"x-queue-type": "quorum"})
+    quorum = {"x-quorum-initial-group-size": group_size}
+    lookup = _Lookup(connection)
+    try:
+        archive = await _ensure_queue(
+            channel,
+            lookup,
+            names.archive,
+            {
+                "x-queue-type": "stream",
+                "x-max-age": retention.max_age,
+                "x-max-length-bytes": retention.max_bytes,
+                "x-initial-cluster-size": group_size,
+            },
+        )
+        dead = await _ensure_queue(channel, lookup, names.dead_queue, {"x-queue-type": "quorum", **quorum})
+        work = await _ensure_queue(channel, lookup, names.work_queue, {**work_queue_arguments(names), **quorum})
+        delays = [
+            (delay, await _ensure_queue(channel, lookup, names.delay_queue(delay), {**delay_queue_arguments(names, delay), **quorum}))
+            for delay in delays_s
+        ]
+    finally:
+        await lookup.close()
+    await archive.bind(exchange, routing_key=ALERT_ROUTING_KEY)
     await dead.bind(exchange, routing_key=DEAD_ROUTING_KEY)
-    work = await channel.declare_queue(names.work_queue, durable=True, arguments=work_queue_arguments(names))
     await work.bind(exchange, routing_key=ALERT_ROUTING_KEY)
     await work.bind(exchange, routing_key=RETRY_ROUTING_KEY)
-    for delay in delays_s:
-        queue = await channel.declare_queue(
-            names.delay_queue(delay), durable=True, arguments=delay_queue_arguments(names, delay)
-        )
+    for delay, queue in delays:
         await queue.bind(exchange, routing_key=names.delay_routing_key(delay))
     return Declared(exchange=exchange, work_queue=work, dead_queue=dead)
 

@@ -68,6 +68,32 @@ def amqp_url() -> Iterator[str]:
         container.stop()
 
 
+# Start-up times of the brokers the tests start themselves, shown at the end of the run.
+STARTUP_S: dict[str, float] = {}
+
+
+@pytest.fixture(scope="session")
+def broker_cluster() -> Iterator[Any]:
+    """Three RabbitMQ nodes of the tests' own behind a round-robin balancer (tests.broker_cluster).
+
+    One cluster for the whole run, started when a test first asks for it;
+    every node and folder is removed at the end, also when tests fail.
+    """
+    from tests.broker_cluster import BrokerCluster
+
+    cluster = BrokerCluster()
+    try:
+        STARTUP_S["three-node RabbitMQ cluster"] = cluster.start()
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for what, seconds in STARTUP_S.items():
+        terminalreporter.write_line(f"{what}: started in {seconds:.1f} s")
+
+
 @pytest.fixture
 def prefix(amqp_url: str) -> Iterator[str]:
     """A queue prefix of this test's own; its queues are deleted afterwards."""

