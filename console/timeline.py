@@ -201,7 +201,8 @@ class Timeline:
         self.alerts: OrderedDict[str, AlertEntry] = OrderedDict()  # in arrival order
         self.jobs: dict[str, JobView] = {}  # by name
         self.jobs_by_message: dict[str, list[str]] = {}
-        self.outcomes: dict[str, OutcomeRecord] = {}  # by Job name, else by message id
+        self.outcomes: dict[str, OutcomeRecord] = {}  # by Job name
+        self.outcomes_by_message: dict[str, OutcomeRecord] = {}
         self.dead: dict[str, str] = {}  # message id -> reason, from the latest dead-letter reading
         self.dropped = 0  # alerts let go because of max_alerts
         self._version = 0
@@ -248,7 +249,13 @@ class Timeline:
             self.apply_job("ADDED", job)
 
     def apply_outcome(self, record: OutcomeRecord) -> None:
-        self.outcomes[record.job or record.message_id] = record
+        if record.job:
+            self.outcomes[record.job] = record
+        if record.message_id:
+            self.outcomes_by_message[record.message_id] = record
+        for records in (self.outcomes, self.outcomes_by_message):
+            while len(records) > 2 * self.max_alerts:  # records without an end time are never pruned by age
+                del records[next(iter(records))]
         self.touch(record.message_id)
 
     def set_dead_letters(self, dead: dict[str, str]) -> None:
@@ -282,9 +289,10 @@ class Timeline:
                     names.remove(name)
                 if not names:
                     self.jobs_by_message.pop(view.message_id, None)
-        for key, record in list(self.outcomes.items()):
-            if record.finished is not None and record.finished < keep_from:
-                del self.outcomes[key]
+        for records in (self.outcomes, self.outcomes_by_message):
+            for key, record in list(records.items()):
+                if record.finished is not None and record.finished < keep_from:
+                    del records[key]
 
     # -- reading --------------------------------------------------------------------------
 
@@ -297,7 +305,7 @@ class Timeline:
             if record is not None and latest.state not in FINISHED:
                 return Row(entry, latest, len(jobs), record.outcome, record.reason, latest.definition)
             return Row(entry, latest, len(jobs), latest.state, latest.reason, latest.definition)
-        record = self.outcomes.get(entry.id)
+        record = self.outcomes_by_message.get(entry.id)
         if record is not None:  # the Job expired; its outcome was recorded
             return Row(entry, None, 0, record.outcome, record.reason or record.job, record.definition or entry.definition)
         if entry.id in self.dead:
