@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import threading
 import time
@@ -256,8 +257,9 @@ class Cluster:
         while not self._stop.is_set():
             started = time.perf_counter()
             try:
-                info = version_api.get_code(_request_timeout=5)
-                self.health.ok, self.health.version, self.health.error = True, str(info.git_version), ""
+                answer = version_api.get_code(_request_timeout=5, _preload_content=False)
+                version = str(json.loads(answer.data).get("gitVersion", ""))
+                self.health.ok, self.health.version, self.health.error = True, version, ""
                 self.health.latency_ms = (time.perf_counter() - started) * 1000
             except Exception as exc:  # any failure is the API's health, shown as it is
                 self.health.ok, self.health.error, self.health.latency_ms = False, _short(exc), None
@@ -272,8 +274,6 @@ class Cluster:
             listed = core.list_namespaced_event(
                 self.kube.job_namespace, field_selector="type=Warning", limit=200, _request_timeout=10, _preload_content=False
             )
-            import json
-
             items = json.loads(listed.data).get("items") or []
             items.sort(key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""), reverse=True)
             self.events, self.events_error = items[:_EVENTS_KEPT], ""

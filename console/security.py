@@ -42,7 +42,7 @@ CSP = (
 HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Resource-Policy": "same-origin",
@@ -128,12 +128,15 @@ def _refuse(status: int, text: str, headers: dict[str, str] | None = None) -> we
 
 
 def same_site(request: web.Request) -> bool:
-    """False when the browser says the request comes from another site."""
-    if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+    """False when the browser says the request comes from another site (Sec-Fetch-Site, else Origin)."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in ("same-origin", "none"):
         return False
     origin = request.headers.get("Origin")
-    if origin is None or origin == "null":
-        return origin is None
+    if origin is None:
+        return True  # not a browser's cross-site request; the token decides
+    if origin == "null":  # an opaque origin: only the browser's own word can vouch for it
+        return site == "same-origin"
     return urlsplit(origin).netloc == request.host
 
 

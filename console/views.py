@@ -463,6 +463,10 @@ async def readiness(request: web.Request) -> web.Response:
     return web.json_response({"error": "not connected to the broker", "status": 503}, status=503)
 
 
+async def no_icon(request: web.Request) -> web.Response:
+    return web.Response(status=204)
+
+
 async def root(request: web.Request) -> web.Response:
     raise web.HTTPFound("/timeline")
 
@@ -481,4 +485,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/health", health)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readiness", readiness)
+    app.router.add_get("/favicon.ico", no_icon)
     app.router.add_static("/static", HERE / "static", append_version=False)
