@@ -322,10 +322,13 @@ def test_screenshots_of_the_definitions_and_health(stack: Stack, page: Any) -> N
     table = page.locator("table.definitions").inner_text()
     assert "openfero-livealert-firing" in table and "pod-crashloop-restart" in table
     assert "100 %" in table or "50 %" in table  # the LiveAlert Jobs that ended
-    page.locator("#preview").scroll_into_view_if_needed()
-    page.get_by_role("button", name="Preview").first.click()
-    page.locator("pre.yaml").wait_for()
     screenshot(page, "definitions")
+    live = page.locator('select[name="id"] option', has_text="LiveAlert").first.get_attribute("value")
+    page.locator('select[name="id"]').select_option(live)
+    page.get_by_role("button", name="Preview").first.click()
+    assert "OPENFERO_POD" in page.locator("pre.yaml").inner_text()
+    page.locator("#preview").scroll_into_view_if_needed()
+    screenshot(page, "preview")
     page.goto(stack.url + "/health")
     text = page.locator("main").inner_text()
     assert "connected" in text and "v1.34.0-double" in text

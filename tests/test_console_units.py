@@ -256,3 +256,29 @@ def test_a_hostile_row_is_escaped_isolated_and_clipped() -> None:
     assert "<bdi>\u202eexe.txt\u202c end</bdi>" in html or "\u202eexe.txt\u202c end</bdi>" in html
     assert "y" * 2001 not in html  # long values are cut, also in their title
     assert 'class="status s-other"' in html  # a status that is no status word styles nothing
+
+
+def test_the_console_command_lists_its_settings() -> None:
+    import subprocess
+    import sys
+
+    from click.testing import CliRunner
+
+    from openfero.cli import main
+    from tests.conftest import ROOT
+
+    result = subprocess.run([sys.executable, "-m", "console", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "OPENFERO_CONSOLE_AUTH" in result.stdout and "OPENFERO_AMQP_URL" in result.stdout
+    result = CliRunner().invoke(main, ["console", "--help"])
+    assert result.exit_code == 0 and "OPENFERO_CONSOLE_READ_ONLY" in result.output
+
+
+def test_the_console_refuses_to_start_without_credentials_off_loopback() -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {"PATH": "/usr/bin:/bin", "OPENFERO_CONSOLE_ADDR": "0.0.0.0:0", "OPENFERO_CONSOLE_AUTH": "none", "KUBECONFIG": "/nonexistent"}
+    result = subprocess.run([sys.executable, "-m", "console"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "needs authentication" in result.stderr
