@@ -385,7 +385,7 @@ class ConsoleSettings:
         "OPENFERO_CONSOLE_MAX_ALERTS",
         50000,
         "Most alerts the timeline keeps; the oldest go first. Bounds the console's memory "
-        "(about 3 KB an alert: README, Performance).",
+        "(about 5 KB an alert with its Job, measured: README, Performance).",
     )
     dead_letters_cache_s: float = setting(
         "OPENFERO_CONSOLE_DEAD_LETTERS_CACHE_SECONDS",
