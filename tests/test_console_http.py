@@ -153,3 +153,43 @@ async def test_live_pages_are_bounded(broker_settings: BrokerSettings) -> None:
         first.close()
     finally:
         await client.close()
+
+
+async def test_outcome_records_are_read_from_the_outcome_stream_when_it_exists(broker_settings: BrokerSettings, connection) -> None:  # type: ignore[no-untyped-def]
+    import aio_pika
+    import orjson
+
+    from shared.envelope import envelopes_from_webhook
+    from shared.topology import Names
+
+    names = Names(broker_settings.queue_prefix)
+    outcomes = f"{names.prefix}.outcomes"
+    channel = await connection.channel()
+    [envelope] = envelopes_from_webhook({"alerts": [{"labels": {"alertname": "Expired", "pod": "p"}}]})
+    try:
+        # Given an outcome stream holding the end of a Job that no longer exists
+        stream = await channel.declare_queue(outcomes, durable=True, arguments={"x-queue-type": "stream"})
+        record = {"messageId": envelope.id, "job": "fix-expired-1", "outcome": "Failed", "reason": "DeadlineExceeded"}
+        await channel.default_exchange.publish(aio_pika.Message(orjson.dumps(record)), routing_key=stream.name)
+        client = await client_for(broker_settings)
+        try:
+            # When its alert is archived
+            await channel.default_exchange.publish(aio_pika.Message(envelope.to_json(), message_id=envelope.id), routing_key=names.archive)
+
+            # Then the timeline shows how it ended
+            async def shown() -> bool:
+                html = await (await client.get("/timeline?alertname=Expired", headers=BASIC)).text()
+                return 'class="outcome o-failed">failed' in html and "DeadlineExceeded" in html
+
+            await async_wait_for(shown, what="the outcome on the timeline")
+            assert "not on this broker" not in await (await client.get("/health", headers=BASIC)).text()
+        finally:
+            await client.close()
+    finally:
+        await channel.queue_delete(outcomes)
+
+
+async def test_without_an_outcome_stream_the_timeline_reads_the_jobs_alone(client: TestClient) -> None:
+    html = await (await client.get("/timeline", headers=BASIC)).text()
+    assert "No outcome stream on the broker" in html
+    assert "outcome stream: not on this broker" in await (await client.get("/health", headers=BASIC)).text()

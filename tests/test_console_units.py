@@ -282,3 +282,12 @@ def test_the_console_refuses_to_start_without_credentials_off_loopback() -> None
     env = {"PATH": "/usr/bin:/bin", "OPENFERO_CONSOLE_ADDR": "0.0.0.0:0", "OPENFERO_CONSOLE_AUTH": "none", "KUBECONFIG": "/nonexistent"}
     result = subprocess.run([sys.executable, "-m", "console"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "needs authentication" in result.stderr
+
+
+def test_dead_letters_are_selected_by_message_id() -> None:
+    from openfero.records import Filter, Record
+
+    records = [Record.of(b"{}", {}, message_id, dead=True) for message_id in ("a", "b", "c")]
+    assert [r.id for r in records if Filter(ids=frozenset({"a", "c"})).matches(r)] == ["a", "c"]
+    assert not any(Filter(ids=frozenset()).matches(r) for r in records)
+    assert all(Filter().matches(r) for r in records)
