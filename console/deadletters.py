@@ -105,6 +105,10 @@ class DeadLetterDesk:
         async with self._read_lock:
             if not fresh and self._reading is not None and time.monotonic() - self._read_mono < self.cache_s:
                 return self._reading
+            if self._act_lock.locked():
+                # An action of this console holds the dead letters: a reading now would find few or none,
+                # and would wait for the action to end. The last reading stands meanwhile.
+                return self._reading or Reading((), datetime.now(timezone.utc), "an action of this console is running: the list is read once it ends")
             async with self._act_lock:
                 try:
                     result = await self._dead_letters().select(Filter())

@@ -10,30 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 
 FLUSH_S = 0.25
 MAX_BATCH = 200
 _QUEUED_BATCHES = 20
 
 
-class Overflow(Exception):
-    """The subscriber fell too far behind."""
-
-
 class Subscription:
+    """One live page: batches of changed ids; None once it is let go (``overflowed`` says why)."""
+
     def __init__(self) -> None:
         self.queue: asyncio.Queue[list[str] | None] = asyncio.Queue(_QUEUED_BATCHES)
         self.overflowed = False
-
-    async def batches(self) -> AsyncIterator[list[str]]:
-        while True:
-            batch = await self.queue.get()
-            if batch is None:
-                if self.overflowed:
-                    raise Overflow
-                return
-            yield batch
 
 
 class Hub:

@@ -189,16 +189,18 @@ async def timeline_events(request: web.Request) -> web.StreamResponse:
     loop = asyncio.get_running_loop()
     charts_sent = loop.time()
     changed_since_charts = False
-    batches = sub.batches().__aiter__()
     try:
         await response.write(b"retry: 3000\n\n")
         while True:
             try:
-                batch = await asyncio.wait_for(batches.__anext__(), _HEARTBEAT_S)
+                # A queue's get may be cancelled by the timeout without harm (an async generator's may not).
+                batch = await asyncio.wait_for(sub.queue.get(), _HEARTBEAT_S)
             except TimeoutError:
                 await response.write(b": still here\n\n")
                 continue
-            except StopAsyncIteration:
+            if batch is None:
+                if sub.overflowed:
+                    await _event(response, "reload", {"reason": "the timeline changed faster than this page could follow"})
                 break
             rows = []
             for message_id in batch:
@@ -217,11 +219,8 @@ async def timeline_events(request: web.Request) -> web.StreamResponse:
                 html = fragment("charts.html", charts=timeline_charts(console, all_rows, selector.since))
                 await _event(response, "charts", {"html": html, "matched": len(all_rows)})
                 charts_sent, changed_since_charts = loop.time(), False
-    except Exception as exc:
-        if type(exc).__name__ == "Overflow":
-            await _event(response, "reload", {"reason": "the timeline changed faster than this page could follow"})
-        elif not isinstance(exc, (ConnectionResetError, asyncio.CancelledError)):
-            raise
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass  # the browser went away, or the console stops
     finally:
         console.hub.unsubscribe(sub)
         console.streams_open -= 1

@@ -193,3 +193,39 @@ async def test_without_an_outcome_stream_the_timeline_reads_the_jobs_alone(clien
     html = await (await client.get("/timeline", headers=BASIC)).text()
     assert "No outcome stream on the broker" in html
     assert "outcome stream: not on this broker" in await (await client.get("/health", headers=BASIC)).text()
+
+
+async def test_a_live_page_quiet_for_a_while_still_hears_the_next_alert(broker_settings: BrokerSettings, connection, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    import aio_pika
+
+    from console import views
+    from shared.envelope import envelopes_from_webhook
+    from shared.topology import Names
+
+    monkeypatch.setattr(views, "_HEARTBEAT_S", 0.2)
+    client = await client_for(broker_settings)
+    try:
+        stream = await client.get("/timeline/events", headers=BASIC)
+        lines: list[bytes] = []
+
+        async def read_until(marker: bytes) -> None:
+            while marker not in b"".join(lines):
+                line = await stream.content.readline()
+                assert line, "the live stream ended"
+                lines.append(line)
+
+        # Given a live page that heard nothing for several heartbeats
+        await asyncio.wait_for(read_until(b": still here"), 5)
+        await asyncio.sleep(0.5)
+        # When an alert arrives
+        [envelope] = envelopes_from_webhook({"alerts": [{"labels": {"alertname": "AfterQuiet"}}]})
+        channel = await connection.channel()
+        await channel.default_exchange.publish(aio_pika.Message(envelope.to_json(), message_id=envelope.id), routing_key=Names(broker_settings.queue_prefix).archive)
+        # Then its row is pushed to the page
+        await asyncio.wait_for(read_until(b"AfterQuiet"), 10)
+        assert b"event: rows" in b"".join(lines)
+        stream.close()
+    finally:
+        await client.close()
