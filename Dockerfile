@@ -1,6 +1,6 @@
 # openfero: one image for both services; the command picks one.
 #   docker build -t openfero .
-#   docker run openfero ingest          # or: dispatcher, render, validate, dlq, replay
+#   docker run openfero ingest          # or: dispatcher, console, render, validate, dlq, replay
 #
 # Stage 1 builds wheels for openfero and its pinned dependencies; stage 2
 # installs them into a slim Python with no compiler and runs as a non-root user.
@@ -12,6 +12,7 @@ COPY shared ./shared
 COPY ingest ./ingest
 COPY dispatcher ./dispatcher
 COPY openfero ./openfero
+COPY console ./console
 RUN pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt .
 
 FROM python:3.11-slim-bookworm

@@ -606,3 +606,152 @@ def machine() -> dict[str, Any]:
         "rabbitmq": broker,
     }
 
+
+
+# -- 5. the console ----------------------------------------------------------------------------
+
+
+def _fill_archive(amqp_url: str, prefix: str, alerts: int, span_s: float) -> list[tuple[str, str]]:
+    """``alerts`` reference alerts in the archive, received over the last ``span_s`` seconds, oldest first.
+
+    Returns (message id, fingerprint) of each, for Jobs to name.
+    """
+    from datetime import datetime, timedelta, timezone
+
+    now = datetime.now(timezone.utc)
+    made: list[tuple[str, str]] = []
+
+    async def run() -> None:
+        connection = await aio_pika.connect(amqp_url)
+        channel = await connection.channel()
+        archive = Names(prefix).archive
+        for start in range(0, alerts, 500):
+            count = min(500, alerts - start)
+            received = now - timedelta(seconds=span_s * (1 - start / alerts))
+            envelopes = envelopes_from_webhook(webhook(count, start), now=received)
+            made.extend((e.id, e.alert.fingerprint) for e in envelopes)
+            await asyncio.gather(
+                *(channel.default_exchange.publish(aio_pika.Message(e.to_json(), message_id=e.id), routing_key=archive) for e in envelopes)
+            )
+        await connection.close()
+
+    asyncio.run(run())
+    return made
+
+
+def _console_jobs(double: KubeDouble, made: list[tuple[str, str]]) -> None:
+    """A Job for most alerts, in every state the timeline shows: the join the console makes for each row."""
+    from datetime import datetime, timezone
+
+    created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    states = [
+        {"conditions": [{"type": "Complete", "status": "True"}], "startTime": created, "completionTime": created},
+        {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]},
+        {"active": 1},
+        {},
+    ]
+    for i, (message_id, fingerprint) in enumerate(made):
+        if i % 5 == 4:
+            continue  # an alert without a Job
+        double.apply(
+            "jobs",
+            "default",
+            {
+                "metadata": {
+                    "name": f"fix-{i}",
+                    "labels": {"app.kubernetes.io/managed-by": "openfero", "openfero.io/fingerprint": fingerprint},
+                    "annotations": {"openfero.io/message-id": message_id, "openfero.io/definition": "default/openfero-kubequotaalmostfull-firing/KubeQuotaAlmostFull"},
+                },
+                "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}},
+                "status": states[i % 4],
+            },
+        )
+
+
+def console_timeline(amqp_url: str, alerts: int, tmp: Path, loads: int = 5) -> dict[str, Any]:
+    """The console's timeline with ``alerts`` alerts in its window (most with a Job): first paint in
+    Debian's chromium, the page's server time, and the console's memory (RSS).
+
+    The page lists the newest 500 rows (its default) over charts of all of them;
+    ``limit=5000`` is measured beside it.
+    """
+    import re
+    import urllib.request
+
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_console_browser import launch_chromium
+
+    double = KubeDouble().start()
+    try:
+        double.apply("configmaps", "default", REFERENCE_CONFIGMAP)
+        with fresh_prefix(amqp_url) as prefix:
+            made = _fill_archive(amqp_url, prefix, alerts, span_s=5 * 3600)
+            _console_jobs(double, made)
+            port = _free_port()
+            url = f"http://127.0.0.1:{port}"
+            env = {
+                "OPENFERO_AMQP_URL": amqp_url,
+                "OPENFERO_QUEUE_PREFIX": prefix,
+                "KUBECONFIG": str(_kubeconfig(double, tmp / f"kubeconfig-{uuid.uuid4().hex[:6]}")),
+                "OPENFERO_CONSOLE_ADDR": f"127.0.0.1:{port}",
+                "OPENFERO_CONSOLE_AUTH": "none",
+                "OPENFERO_CONSOLE_MAX_ALERTS": str(max(50000, alerts)),
+                "OPENFERO_MANAGEMENT_URL": f"http://127.0.0.1:{_free_port()}",
+            }
+            started = time.perf_counter()
+            console = Service("console", env)
+            try:
+                asyncio.run(_wait_ready(url))
+                matched = 0
+                deadline = time.monotonic() + 300
+                while time.monotonic() < deadline:
+                    with urllib.request.urlopen(url + "/timeline?limit=1", timeout=30) as response:
+                        found = re.search(r"(\d+) alerts match", response.read().decode())
+                    matched = int(found.group(1)) if found else 0
+                    jobs_seen = _jobs_on_page(url)
+                    if matched >= alerts and jobs_seen:
+                        break
+                    time.sleep(0.5)
+                ready_s = time.perf_counter() - started
+                time.sleep(1)
+                at_rest = rss_mb(console.pid)
+                figures: dict[str, Any] = {"alerts": alerts, "matched": matched, "ready_s": ready_s, "rss_mb_loaded": at_rest}
+                with sync_playwright() as playwright, PeakRss({"console": console.pid}) as peak:
+                    browser = launch_chromium(playwright)
+                    warm = browser.new_page()  # the browser's own start-up is not the page's
+                    warm.goto(f"{url}/timeline?limit=1")
+                    warm.close()
+                    for limit in (500, 5000):
+                        paints, servers, doms = [], [], []
+                        for _ in range(loads):
+                            page = browser.new_page(viewport={"width": 1366, "height": 768})
+                            page.goto(f"{url}/timeline?limit={limit}", wait_until="load")
+                            timing = page.evaluate(
+                                "() => { const p = performance.getEntriesByType('paint').find(e => e.name === 'first-contentful-paint');"
+                                " const n = performance.getEntriesByType('navigation')[0];"
+                                " return {fcp: p ? p.startTime : null, server: n.responseStart - n.requestStart, dom: n.domContentLoadedEventEnd, rows: document.querySelectorAll('tr.row').length}; }"
+                            )
+                            paints.append(timing["fcp"])
+                            servers.append(timing["server"])
+                            doms.append(timing["dom"])
+                            figures[f"rows_{limit}"] = timing["rows"]
+                            page.close()
+                        figures[f"first_paint_ms_{limit}"] = percentile(paints, 50)
+                        figures[f"first_paint_ms_{limit}_max"] = max(paints)
+                        figures[f"server_ms_{limit}"] = percentile(servers, 50)
+                        figures[f"dom_ready_ms_{limit}"] = percentile(doms, 50)
+                    browser.close()
+                figures["rss_mb_peak_serving"] = peak.peak["console"]
+                return figures
+            finally:
+                console.stop()
+    finally:
+        double.stop()
+
+
+def _jobs_on_page(url: str) -> bool:
+    import urllib.request
+
+    with urllib.request.urlopen(url + "/timeline?limit=5&outcome=succeeded", timeout=30) as response:
+        return "fix-" in response.read().decode()

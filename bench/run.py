@@ -45,6 +45,7 @@ def run_all(amqp_url: str, quick: bool) -> dict[str, Any]:
         ("end_to_end", lambda: measure.end_to_end_latency(amqp_url, 200.0, 3.0 if quick else 10.0, tmp)),
         ("render_us", measure.render_times_us),
         ("create_call_cpu_us", lambda: measure.create_call_cpu_us(tmp, 300 if quick else 1000)),
+        ("console_timeline", lambda: measure.console_timeline(amqp_url, 1000 if quick else 10000, tmp, loads=2 if quick else 5)),
     ]
     results: dict[str, Any] = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": quick}
     for name, step in steps:
@@ -159,6 +160,26 @@ def summary(results: dict[str, Any]) -> str:
         f"{max(v for k, v in ingest['rss_mb'].items() if k.startswith('ingest_under_load')):.0f} MB; "
         f"a dispatcher at rest {e2e['rss_mb_at_rest_dispatcher']:.0f} MB, under load up to {max(results[f'dispatcher_20ms_x{p}']['peak_rss_mb'] for p in (1, 2, 4)):.0f} MB "
         f"(end to end: ingest {e2e['peak_rss_mb_ingest']:.0f} MB, dispatcher {e2e['peak_rss_mb_dispatcher']:.0f} MB).",
+    ]
+    c = results["console_timeline"]
+    lines += [
+        "",
+        "## Console (the timeline in Debian's chromium)",
+        "",
+        f"{c['alerts']:,} alerts in the window, four in five with a Job; the console read them all and joined their Jobs "
+        f"{c['ready_s']:.1f} s after it started.",
+        "",
+        "| rows listed | first contentful paint (median / max) | server time of the page | DOM ready |",
+        "| --- | --- | --- | --- |",
+    ]
+    for limit in (500, 5000):
+        lines.append(
+            f"| {c[f'rows_{limit}']:,} (limit={limit}) | {c[f'first_paint_ms_{limit}']:.0f} / {c[f'first_paint_ms_{limit}_max']:.0f} ms | "
+            f"{c[f'server_ms_{limit}']:.0f} ms | {c[f'dom_ready_ms_{limit}']:.0f} ms |"
+        )
+    lines += [
+        "",
+        f"Console memory (RSS): {c['rss_mb_loaded']:.0f} MB with the window loaded, {c['rss_mb_peak_serving']:.0f} MB at most while serving the pages.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -34,18 +34,49 @@ from shared.settings import DispatcherSettings, load
 _NAME_ROOM = MAX_NAME - 11
 
 
+def alerts_from_payload(payload: object) -> list[Envelope]:
+    """A decoded webhook, or one alert on its own, as the envelopes ingest would make; InvalidWebhook otherwise."""
+    if isinstance(payload, dict) and not any(str(k).lower() == "alerts" for k in payload):
+        payload = {"alerts": [payload]}
+    return envelopes_from_webhook(payload)
+
+
 def read_alerts(path: Path) -> list[Envelope]:
-    """A webhook, or one alert on its own, as the envelopes ingest would make."""
+    """A webhook, or one alert on its own, from a file."""
     try:
         payload = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise click.BadParameter(f"{path}: {exc}") from None
-    if isinstance(payload, dict) and not any(k.lower() == "alerts" for k in payload):
-        payload = {"alerts": [payload]}
     try:
-        return envelopes_from_webhook(payload)
+        return alerts_from_payload(payload)
     except InvalidWebhook as exc:
         raise click.BadParameter(f"{path}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What the dispatcher would do with one alert: the Job as YAML, or why there is none."""
+
+    alertname: str
+    status: str
+    definition: str = ""  # "<source>/<key>", as the Job's openfero.io/definition annotation says
+    job_yaml: str = ""
+    dropped_fields: tuple[str, ...] = ()
+    problem: str = ""  # no definition, a render error or a refusal; empty when there is a Job
+
+
+def preview(catalog: Catalog, envelope: Envelope, rules: JobRules) -> Preview:
+    """The dispatcher's own lookup and rendering for ``envelope``; `openfero render` and the console show this."""
+    alert = envelope.alert
+    found = catalog.lookup(alert)
+    if found.definition is None:
+        return Preview(alert.alertname, alert.status, problem="no definition matches")
+    where = f"{found.definition.source}/{found.definition.key}"
+    try:
+        job = render(found.definition, envelope, rules)
+    except (RenderError, Refused) as exc:
+        return Preview(alert.alertname, alert.status, where, problem=str(exc))
+    return Preview(alert.alertname, alert.status, where, yaml.safe_dump(job.body, sort_keys=False), tuple(job.dropped_fields))
 
 
 @click.command("render", context_settings={"max_content_width": 100})
@@ -55,24 +86,17 @@ def render_command(alert_path: Path, definitions: tuple[Path, ...]) -> None:
     """Print, as YAML, the Job the dispatcher would create for each alert."""
     catalog = Catalog()
     load_files(list(definitions), catalog)
-    ttl_s = load(DispatcherSettings).job_ttl_s
+    rules = JobRules(load(DispatcherSettings).job_ttl_s)
     failed = False
     for envelope in read_alerts(alert_path):
-        alert = envelope.alert
-        found = catalog.lookup(alert)
-        if found.definition is None:
-            click.echo(f"# {alert.alertname} ({alert.status}): no definition matches", err=True)
+        shown = preview(catalog, envelope, rules)
+        if shown.problem:
+            click.echo(f"# {shown.alertname} ({shown.status}): {shown.problem}", err=True)
             failed = True
             continue
-        try:
-            job = render(found.definition, envelope, JobRules(ttl_s))
-        except (RenderError, Refused) as exc:
-            click.echo(f"# {alert.alertname} ({alert.status}): {exc}", err=True)
-            failed = True
-            continue
-        for dropped in job.dropped_fields:
-            click.echo(f"# {found.definition.source}: {dropped} is not a field of a Job; dropped", err=True)
-        click.echo("---\n" + yaml.safe_dump(job.body, sort_keys=False), nl=False)
+        for dropped in shown.dropped_fields:
+            click.echo(f"# {shown.definition.rpartition('/')[0]}: {dropped} is not a field of a Job; dropped", err=True)
+        click.echo("---\n" + shown.job_yaml, nl=False)
     sys.exit(1 if failed else 0)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from console.cli import command as console_command
 from dispatcher.cli import command as dispatcher_command
 from ingest.cli import command as ingest_command
 from openfero.authoring import render_command, validate_command
@@ -24,3 +25,4 @@ main.add_command(replay)
 main.add_command(render_command)
 main.add_command(validate_command)
 main.add_command(doctor)
+main.add_command(console_command)

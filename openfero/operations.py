@@ -57,6 +57,7 @@ def filter_options(reason: bool) -> Callable[[Callable[..., Any]], Callable[...,
             click.option("--fingerprint", help="Only the alert with this fingerprint."),
         ]
         if reason:
+            options.append(click.option("--id", "ids", multiple=True, metavar="MESSAGE_ID", help="Only the dead letter with this message id (repeatable: any of them)."))
             options.append(click.option("--reason", help="Only dead letters whose reason contains this text (any case)."))
             options.append(click.option("--since", callback=_time, help="Only dead letters whose last failure is this late or later: a duration ago (2h) or a time."))
             options.append(click.option("--until", callback=_time, help="Only dead letters whose last failure is earlier than this."))
@@ -78,6 +79,7 @@ def _filter(kwargs: dict[str, Any], since: datetime | None = None, until: dateti
         reason=kwargs.get("reason"),
         since=since,
         until=until,
+        ids=frozenset(kwargs["ids"]) if kwargs.get("ids") else None,
     )
 
 

@@ -99,8 +99,11 @@ class Filter:
     reason: str | None = None  # a case-insensitive part of the reason
     since: datetime | None = None  # inclusive
     until: datetime | None = None  # exclusive
+    ids: frozenset[str] | None = None  # message ids: only these records
 
     def matches(self, record: Record) -> bool:
+        if self.ids is not None and record.id not in self.ids:
+            return False
         if self.since is not None and (record.when is None or record.when < self.since):
             return False
         if self.until is not None and (record.when is None or record.when >= self.until):

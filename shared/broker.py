@@ -113,6 +113,11 @@ class BrokerLink:
         BROKER_CONNECTED.set(1)
         log.info("connected to the broker", extra={"event": "broker.connected"})
 
+    @property
+    def connection(self) -> AbstractConnection | None:
+        """The current connection, for channels of a caller's own (from ``on_connected`` on); None between connections."""
+        return self._connection
+
     async def publishing_exchange(self) -> AbstractExchange:
         """The topology's exchange on the publishing channel, opened on first use after each (re)connect.
 

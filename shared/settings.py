@@ -324,6 +324,108 @@ class ServiceSettings:
     )
 
 
+
+@dataclass(frozen=True)
+class ConsoleSettings:
+    """The operator's console (`openfero console`): where it listens, who may use it, what it shows."""
+
+    addr: str = setting(
+        "OPENFERO_CONSOLE_ADDR",
+        "127.0.0.1:8081",
+        "host:port the console listens on. Loopback by default: on any other address it requires "
+        "OPENFERO_CONSOLE_AUTH other than none.",
+    )
+    auth_mode: str = setting(
+        "OPENFERO_CONSOLE_AUTH",
+        "basic",
+        "Who may use the console: basic or bearer (credentials below, compared as ingest compares them), "
+        "proxy (trust the user header of an authenticating proxy, only from OPENFERO_CONSOLE_PROXY_ADDRESSES), "
+        "or none (refused unless the console listens on a loopback address).",
+    )
+    auth_username: str = setting("OPENFERO_CONSOLE_AUTH_USERNAME", "", "The user name for basic auth.")
+    auth_password_file: str = setting(
+        "OPENFERO_CONSOLE_AUTH_PASSWORD_FILE", "", "A file holding the basic auth password (a mounted Secret)."
+    )
+    auth_password: str = setting(
+        "OPENFERO_CONSOLE_AUTH_PASSWORD", "", "The basic auth password, when it does not come from a file."
+    )
+    auth_token_file: str = setting(
+        "OPENFERO_CONSOLE_AUTH_TOKEN_FILE", "", "A file holding the bearer token (a mounted Secret)."
+    )
+    auth_token: str = setting("OPENFERO_CONSOLE_AUTH_TOKEN", "", "The bearer token, when it does not come from a file.")
+    proxy_user_header: str = setting(
+        "OPENFERO_CONSOLE_PROXY_USER_HEADER",
+        "X-Forwarded-User",
+        "With OPENFERO_CONSOLE_AUTH=proxy: the request header that names the user the proxy authenticated.",
+    )
+    proxy_addresses: str = setting(
+        "OPENFERO_CONSOLE_PROXY_ADDRESSES",
+        "",
+        "With OPENFERO_CONSOLE_AUTH=proxy (required then): the proxy's addresses or networks, comma-separated "
+        "(10.0.0.0/8, 127.0.0.1); a request from any other peer is refused, header or not.",
+    )
+    csrf_key_file: str = setting(
+        "OPENFERO_CONSOLE_CSRF_KEY_FILE",
+        "",
+        "A file holding the key that signs the console's CSRF tokens (a mounted Secret), the same for every "
+        "replica. Empty: a random key per process, so a form served by one replica is refused by another.",
+    )
+    read_only: bool = setting(
+        "OPENFERO_CONSOLE_READ_ONLY",
+        False,
+        "Show everything, change nothing: no replay or purge is offered, and every such request gets 403.",
+    )
+    window: str = setting(
+        "OPENFERO_CONSOLE_WINDOW",
+        "6h",
+        "How far back the timeline reads the alert archive when the console starts, and keeps "
+        "alerts (a duration: 90m, 6h, 1d).",
+    )
+    max_alerts: int = setting(
+        "OPENFERO_CONSOLE_MAX_ALERTS",
+        50000,
+        "Most alerts the timeline keeps; the oldest go first. Bounds the console's memory "
+        "(about 5 KB an alert with its Job, measured: README, Performance).",
+    )
+    dead_letters_cache_s: float = setting(
+        "OPENFERO_CONSOLE_DEAD_LETTERS_CACHE_SECONDS",
+        5.0,
+        "How long one reading of the dead-letter queue serves every viewer of this console (seconds); "
+        "each reading takes the dead letters and hands them back, as openfero dlq list does.",
+    )
+    max_streams: int = setting(
+        "OPENFERO_CONSOLE_MAX_STREAMS",
+        100,
+        "Most live pages (server-sent event streams) open at once; one more gets 503.",
+    )
+    max_body_bytes: int = setting(
+        "OPENFERO_CONSOLE_MAX_BODY_BYTES",
+        1024 * 1024,
+        "Largest form the console accepts (bytes): an alert pasted for a preview, or the ids of the "
+        "dead letters an action names (10,000 ids take about 400 KB). Larger bodies get 413.",
+    )
+    keepalive_timeout_s: float = setting(
+        "OPENFERO_CONSOLE_KEEPALIVE_SECONDS",
+        75.0,
+        "How long an idle HTTP connection stays open between requests (seconds), as ingest's.",
+    )
+    tls_cert_file: str = setting(
+        "OPENFERO_CONSOLE_TLS_CERT_FILE", "", "Serve HTTPS with this certificate (PEM) and OPENFERO_CONSOLE_TLS_KEY_FILE; empty: HTTP."
+    )
+    tls_key_file: str = setting("OPENFERO_CONSOLE_TLS_KEY_FILE", "", "The TLS private key (PEM).")
+
+    @property
+    def host(self) -> str:
+        return self.addr.rpartition(":")[0] or "0.0.0.0"
+
+    @property
+    def port(self) -> int:
+        port = self.addr.rpartition(":")[2]
+        if not port.isdigit():
+            raise SettingsError(f"OPENFERO_CONSOLE_ADDR={self.addr!r}: expected host:port")
+        return int(port)
+
+
 ALL_GROUPS: tuple[type, ...] = (
     BrokerSettings,
     ManagementSettings,
@@ -332,6 +434,7 @@ ALL_GROUPS: tuple[type, ...] = (
     DispatcherSettings,
     RetrySettings,
     ServiceSettings,
+    ConsoleSettings,
 )
 
 _TRUE = {"1", "true", "yes", "on"}

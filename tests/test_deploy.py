@@ -87,7 +87,13 @@ def test_every_object_of_every_overlay_is_valid(overlay: str) -> None:
 
 
 # What lives where the Jobs run: the dispatcher's right to create them, and the example Jobs' account.
-JOB_NAMESPACE_OBJECTS = {("Role", "openfero-dispatcher"), ("RoleBinding", "openfero-dispatcher"), ("ServiceAccount", "openfero-pod-restarter")}
+JOB_NAMESPACE_OBJECTS = {
+    ("Role", "openfero-dispatcher"),
+    ("RoleBinding", "openfero-dispatcher"),
+    ("ServiceAccount", "openfero-pod-restarter"),
+    ("Role", "openfero-console"),
+    ("RoleBinding", "openfero-console"),
+}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -101,7 +107,7 @@ def test_jobs_run_in_a_namespace_of_their_own_under_pod_security(overlay: str) -
     roles = {(o["metadata"]["namespace"], r["resources"][0]) for o in by_kind(objects, "Role") for r in o["rules"]}
     assert {resource for namespace, resource in roles if namespace == "openfero"} == {"configmaps", "operariuses", "operariuses/status"}
     assert ("openfero-jobs", "jobs") in roles
-    binding = [b for b in by_kind(objects, "RoleBinding") if b["metadata"]["namespace"] == "openfero-jobs"]
+    binding = [b for b in by_kind(objects, "RoleBinding") if b["metadata"]["namespace"] == "openfero-jobs" and b["roleRef"]["name"] == "openfero-dispatcher"]
     assert [s for b in binding for s in b["subjects"]] == [{"kind": "ServiceAccount", "name": "openfero-dispatcher", "namespace": "openfero"}]
     # and knows who it is, so that no definition runs a Job as the dispatcher
     env = {e["name"]: e for e in one(objects, "Deployment", "openfero-dispatcher")["spec"]["template"]["spec"]["containers"][0]["env"]}
@@ -130,7 +136,7 @@ def test_production_is_replicated_scaled_and_least_privileged() -> None:
     assert trigger["metadata"]["hostFromEnv"] in {e["name"] for e in dispatcher["containers"][0]["env"]}
     # Only RoleBindings, no ClusterRoles: openfero's rights end at its namespace (the CRD aside).
     assert not by_kind(objects, "ClusterRole") and not by_kind(objects, "ClusterRoleBinding")
-    assert {p["metadata"]["name"] for p in by_kind(objects, "NetworkPolicy")} == {"openfero-ingest", "openfero-rabbitmq", "openfero-rabbitmq-keda"}
+    assert {p["metadata"]["name"] for p in by_kind(objects, "NetworkPolicy")} == {"openfero-ingest", "openfero-rabbitmq", "openfero-rabbitmq-keda", "openfero-console"}
 
 
 def test_the_hpa_overlay_scales_dispatchers_without_keda() -> None:
@@ -158,7 +164,9 @@ def test_the_compose_file_follows_the_compose_specification() -> None:
 def test_the_compose_stack_is_wired_as_documented() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"rabbitmq", "k3s", "definitions", "ingest", "dispatcher"} <= set(services)
+    assert {"rabbitmq", "k3s", "definitions", "ingest", "dispatcher", "console"} <= set(services)
+    # The console is reached from this machine only
+    assert services["console"]["ports"] == ["127.0.0.1:8081:8081"] and services["console"]["command"] == ["console"]
     assert services["prometheus"]["profiles"] == ["demo"] and services["alertmanager"]["profiles"] == ["demo"]
     # `--scale dispatcher=N` needs no fixed name and no published port
     assert "container_name" not in services["dispatcher"] and "ports" not in services["dispatcher"]
@@ -282,3 +290,44 @@ def test_the_schema_check_catches_a_key_of_a_later_version() -> None:
     assert not any(k.match("quorum_queue.initial_cluster_size") for k in keys)
     assert any(k.match("cluster_partition_handling") for k in keys)
     assert any(k.match("cluster_formation.classic_config.nodes.1") for k in keys)  # a $name part
+
+
+def rights(objects: list[dict], role: str) -> set[tuple[str, str, str, str]]:
+    """(namespace, API group, resource, verb) a Role of that name grants, in every namespace it has one."""
+    return {
+        (o["metadata"]["namespace"], g, r, v)
+        for o in by_kind(objects, "Role")
+        if o["metadata"]["name"] == role
+        for rule in o["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_overlay_ships_the_console_reading_what_it_shows_and_nothing_more(overlay: str) -> None:
+    objects = build(ROOT / "k8s" / "overlays" / overlay)
+    read = ("get", "list", "watch")
+    assert rights(objects, "openfero-console") == {
+        *(("openfero", "", "configmaps", v) for v in read),
+        *(("openfero", "openfero.io", "operariuses", v) for v in read),
+        *(("openfero-jobs", "batch", "jobs", v) for v in read),
+        *(("openfero-jobs", "", "events", v) for v in read),
+    }
+    for binding in (b for b in by_kind(objects, "RoleBinding") if b["metadata"]["name"] == "openfero-console"):
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "openfero-console", "namespace": "openfero"}] or binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "openfero-console"}
+        ]
+    pod = one(objects, "Deployment", "openfero-console")["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert container["args"] == ["console"] and env["OPENFERO_CONSOLE_AUTH"] == "basic"
+    assert env["OPENFERO_CONSOLE_AUTH_PASSWORD_FILE"].startswith("/var/run/") and env["OPENFERO_CONSOLE_CSRF_KEY_FILE"].startswith("/var/run/")
+    assert container["securityContext"]["readOnlyRootFilesystem"] and pod["securityContext"]["runAsNonRoot"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readiness"
+    service = one(objects, "Service", "openfero-console")
+    assert service["spec"]["sessionAffinity"] == "ClientIP"  # an action's progress is on the replica that runs it
+    # Only namespaces labelled for it reach the console; it reaches RabbitMQ as part of openfero
+    assert admitted(objects, "openfero-console") == {(json.dumps({"openfero.io/console-access": "true"}), json.dumps("any"), 8081)}
+    assert one(objects, "Deployment", "openfero-console")["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/part-of"] == "openfero"

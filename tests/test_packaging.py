@@ -29,7 +29,7 @@ def test_the_wheels_the_image_installs_run_every_command(tmp_path: Path) -> None
         capture_output=True, text=True, timeout=600,
     )
     assert install.returncode == 0, install.stderr[-3000:]
-    for command in ("ingest", "dispatcher", "render", "validate", "dlq", "replay"):
+    for command in ("ingest", "dispatcher", "console", "render", "validate", "dlq", "replay"):
         result = subprocess.run([str(venv / "bin" / "openfero"), command, "--help"], capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, f"openfero {command} --help: {result.stderr[-2000:]}"
     # Nothing test-only slipped into the image's dependencies.

@@ -205,3 +205,26 @@ def _fingerprint_of(env: dict[str, str], instance: str) -> str:
     from shared.envelope import fingerprint
 
     return fingerprint({"alertname": "Broken", "instance": instance})
+
+
+def test_dead_letters_are_replayed_and_purged_by_message_id(env, amqp_url, prefix) -> None:
+    # Given three dead letters (the exchange and queues declared as the services declare them)
+    import asyncio
+
+    from shared.topology import declare
+
+    async def declared() -> None:
+        connection = await aio_pika.connect(amqp_url)
+        await declare(connection, await connection.channel(), Names(prefix))
+        await connection.close()
+
+    asyncio.run(declared())
+    first, second, third = sorted(_fill_dead_letter_queue(amqp_url, prefix, 3))
+    # When one is replayed and one purged by id, as the console does
+    replayed = openfero_json(env, "dlq", "replay", "--id", first)
+    purged = openfero_json(env, "dlq", "purge", "--yes", "--id", second, "--id", "not-there")
+    # Then exactly those went, and an id not there is no error
+    assert (replayed["matched"], replayed["done"], replayed["ids"]) == (1, 1, [first])
+    assert (purged["matched"], purged["done"], purged["ids"]) == (1, 1, [second])
+    assert _ids(amqp_url, Names(prefix).dead_queue) == [third]
+    assert _ids(amqp_url, Names(prefix).work_queue) == [first]

@@ -1,0 +1,336 @@
+"""The console in a real browser: Debian's chromium driven by Playwright, against the real processes.
+
+One stack for the module (ingest, a dispatcher, a console and a read-only
+console, the API double, one queue prefix) and one browser for the run;
+each test uses alertnames of its own. Screenshots of the main views are
+written to build/console-screenshots/ (OPENFERO_SCREENSHOTS_DIR to change
+it); the README's are copies of these (docs/console/).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import pytest
+import yaml
+
+from shared.settings import RetrySettings
+from shared.topology import Names, delete
+from tests.conftest import ROOT, TEST_RETRY_DELAYS, free_port, wait_for, write_kubeconfig
+from tests.harness import Pipeline, Process, get_status, post, queue_depths, webhook
+from tests.kube_double import KubeDouble
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+SCREENSHOTS = Path(os.environ.get("OPENFERO_SCREENSHOTS_DIR") or ROOT / "build" / "console-screenshots")
+USER, PASSWORD = "ops", "a console password"
+LAPTOP = {"width": 1366, "height": 768}
+
+
+def launch_chromium(playwright: Any) -> Any:
+    """Debian's chromium under Playwright; a clear failure, never a skip, when it is missing."""
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"the browser tests need Debian's chromium at {CHROMIUM}: apt-get install -y chromium "
+            "(scripts/system-packages installs it, as .ci/run does)",
+            pytrace=False,
+        )
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+
+def off_thread(function: Any, *args: Any) -> Any:
+    """Run ``function`` on a thread of its own: Playwright's sync API holds this thread's event loop."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(function, *args).result()
+
+
+def dead_count(stack: Stack) -> int:
+    return off_thread(queue_depths, stack.amqp_url, stack.prefix)["dead"]
+
+
+def expect(locator: Any) -> Any:
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(locator)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        yield browser
+        browser.close()
+
+
+def definition(alertname: str) -> dict[str, Any]:
+    text = (
+        f"apiVersion: batch/v1\nkind: Job\nmetadata: {{name: fix-{alertname.lower()}}}\n"
+        "spec: {template: {spec: {restartPolicy: Never, containers: [{name: fix, image: busybox, command: [sh, -c, 'echo $OPENFERO_POD']}]}}}"
+    )
+    return {"metadata": {"name": f"openfero-{alertname.lower()}-firing", "labels": {"app": "openfero"}}, "data": {alertname: text}}
+
+
+@dataclass
+class Stack:
+    url: str
+    read_only_url: str
+    double: KubeDouble
+    pipeline: Pipeline
+    amqp_url: str
+    prefix: str
+
+    def post(self, alerts: list[dict[str, Any]]) -> None:
+        status, body = post(self.pipeline.url + "/alerts", webhook(alerts))
+        assert status == 200, body
+
+    def jobs(self, alertname: str) -> list[dict[str, Any]]:
+        return [j for j in self.double.jobs() if j["metadata"]["labels"].get("openfero.io/alertname") == alertname]
+
+
+def start_console(env: dict[str, str], tmp: Path, name: str, extra: dict[str, str], processes: list[Process]) -> str:
+    port = free_port()
+    process = Process("console", {**env, "OPENFERO_CONSOLE_ADDR": f"127.0.0.1:{port}", **extra}, tmp / f"{name}.log")
+    processes.append(process)
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: get_status(url + "/readiness") == 200, what=f"the {name} console ready")
+    return url
+
+
+@pytest.fixture(scope="module")
+def stack(amqp_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("console")
+    prefix = f"oftest-{uuid.uuid4().hex[:10]}"
+    double = KubeDouble().start()
+    for alertname in ("LiveAlert", "ReplayMe", "Hostile"):
+        double.apply("configmaps", "default", definition(alertname))
+    double.apply("operariuses", "default", yaml.safe_load((ROOT / "k8s" / "examples" / "podcrashlooping.operarius.yaml").read_text()))
+    env = {
+        "OPENFERO_AMQP_URL": amqp_url,
+        "OPENFERO_QUEUE_PREFIX": prefix,
+        "OPENFERO_RECONNECT_MAX_SECONDS": "0.5",
+        "KUBECONFIG": str(write_kubeconfig(double, tmp)),
+        "OPENFERO_RETRY_DELAYS_SECONDS": TEST_RETRY_DELAYS,
+        "OPENFERO_RETRY_MAX_ATTEMPTS": "4",
+        "OPENFERO_METRICS_ADDR": "127.0.0.1:0",
+        "OPENFERO_MANAGEMENT_URL": f"http://127.0.0.1:{free_port()}",  # none there: the page says so
+        "OPENFERO_CONSOLE_AUTH": "basic",
+        "OPENFERO_CONSOLE_AUTH_USERNAME": USER,
+        "OPENFERO_CONSOLE_AUTH_PASSWORD": PASSWORD,
+        "PYTHONUNBUFFERED": "1",
+    }
+    processes: list[Process] = []
+    try:
+        pipeline = Pipeline(processes, env, tmp)
+        url = start_console(env, tmp, "console", {}, processes)
+        read_only = start_console(env, tmp, "console-read-only", {"OPENFERO_CONSOLE_READ_ONLY": "true"}, processes)
+        yield Stack(url, read_only, double, pipeline, amqp_url, prefix)
+    finally:
+        for process in processes:
+            process.stop()
+        double.stop()
+
+        async def cleanup() -> None:
+            connection = await aio_pika.connect(amqp_url)
+            await delete(await connection.channel(), Names(prefix), RetrySettings().delays + RetrySettings(delays_s=TEST_RETRY_DELAYS).delays)
+            await connection.close()
+
+        off_thread(asyncio.run, cleanup())
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(http_credentials={"username": USER, "password": PASSWORD}, viewport=LAPTOP)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.errors = errors  # what the browser complained of, CSP refusals included
+    yield page
+    context.close()
+
+
+def screenshot(page: Any, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=False)
+
+
+def open_live(page: Any, url: str) -> None:
+    """Open the timeline and wait until its live stream is open; mark the page to prove it is never reloaded."""
+    page.goto(url)
+    page.wait_for_selector("body[data-live]", timeout=10_000)
+    page.evaluate("window.__notReloaded = true")
+
+
+def row(page: Any, text: str) -> Any:
+    return page.locator("tbody#rows tr.row", has_text=text)
+
+
+def assert_not_reloaded(page: Any) -> None:
+    assert page.evaluate("window.__notReloaded") is True
+
+
+# -- the tests -------------------------------------------------------------------------------------
+
+
+def test_alerts_posted_to_ingest_appear_on_the_timeline_live(stack: Stack, page: Any) -> None:
+    open_live(page, stack.url + "/timeline")
+    # When: alerts reach ingest while the page is open
+    stack.post([{"labels": {"alertname": "LiveAlert", "pod": f"web-{i}", "namespace": "shop"}, "startsAt": "2026-01-01T00:00:00Z"} for i in range(3)])
+    # Then: they appear without a reload, with the definition they matched and, soon, their Jobs
+    rows = row(page, "LiveAlert")
+    rows.nth(2).wait_for(timeout=15_000)
+    assert rows.count() == 3
+    for i in range(3):
+        assert row(page, f"web-{i}").locator(".job bdi").inner_text(timeout=15_000).startswith("fix-livealert-")
+    assert "default/openfero-livealert-firing/LiveAlert" in rows.first.inner_text()
+    assert_not_reloaded(page)
+    assert page.errors == []
+
+
+def test_a_jobs_outcome_shows_as_it_changes_without_a_reload(stack: Stack, page: Any) -> None:
+    stack.post([{"labels": {"alertname": "LiveAlert", "pod": f"ends-{i}", "namespace": "shop"}, "startsAt": "2026-01-01T00:00:00Z"} for i in range(2)])
+    wait_for(lambda: len([j for j in stack.jobs("LiveAlert") if "ends-" in json.dumps(j)]) == 2, what="the two Jobs")
+    open_live(page, stack.url + "/timeline?q=ends-")
+    jobs = {next(e["value"] for e in j["spec"]["template"]["spec"]["containers"][0]["env"] if e["name"] == "OPENFERO_POD"): j for j in stack.jobs("LiveAlert") if "ends-" in json.dumps(j)}
+    outcome = lambda pod: row(page, pod).locator(".outcome")  # noqa: E731
+    assert outcome("ends-0").inner_text() == "pending"
+    # When: the Job controller starts one and then both end, one well, one not
+    stack.double.apply("jobs", "default", {**jobs["ends-0"], "status": {"active": 1, "startTime": "2026-11-26T00:00:00Z"}})
+    expect(outcome("ends-0")).to_have_text("running", timeout=10_000)
+    stack.double.apply("jobs", "default", {**jobs["ends-0"], "status": {"succeeded": 1, "startTime": "2026-11-26T00:00:00Z", "completionTime": "2026-11-26T00:00:42Z", "conditions": [{"type": "Complete", "status": "True"}]}})
+    stack.double.apply("jobs", "default", {**jobs["ends-1"], "status": {"failed": 6, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}})
+    # Then: the page shows each end as it happens
+    expect(outcome("ends-0")).to_have_text("succeeded", timeout=10_000)
+    expect(outcome("ends-1")).to_have_text("failed", timeout=10_000)
+    assert "BackoffLimitExceeded" in row(page, "ends-1").inner_text()
+    assert_not_reloaded(page)
+    page.goto(stack.url + "/timeline")
+    screenshot(page, "timeline")
+
+
+def test_a_dead_letter_is_replayed_from_the_page_and_its_job_appears(stack: Stack, page: Any) -> None:
+    # Given: an alert the API refused once for good, so it was dead-lettered
+    stack.double.add_fault("POST", r"/namespaces/default/jobs$", status=422, times=1)
+    stack.post([{"labels": {"alertname": "ReplayMe", "pod": "db-0"}, "startsAt": "2026-01-01T00:00:00Z"}])
+    wait_for(lambda: dead_count(stack) == 1, what="the dead letter")
+    assert stack.jobs("ReplayMe") == []
+    # When: an operator selects it, replays it and confirms
+    page.goto(stack.url + "/dead-letters?fresh=1")
+    dead = page.locator("table.dead tbody tr", has_text="ReplayMe")
+    assert "ApiRejected" in dead.inner_text()
+    screenshot(page, "dead-letters")
+    dead.get_by_role("checkbox").check()
+    page.get_by_role("button", name="Replay selected").click()
+    assert "Replay moves these 1 dead letters" in page.locator("main").inner_text()
+    screenshot(page, "confirm")
+    page.get_by_role("button", name="Replay 1 dead letters").click()
+    expect(page.locator("#op-text")).to_have_text(re.compile(r"^done: 1 of 1"), timeout=20_000)
+    # Then: the dispatcher makes its Job, and the timeline shows it
+    [job] = wait_for(lambda: stack.jobs("ReplayMe"), what="the replayed alert's Job")
+    assert dead_count(stack) == 0
+    page.goto(stack.url + "/timeline?alertname=ReplayMe")
+    assert row(page, "ReplayMe").locator(".job bdi").inner_text(timeout=10_000) == job["metadata"]["name"]
+
+
+HOSTILE = {
+    "alertname": "Hostile",
+    "script": "<script>window.__pwned = 1</script>",
+    "attribute": '"><img src=x onerror="window.__pwned = 2">',
+    "quotes": "it's \"quoted\" & 'single'",
+    "rtl": "\u202eexe.txt\u202c",
+    "long": "w" * 16000,
+}
+
+
+def assert_inert(page: Any) -> None:
+    assert page.evaluate("window.__pwned") is None
+    assert page.evaluate("document.images.length") == 0
+    assert page.evaluate("document.scripts.length") == 1  # the console's own file
+    # A 16,000-character value does not push the page sideways
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+
+
+def test_a_hostile_label_renders_as_text(stack: Stack, page: Any) -> None:
+    open_live(page, stack.url + "/timeline?alertname=Hostile")
+    stack.post([{"labels": HOSTILE, "startsAt": "2026-01-01T00:00:00Z"}])
+    hostile = row(page, "Hostile")
+    hostile.wait_for(timeout=15_000)  # arrived live, through the script's insertion
+    text = hostile.inner_text()
+    assert HOSTILE["script"] in text and HOSTILE["attribute"] in text and HOSTILE["quotes"] in text
+    assert_inert(page)
+    # The direction override stays inside its own element
+    assert page.evaluate("[...document.querySelectorAll('tr.row bdi')].some(b => b.textContent === '\\u202eexe.txt\\u202c')")
+    page.reload()
+    assert HOSTILE["script"] in row(page, "Hostile").inner_text()
+    assert_inert(page)
+    # The Job it would make shows its values as text too
+    message_id = hostile.get_attribute("id").removeprefix("a-")
+    page.goto(f"{stack.url}/definitions/preview?id={message_id}")
+    assert "window.__pwned = 1" in page.locator("pre.yaml").inner_text()
+    assert_inert(page)
+    assert page.errors == []
+
+
+def test_an_action_without_a_csrf_token_is_refused(stack: Stack, page: Any) -> None:
+    # A request with the user's credentials but no token
+    response = page.request.post(stack.url + "/dead-letters/replay", form={"action": "replay", "id": "anything"})
+    assert response.status == 403 and "CSRF" in response.text()
+    # A form another site makes the browser send (the browser adds the credentials itself)
+    evil = "http://evil.test/"
+    form = f'<form id="f" method="post" action="{stack.url}/dead-letters/purge"><input name="action" value="purge"><input name="id" value="x"></form>'
+    page.route(evil, lambda route: route.fulfill(content_type="text/html", body=form))
+    page.goto(evil)
+    with page.expect_response(lambda r: r.url.endswith("/dead-letters/purge")) as answer:
+        page.evaluate("document.getElementById('f').submit()")
+    assert answer.value.status == 403
+    page.wait_for_load_state()
+    assert "403" in page.locator("body").inner_text()
+    # The token of a real page, sent from another site, is refused too
+    page.goto(stack.url + "/definitions")
+    token = page.locator('input[name="csrf"]').first.get_attribute("value")
+    response = page.request.post(stack.url + "/dead-letters/confirm", form={"action": "purge", "id": "x", "csrf": token}, headers={"Origin": "http://evil.test"})
+    assert response.status == 403
+
+
+def test_read_only_mode_hides_and_refuses_actions(stack: Stack, page: Any) -> None:
+    page.goto(stack.read_only_url + "/dead-letters")
+    assert "read-only" in page.locator("header").inner_text()
+    assert page.get_by_role("button", name="Replay selected").count() == 0
+    assert page.get_by_role("button", name="Purge selected").count() == 0
+    assert page.locator('input[name="id"]').count() == 0
+    token = page.locator('input[name="csrf"]').first.get_attribute("value")
+    for path, action in (("confirm", "replay"), ("replay", "replay"), ("purge", "purge")):
+        response = page.request.post(f"{stack.read_only_url}/dead-letters/{path}", form={"action": action, "id": "x", "csrf": token})
+        assert response.status == 403 and "read-only" in response.text(), path
+
+
+def test_screenshots_of_the_definitions_and_health(stack: Stack, page: Any) -> None:
+    page.goto(stack.url + "/definitions")
+    table = page.locator("table.definitions").inner_text()
+    assert "openfero-livealert-firing" in table and "pod-crashloop-restart" in table
+    assert "100 %" in table or "50 %" in table  # the LiveAlert Jobs that ended
+    screenshot(page, "definitions")
+    live = page.locator('select[name="id"] option', has_text="LiveAlert").first.get_attribute("value")
+    page.locator('select[name="id"]').select_option(live)
+    page.get_by_role("button", name="Preview").first.click()
+    assert "OPENFERO_POD" in page.locator("pre.yaml").inner_text()
+    page.locator("#preview").scroll_into_view_if_needed()
+    screenshot(page, "preview")
+    page.goto(stack.url + "/health")
+    text = page.locator("main").inner_text()
+    assert "connected" in text and "v1.34.0-double" in text
+    assert f"{stack.prefix}.work" in text
+    screenshot(page, "health")
