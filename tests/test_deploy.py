@@ -99,8 +99,8 @@ def test_jobs_run_in_a_namespace_of_their_own_under_pod_security(overlay: str) -
     assert one(objects, "ConfigMap", "openfero-settings")["data"]["OPENFERO_JOB_NAMESPACE"] == "openfero-jobs"
     # The dispatcher creates Jobs there and nowhere else
     roles = {(o["metadata"]["namespace"], r["resources"][0]) for o in by_kind(objects, "Role") for r in o["rules"]}
-    assert {resource for namespace, resource in roles if namespace == "openfero"} == {"configmaps", "operariuses", "operariuses/status"}
-    assert ("openfero-jobs", "jobs") in roles
+    assert {resource for namespace, resource in roles if namespace == "openfero"} == {"configmaps", "operariuses", "operariuses/status", "events", "leases"}
+    assert {resource for namespace, resource in roles if namespace == "openfero-jobs"} == {"jobs"}
     binding = [b for b in by_kind(objects, "RoleBinding") if b["metadata"]["namespace"] == "openfero-jobs"]
     assert [s for b in binding for s in b["subjects"]] == [{"kind": "ServiceAccount", "name": "openfero-dispatcher", "namespace": "openfero"}]
     # and knows who it is, so that no definition runs a Job as the dispatcher
