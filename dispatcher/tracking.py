@@ -267,8 +267,7 @@ class OutcomeTracker:
             counted, ended = False, step.ending
         else:
             return
-        if self._leading(term):
-            await self._finish(term, view, ended, counted)
+        await self._finish(view, ended, counted)
 
     async def _mark(self, term: int, view: JobView, ended: Ending) -> JobView | None:
         """The write that counts the outcome; the Job as marked, or None when another version must be looked at."""
@@ -301,8 +300,9 @@ class OutcomeTracker:
             if to_remediate_s is not None:
                 TIME_TO_REMEDIATE_SECONDS.labels(ended.outcome.lower()).observe(to_remediate_s)
         self.counted[ended.outcome] += 1
+        log.debug("outcome counted", extra={"event": "outcome.counted", "job": view.name, "outcome": ended.outcome, "fingerprint": view.fingerprint})
 
-    async def _finish(self, term: int, view: JobView, ended: Ending, counted: bool) -> None:
+    async def _finish(self, view: JobView, ended: Ending, counted: bool) -> None:
         await self.records.publish(record(view, ended, datetime.now(timezone.utc), self.identity))
         involved = None
         if self.status is not None and view.operarius is not None:
@@ -310,9 +310,7 @@ class OutcomeTracker:
             involved = await self._blocking(self.status.update, view.operarius, lambda status: change(status))
         if self.events is not None:
             await self._blocking(self.events.write, view, ended, involved)
-        if not self._leading(term):
-            return  # the successor removes the finalizer
-        await self._release(view)
+        await self._release(view)  # also when leadership ended meanwhile: the write is version-checked
         remediation_s, to_remediate_s = durations(view, ended)
         log.info(
             "Job %s: %s",
