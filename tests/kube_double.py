@@ -172,6 +172,7 @@ class KubeDouble:
         self.namespaces: set[str] = {"default"}
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.created_at: dict[tuple[str, str, str], float] = {}  # wall-clock time each object was created
+        self.written_at: dict[tuple[str, str, str], float] = {}  # wall-clock time of each object's last write (or deletion)
         self.events: list[tuple[int, str, str, str, dict[str, Any]]] = []  # rv, resource, ns, type, obj
         self.compacted_rv = 0
         self.version = 100
@@ -294,6 +295,7 @@ class KubeDouble:
             return None
 
     def _remove(self, resource: str, namespace: str, name: str) -> None:
+        self.written_at[(resource, namespace, name)] = time.time()
         obj = self.objects.pop((resource, namespace, name))
         self._record(resource, namespace, "DELETED", obj)
 
@@ -347,6 +349,11 @@ class KubeDouble:
     def jobs(self, namespace: str = "default") -> list[dict[str, Any]]:
         return self.list("jobs", namespace)
 
+    def count(self, resource: str, namespace: str, predicate: Any) -> int:
+        """How many stored objects ``predicate`` holds for; no copies (it must not change them)."""
+        with self._lock:
+            return sum(1 for (r, ns, _), o in self.objects.items() if r == resource and ns == namespace and predicate(o))
+
     def compact(self) -> None:
         """Forget history: watches from any earlier version now get 410 Gone."""
         with self._lock:
@@ -375,6 +382,7 @@ class KubeDouble:
         meta.setdefault("creationTimestamp", datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
         meta["resourceVersion"] = str(self._next_version())
         self.objects[(resource, namespace, meta["name"])] = obj
+        self.written_at[(resource, namespace, meta["name"])] = time.time()
         if event == "ADDED":
             self.created_at[(resource, namespace, meta["name"])] = time.time()
         self._record(resource, namespace, event, obj)
