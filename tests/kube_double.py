@@ -448,6 +448,8 @@ class KubeDouble:
             return web.json_response({"kind": "NamespaceList", "items": [{"metadata": {"name": n}} for n in sorted(self.namespaces)]})
         if path == "/apis/openfero.io/v1alpha1":
             return self._discovery()
+        if path in ("/api", "/apis", "/api/v1", "/apis/batch/v1", "/apis/coordination.k8s.io/v1"):
+            return web.json_response(_legacy_discovery(path, self.operarius_plural is not None))
         m = re.fullmatch(r"(/api/v1|/apis/[^/]+/[^/]+)/namespaces/([^/]+)(?:/([a-z]+)(?:/([^/]+)(/status)?)?)?", path)
         if m is None:
             return web.json_response(status_body(404, "NotFound", f"the server could not find {path}"), status=404)
@@ -682,6 +684,30 @@ def _undecodable(resource: str, obj: dict[str, Any]) -> str:
             if value is not None and not (isinstance(value, str) and MICRO_TIME.match(value)):
                 return f"Lease in version \"v1\" cannot be handled as a Lease: spec.{field_}: {value!r} is not a MicroTime (RFC 3339, six fractional digits)"
     return ""
+
+
+def _legacy_discovery(path: str, with_crd: bool) -> dict[str, Any]:
+    """The discovery documents kubectl reads first (the unaggregated form, which it falls back to)."""
+    if path == "/api":
+        return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}]}
+    if path == "/apis":
+        groups = ["batch/v1", "coordination.k8s.io/v1"] + (["openfero.io/v1alpha1"] if with_crd else [])
+        return {
+            "kind": "APIGroupList",
+            "apiVersion": "v1",
+            "groups": [
+                {"name": gv.split("/")[0], "versions": [{"groupVersion": gv, "version": gv.split("/")[1]}], "preferredVersion": {"groupVersion": gv, "version": gv.split("/")[1]}}
+                for gv in groups
+            ],
+        }
+    verbs = ["create", "delete", "get", "list", "patch", "update", "watch"]
+    served = {
+        "/api/v1": [("configmaps", "ConfigMap"), ("events", "Event"), ("namespaces", "Namespace")],
+        "/apis/batch/v1": [("jobs", "Job"), ("jobs/status", "Job")],
+        "/apis/coordination.k8s.io/v1": [("leases", "Lease")],
+    }[path]
+    resources = [{"name": name, "singularName": "", "namespaced": name != "namespaces", "kind": kind, "verbs": verbs} for name, kind in served]
+    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": path.removeprefix("/apis/").removeprefix("/api/") if path != "/api/v1" else "v1", "resources": resources}
 
 
 def rbac_attributes(method: str, path: str, watch: bool) -> tuple[str, str, str, str] | None:

@@ -157,3 +157,29 @@ def test_with_tracking_off_jobs_carry_no_finalizer_and_nobody_leads(processes, e
     assert pipeline.dispatcher.events("dispatcher.configured")[0]["track_outcomes"] is False
     assert kube.list("leases", "default") == [] and not pipeline.dispatcher.events("leader.elected")
 
+
+
+def test_the_uninstall_script_removes_only_openferos_finalizer(kube_double: KubeDouble, tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import write_kubeconfig
+
+    def job(name: str, finalizers: list[str], managed: bool = True) -> dict:
+        labels = {"app.kubernetes.io/managed-by": "openfero"} if managed else {}
+        spec = {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "fixer"}]}}}
+        return {"metadata": {"name": name, "finalizers": finalizers, "labels": labels}, "spec": spec}
+
+    # Given openfero's Jobs with its finalizer, one being deleted and one with another finalizer too, and someone else's Job
+    kube_double.add_namespace("openfero-jobs")
+    for made in (job("a", ["openfero.io/outcome"]), job("b", ["openfero.io/outcome"]), job("c", ["example.com/keep", "openfero.io/outcome"]), job("x", ["openfero.io/outcome"], managed=False)):
+        kube_double.apply("jobs", "openfero-jobs", made)
+    kube_double.delete("jobs", "openfero-jobs", "b")
+    # When the shipped script runs (kubectl from the test tools, jq from Debian)
+    env = {**os.environ, "KUBECONFIG": str(write_kubeconfig(kube_double, tmp_path)), "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
+    result = subprocess.run([str(ROOT / "scripts" / "remove-outcome-finalizers")], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    # Then openfero's finalizer is gone from its Jobs, the deleted one with it, and nothing else changed
+    finalizers = {j["metadata"]["name"]: j["metadata"].get("finalizers") for j in kube_double.jobs("openfero-jobs")}
+    assert finalizers == {"a": [], "c": ["example.com/keep"], "x": ["openfero.io/outcome"]}
