@@ -119,18 +119,25 @@ class OutcomeTracking:
         self.tasks: list[asyncio.Task[None]] = []
         self.lease = f"{namespace}/{lease}"
 
-    def start(self) -> None:
+    def start(self, process_stop: asyncio.Event) -> None:
+        async def stop_with_the_process() -> None:
+            # On SIGTERM the Lease is given up and the steps under way end while the
+            # dispatcher drains its messages, not after: a successor starts at once.
+            await process_stop.wait()
+            self.stop.set()
+
         self.tasks = [
             asyncio.create_task(self.link.run(), name="outcome-broker-link"),
             asyncio.create_task(self.elector.run(self.stop), name="outcome-leader"),
             asyncio.create_task(self.tracker.run(self.elector, self.stop), name="outcome-tracker"),
+            asyncio.create_task(stop_with_the_process(), name="outcome-stop"),
         ]
 
     async def close(self) -> None:
         self.stop.set()
         if self.tasks:
             # The tracker finishes the steps under way, the elector gives the Lease up.
-            await asyncio.wait(self.tasks[1:], timeout=15)
+            await asyncio.wait(self.tasks[1:3], timeout=15)
         await self.link.close()
         for task in self.tasks:
             task.cancel()
@@ -204,7 +211,7 @@ async def serve(service: ServiceSettings, dry_run: bool | None, exit_when_idle_s
     try:
         if await _wait_synced(catalog, stop):
             if tracking is not None:
-                tracking.start()
+                tracking.start(stop)
             rules = JobRules(settings.job_ttl_s, kube.job_namespace, forbidden_accounts, track_outcomes=tracking is not None)
             handler = Handler(catalog, sink, rules, status)
             dispatcher = Dispatcher(broker, handler, settings.prefetch, retry)
