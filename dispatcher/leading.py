@@ -57,6 +57,8 @@ from shared.settings import OutcomeSettings
 
 log = logging.getLogger("openfero.dispatcher")
 
+_WARN_EVERY_S = 60.0
+
 
 def micro_time(at: datetime | None = None) -> str:
     """A metav1.MicroTime as the API server reads it: RFC 3339, UTC, six fractional digits."""
@@ -91,6 +93,7 @@ class LeaderElector:
         self._observed_at = 0.0
         self._renewed_at = 0.0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lease")
+        self._warned: dict[int, float] = {}
 
     @property
     def path(self) -> str:
@@ -212,4 +215,9 @@ class LeaderElector:
         return call(self.api_client, method, path, self.call_timeout_s, body)
 
     def _unexpected(self, what: str, answer: Answer) -> None:
-        log.warning("could not %s the Lease: %s", what, answer, extra={"event": "leader.error", "http_status": answer.status})
+        # Once a minute per kind of answer: a missing right would otherwise log every retry period.
+        now = time.monotonic()
+        if now - self._warned.get(answer.status, float("-inf")) < _WARN_EVERY_S:
+            return
+        self._warned[answer.status] = now
+        log.warning("could not %s the Lease: %s", what, answer, extra={"event": "leader.error", "http_status": answer.status, "lease": f"{self.namespace}/{self.name}"})
