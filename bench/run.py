@@ -33,8 +33,8 @@ def run_all(amqp_url: str, quick: bool) -> dict[str, Any]:
         ("double_ceiling_jobs_per_s", lambda: measure.double_ceiling(500 if quick else 2000, tmp)),
         ("dispatcher_no_latency", lambda: measure.dispatcher_rate(amqp_url, 1, 500 if quick else 2000, 0.0, tmp)),
         # The same without outcome tracking: what following every Job costs the leader.
-        ("dispatcher_no_latency_untracked", lambda: measure.dispatcher_rate(amqp_url, 1, 500 if quick else 2000, 0.0, tmp, track_outcomes=False)),
-        ("outcomes", lambda: measure.outcome_lag(amqp_url, 100 if quick else 1000, tmp)),
+        ("dispatcher_no_latency_untracked", lambda: measure.dispatcher_rate(amqp_url, 1, 300 if quick else 2000, 0.0, tmp, track_outcomes=False)),
+        ("outcomes", lambda: measure.outcome_lag(amqp_url, 60 if quick else 1000, tmp)),
     ]
     for processes in (1, 2, 4):
         steps.append((f"dispatcher_20ms_x{processes}", lambda p=processes: measure.dispatcher_rate(amqp_url, p, 400 if quick else 1600, 0.02, tmp)))
