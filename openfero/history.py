@@ -33,13 +33,20 @@ _PREFETCH = 500
 IDLE_S = 0.5
 
 
+class StreamMissing(Exception):
+    """The stream does not exist (yet): no process of a version that declares it has connected."""
+
+
 async def read_stream(connection: aio_pika.abc.AbstractConnection, queue: str, start: datetime, idle_s: float = IDLE_S) -> list[tuple[bytes, dict[str, Any], str | None]]:
     """Every message of the stream ``queue`` from about ``start`` (chunk-granular) to its end."""
     channel = await connection.channel()
     found = []
     try:
         await channel.set_qos(prefetch_count=_PREFETCH)  # a stream consumer must set one (facts.md)
-        stream = await channel.declare_queue(queue, passive=True)
+        try:
+            stream = await channel.declare_queue(queue, passive=True)
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            raise StreamMissing(queue) from None
         async with stream.iterator(arguments={"x-stream-offset": start}) as messages:
             while True:
                 try:
@@ -56,7 +63,18 @@ async def read_stream(connection: aio_pika.abc.AbstractConnection, queue: str, s
 
 async def read_history(connection: aio_pika.abc.AbstractConnection, names: Names, since: datetime) -> tuple[list[Record], list[dict[str, Any]]]:
     start = since - ARCHIVE_LEAD
-    archived, recorded = await asyncio.gather(read_stream(connection, names.archive, start), read_stream(connection, names.outcomes, start))
+
+    async def read(queue: str, missing: str) -> list[tuple[bytes, dict[str, Any], str | None]]:
+        try:
+            return await read_stream(connection, queue, start)
+        except StreamMissing:
+            click.echo(f"openfero: {queue} does not exist yet: {missing}", err=True)
+            return []
+
+    archived, recorded = await asyncio.gather(
+        read(names.archive, "no alert was received"),
+        read(names.outcomes, "no outcome was recorded (dispatchers of an older version?)"),
+    )
     alerts = [Record.of(body, headers, message_id, dead=False) for body, headers, message_id in archived]
     outcomes = []
     for body, _, _ in recorded:

@@ -183,3 +183,13 @@ def test_the_uninstall_script_removes_only_openferos_finalizer(kube_double: Kube
     # Then openfero's finalizer is gone from its Jobs, the deleted one with it, and nothing else changed
     finalizers = {j["metadata"]["name"]: j["metadata"].get("finalizers") for j in kube_double.jobs("openfero-jobs")}
     assert finalizers == {"a": [], "c": ["example.com/keep"], "x": ["openfero.io/outcome"]}
+
+
+def test_history_before_anything_was_recorded_says_so(env, prefix) -> None:
+    from tests.test_replay import openfero
+
+    # A prefix no process has declared yet: neither the archive nor the outcome stream exists
+    code, output = openfero(env, "history")
+    assert code == 0
+    assert f"{prefix}.archive does not exist yet" in output and f"{prefix}.outcomes does not exist yet" in output
+    assert "0 alert occurrences" in output
