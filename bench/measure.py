@@ -338,11 +338,12 @@ def _fill_work_queue(amqp_url: str, prefix: str, alerts: int) -> None:
 
 
 def dispatcher_rate(
-    amqp_url: str, processes: int, alerts: int, api_delay_s: float, tmp: Path, concurrency: int = 16
+    amqp_url: str, processes: int, alerts: int, api_delay_s: float, tmp: Path, concurrency: int = 16, track_outcomes: bool = True
 ) -> dict[str, float]:
     """Jobs/s of ``processes`` dispatchers draining ``alerts`` waiting messages; their peak RSS.
 
-    ``concurrency`` is each dispatcher's OPENFERO_KUBE_CONCURRENCY.
+    ``concurrency`` is each dispatcher's OPENFERO_KUBE_CONCURRENCY; ``track_outcomes`` its
+    OPENFERO_TRACK_OUTCOMES (on: one of them leads and watches every Job created).
     """
     double = KubeDouble().start()
     try:
@@ -357,6 +358,7 @@ def dispatcher_rate(
                 "KUBECONFIG": str(_kubeconfig(double, tmp / f"kubeconfig-{uuid.uuid4().hex[:6]}")),
                 "OPENFERO_METRICS_ADDR": "127.0.0.1:0",
                 "OPENFERO_KUBE_CONCURRENCY": str(concurrency),
+                "OPENFERO_TRACK_OUTCOMES": "1" if track_outcomes else "0",
             }
             workers = [Service("dispatcher", env, ("--exit-when-idle", "2")) for _ in range(processes)]
             with PeakRss({f"dispatcher{i}": w.pid for i, w in enumerate(workers)}) as peak:
@@ -365,9 +367,11 @@ def dispatcher_rate(
                     time.sleep(0.005)
                 # CPU from the first Job on: start-up (imports, connecting) does not count.
                 jobs_before, cpu_before = len(_job_times(double)), sum(cpu_seconds(w.pid) for w in workers)
+                double_cpu_before = time.process_time()  # this process: the API double, and this loop
                 while len(_job_times(double)) < alerts and time.monotonic() < deadline:
                     time.sleep(0.05)
                 jobs_after, cpu_after = len(_job_times(double)), sum(cpu_seconds(w.pid) for w in workers)
+                double_cpu = time.process_time() - double_cpu_before
             for w in workers:
                 w.stop()
         times = sorted(_job_times(double).values())
@@ -377,6 +381,7 @@ def dispatcher_rate(
             "jobs": len(times),
             "jobs_per_s": (len(times) - 1) / span,
             "cpu_ms_per_job": (cpu_after - cpu_before) / max(1, jobs_after - jobs_before) * 1000,
+            "double_cpu_ms_per_job": double_cpu / max(1, jobs_after - jobs_before) * 1000,
             "peak_rss_mb": max(peak.peak.values()),
         }
     finally:
@@ -385,6 +390,79 @@ def dispatcher_rate(
 
 def _job_times(double: KubeDouble) -> dict[str, float]:
     return double.job_creation_times()
+
+
+def outcome_lag(amqp_url: str, jobs: int, tmp: Path, steady_per_s: float = 20.0) -> dict[str, Any]:
+    """From a Job's end to its outcome fully recorded (marked, record confirmed, Event, finalizer off).
+
+    One dispatcher, which leads; the benchmark plays the Job controller on
+    the API double: half the Jobs end one at a time at ``steady_per_s``, the
+    other half all at once. Each Job's lag runs from the moment the double
+    stored its end to the moment it stored the removal of the finalizer.
+    """
+    from dispatcher.rendering import FINALIZER_OUTCOME
+
+    def recorded(job: dict[str, Any]) -> bool:
+        return FINALIZER_OUTCOME not in (job["metadata"].get("finalizers") or ())
+
+    def wait(predicate: Any, timeout_s: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise RuntimeError("timed out")
+            time.sleep(0.02)
+
+    double = KubeDouble().start()
+    try:
+        double.apply("configmaps", "default", REFERENCE_CONFIGMAP)
+        with fresh_prefix(amqp_url) as prefix:
+            _fill_work_queue(amqp_url, prefix, jobs)
+            env = {
+                "OPENFERO_AMQP_URL": amqp_url,
+                "OPENFERO_QUEUE_PREFIX": prefix,
+                "KUBECONFIG": str(_kubeconfig(double, tmp / f"kubeconfig-{uuid.uuid4().hex[:6]}")),
+                "OPENFERO_METRICS_ADDR": "127.0.0.1:0",
+            }
+            dispatcher = Service("dispatcher", env)
+            try:
+                wait(lambda: len(double.job_creation_times()) >= jobs and double.get("leases", "default", f"{prefix}-outcomes") is not None)
+                names = sorted(double.job_creation_times())
+                ended: dict[str, float] = {}
+                cpu_before = cpu_seconds(dispatcher.pid)
+                half = len(names) // 2
+                for name in names[:half]:
+                    double.job_succeeded(name)
+                    ended[name] = double.written_at[("jobs", "default", name)]
+                    time.sleep(1 / steady_per_s)
+                wait(lambda: double.count("jobs", "default", recorded) >= half)
+                burst_started = time.time()
+                for name in names[half:]:
+                    double.job_succeeded(name)
+                    ended[name] = double.written_at[("jobs", "default", name)]
+                wait(lambda: double.count("jobs", "default", recorded) >= len(names))
+                cpu_after = cpu_seconds(dispatcher.pid)
+            finally:
+                dispatcher.stop()
+        lags = {name: double.written_at[("jobs", "default", name)] - at for name, at in ended.items()}
+
+        def spread(values: list[float]) -> dict[str, float]:
+            values = sorted(values)
+            return {
+                "p50_ms": values[len(values) // 2] * 1000,
+                "p99_ms": values[min(len(values) - 1, int(len(values) * 0.99))] * 1000,
+                "max_ms": values[-1] * 1000,
+            }
+
+        burst = [lags[n] for n in names[half:]]
+        drained_s = max(double.written_at[("jobs", "default", n)] for n in names[half:]) - burst_started
+        return {
+            "jobs": len(names),
+            "steady": {"per_s": steady_per_s, "jobs": half, **spread([lags[n] for n in names[:half]])},
+            "burst": {"jobs": len(names) - half, "drained_s": drained_s, "outcomes_per_s": (len(names) - half) / drained_s, **spread(burst)},
+            "cpu_ms_per_outcome": (cpu_after - cpu_before) / len(names) * 1000,
+        }
+    finally:
+        double.stop()
 
 
 # -- 3. end to end -----------------------------------------------------------------------------

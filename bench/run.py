@@ -32,6 +32,9 @@ def run_all(amqp_url: str, quick: bool) -> dict[str, Any]:
         ("ingest_asyncio_loop", lambda: measure.ingest_throughput(amqp_url, duration, sizes=(100,), event_loop="asyncio")),
         ("double_ceiling_jobs_per_s", lambda: measure.double_ceiling(500 if quick else 2000, tmp)),
         ("dispatcher_no_latency", lambda: measure.dispatcher_rate(amqp_url, 1, 500 if quick else 2000, 0.0, tmp)),
+        # The same without outcome tracking: what following every Job costs the leader.
+        ("dispatcher_no_latency_untracked", lambda: measure.dispatcher_rate(amqp_url, 1, 300 if quick else 2000, 0.0, tmp, track_outcomes=False)),
+        ("outcomes", lambda: measure.outcome_lag(amqp_url, 60 if quick else 1000, tmp)),
     ]
     for processes in (1, 2, 4):
         steps.append((f"dispatcher_20ms_x{processes}", lambda p=processes: measure.dispatcher_rate(amqp_url, p, 400 if quick else 1600, 0.02, tmp)))
@@ -110,6 +113,8 @@ def summary(results: dict[str, Any]) -> str:
         "| --- | --- | --- |",
         f"| ceiling: the double, the dispatcher's API call from a process of its own, 16 threads | {results['double_ceiling_jobs_per_s']:,.0f} | |",
         f"| 1 dispatcher, API answering at once | {d0['jobs_per_s']:,.0f} ({r['dispatcher_vs_double_ceiling']:.2f} of the ceiling) | {d0['cpu_ms_per_job']:.2f} ms |",
+        f"| the same, outcome tracking off (no Lease, no watch of the Jobs) | {results['dispatcher_no_latency_untracked']['jobs_per_s']:,.0f} | "
+        f"{results['dispatcher_no_latency_untracked']['cpu_ms_per_job']:.2f} ms |",
     ]
     for p in (1, 2, 4):
         run = results[f"dispatcher_20ms_x{p}"]
@@ -131,6 +136,18 @@ def summary(results: dict[str, Any]) -> str:
         f"{r['dispatcher_speedup_1_to_4']:.2f}× with 16 calls at a time each (one process already hides the latency; "
         f"the 2 cores, shared with the broker, the API double and the load generator, cap the rest), {r['dispatcher_speedup_1_to_4_latency_bound']:.2f}× with 2 calls at a time each, "
         f"{verdict(r['dispatcher_speedup_1_to_4_latency_bound'] >= TARGETS['dispatcher_speedup_1_to_4'])}.",
+        "",
+        "## Outcomes (a Job's end → its outcome recorded: marked, record confirmed, Event, finalizer off)",
+        "",
+        "| Jobs ending | Jobs | p50 | p99 | max | |",
+        "| --- | --- | --- | --- | --- | --- |",
+        f"| one at a time, {results['outcomes']['steady']['per_s']:.0f}/s | {results['outcomes']['steady']['jobs']} | "
+        f"{results['outcomes']['steady']['p50_ms']:.1f} ms | {results['outcomes']['steady']['p99_ms']:.1f} ms | {results['outcomes']['steady']['max_ms']:.1f} ms | |",
+        f"| all at once | {results['outcomes']['burst']['jobs']} | {results['outcomes']['burst']['p50_ms']:.0f} ms | "
+        f"{results['outcomes']['burst']['p99_ms']:.0f} ms | {results['outcomes']['burst']['max_ms']:.0f} ms | "
+        f"{results['outcomes']['burst']['outcomes_per_s']:,.0f} outcomes/s |",
+        "",
+        f"The leader's CPU per outcome: {results['outcomes']['cpu_ms_per_outcome']:.2f} ms.",
         "",
         "## End to end (webhook sent → Job created)",
         "",

@@ -50,6 +50,12 @@ class Catalog:
     def operarius(self, key: tuple[str, str]) -> Operarius | None:
         return self._operarii.get(key)
 
+    def knows(self, kind: str, namespace: str, name: str) -> bool:
+        """Whether the definition a Job names (kind Operarius or ConfigMap) exists now."""
+        if kind == KIND:
+            return (namespace, name) in self._operarii
+        return name in self._configmaps  # one namespace: the definitions namespace
+
     def __len__(self) -> int:
         return len(self._configmaps) + len(self._operarii)
 

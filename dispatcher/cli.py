@@ -26,6 +26,7 @@ from shared.settings import (
     BrokerSettings,
     DispatcherSettings,
     KubeSettings,
+    OutcomeSettings,
     SERVICE_ACCOUNT_NAMESPACE_FILE,
     RetrySettings,
     ServiceSettings,
@@ -84,10 +85,70 @@ def _operarius_served_as(custom: Any) -> str | None:
     return None
 
 
+class OutcomeTracking:
+    """The outcome leader's parts (dispatcher.leading, dispatcher.tracking), started once definitions are known."""
+
+    def __init__(self, api_client: Any, kube: KubeSettings, broker: BrokerSettings, outcomes: OutcomeSettings, catalog: Catalog, status: Any):
+        from dispatcher.consuming import WORKER
+        from dispatcher.leading import LeaderElector, LeaseTimes
+        from dispatcher.naming import dns_label
+        from dispatcher.reporting import EventWriter, RecordPublisher
+        from dispatcher.tracking import OutcomeTracker
+        from shared.broker import BrokerLink
+
+        namespace = kube.own_namespace
+        if not namespace and SERVICE_ACCOUNT_NAMESPACE_FILE.exists():
+            namespace = SERVICE_ACCOUNT_NAMESPACE_FILE.read_text().strip()
+        namespace = namespace or kube.definitions_namespace
+        lease = dns_label(f"{broker.queue_prefix}-outcomes")
+        self.link = BrokerLink(broker)
+        self.elector = LeaderElector(api_client, namespace, lease, WORKER, LeaseTimes.from_settings(outcomes), kube.request_timeout_s)
+        events = None if kube.definitions_path else EventWriter(api_client, WORKER, kube.request_timeout_s)
+        self.tracker = OutcomeTracker(
+            api_client,
+            kube.job_namespace,
+            catalog,
+            RecordPublisher(self.link),
+            WORKER,
+            status=status,
+            events=events,
+            timeout_s=kube.request_timeout_s,
+            watch_timeout_s=kube.watch_timeout_s,
+        )
+        self.stop = asyncio.Event()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.lease = f"{namespace}/{lease}"
+
+    def start(self, process_stop: asyncio.Event) -> None:
+        async def stop_with_the_process() -> None:
+            # On SIGTERM the Lease is given up and the steps under way end while the
+            # dispatcher drains its messages, not after: a successor starts at once.
+            await process_stop.wait()
+            self.stop.set()
+
+        self.tasks = [
+            asyncio.create_task(self.link.run(), name="outcome-broker-link"),
+            asyncio.create_task(self.elector.run(self.stop), name="outcome-leader"),
+            asyncio.create_task(self.tracker.run(self.elector, self.stop), name="outcome-tracker"),
+            asyncio.create_task(stop_with_the_process(), name="outcome-stop"),
+        ]
+
+    async def close(self) -> None:
+        self.stop.set()
+        if self.tasks:
+            # The tracker finishes the steps under way, the elector gives the Lease up.
+            await asyncio.wait(self.tasks[1:3], timeout=15)
+        await self.link.close()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
 async def serve(service: ServiceSettings, dry_run: bool | None, exit_when_idle_s: float | None) -> None:
     broker = load(BrokerSettings)
     settings = load(DispatcherSettings, dry_run=dry_run)
     kube = load(KubeSettings)
+    outcomes = load(OutcomeSettings)
     forbidden_accounts = kube.forbidden_accounts()
     retry = RetryPolicy.from_settings(load(RetrySettings))
     catalog = Catalog()
@@ -98,6 +159,7 @@ async def serve(service: ServiceSettings, dry_run: bool | None, exit_when_idle_s
 
     sink: JobSink = PrintingSink()
     status = None
+    tracking: OutcomeTracking | None = None
     closers: list[Any] = []
     if kube.definitions_path and settings.dry_run:
         load_files(Path(kube.definitions_path), catalog)
@@ -121,8 +183,10 @@ async def serve(service: ServiceSettings, dry_run: bool | None, exit_when_idle_s
             sink = creator
             closers.append(creator.close)
             if not kube.definitions_path:
-                status = OperariusStatusWriter(api_client, catalog)
+                status = OperariusStatusWriter(api_client, kube.request_timeout_s)
                 closers.append(status.close)
+            if outcomes.track:
+                tracking = OutcomeTracking(api_client, kube, broker, outcomes, catalog, status)
         log.info(
             "dispatcher configured",
             extra={
@@ -131,6 +195,8 @@ async def serve(service: ServiceSettings, dry_run: bool | None, exit_when_idle_s
                 "job_namespace": kube.job_namespace,
                 "selector": kube.definition_selector,
                 "dry_run": settings.dry_run,
+                "track_outcomes": tracking is not None,
+                "lease": tracking.lease if tracking else None,
                 "event_loop": running_loop_name(),
                 "forbidden_service_accounts": sorted("/".join(a) for a in forbidden_accounts),
             },
@@ -144,11 +210,15 @@ async def serve(service: ServiceSettings, dry_run: bool | None, exit_when_idle_s
     freeze_startup_heap()
     try:
         if await _wait_synced(catalog, stop):
-            rules = JobRules(settings.job_ttl_s, kube.job_namespace, forbidden_accounts)
+            if tracking is not None:
+                tracking.start(stop)
+            rules = JobRules(settings.job_ttl_s, kube.job_namespace, forbidden_accounts, track_outcomes=tracking is not None)
             handler = Handler(catalog, sink, rules, status)
             dispatcher = Dispatcher(broker, handler, settings.prefetch, retry)
             await dispatcher.run(stop, exit_when_idle_s, service.shutdown_grace_s)
     finally:
+        if tracking is not None:
+            await tracking.close()
         for close in closers:
             close()
         await metrics_runner.cleanup()
@@ -175,7 +245,7 @@ async def _serve_metrics(addr: str) -> web.AppRunner:
 
 @click.command(
     "dispatcher",
-    epilog=help_epilog(BrokerSettings, KubeSettings, DispatcherSettings, RetrySettings, ServiceSettings),
+    epilog=help_epilog(BrokerSettings, KubeSettings, DispatcherSettings, OutcomeSettings, RetrySettings, ServiceSettings),
     context_settings={"max_content_width": 100},
 )
 @click.option("--dry-run", is_flag=True, default=None, help="Print Jobs as YAML instead of creating them.")

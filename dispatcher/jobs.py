@@ -1,4 +1,4 @@
-"""Creating Jobs through the official, blocking ``kubernetes`` client.
+"""Creating Jobs, and writing Operarius status, through the official, blocking ``kubernetes`` client.
 
 Calls run in a bounded thread pool so that the event loop stays free.
 Errors are classified here, where they enter: the handler sees only
@@ -12,6 +12,9 @@ import asyncio
 import json
 import logging
 import os
+import random
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -22,8 +25,10 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
+from dispatcher import operarius_status as run_status
 from dispatcher.metrics import JOB_CREATE_SECONDS, JOBS_CREATED
 from dispatcher.operarii import GROUP, PLURAL, VERSION
+from dispatcher.requesting import Unreachable, call
 from shared.settings import KubeSettings
 
 log = logging.getLogger("openfero.dispatcher")
@@ -140,44 +145,57 @@ def classify(status: int, data: str | bytes | None, headers: Any) -> ApiFailure:
 
 
 class OperariusStatusWriter:
-    """Writes outcomes back to an Operarius' status subresource, best effort.
+    """Writes each step of a run to an Operarius' status (dispatcher.operarius_status says what).
 
-    ``executionCount`` counts from the status last seen through the watch,
-    so two dispatchers writing at the same moment may count one run once:
-    the count is for people, the Jobs are the record.
+    Every write reads the Operarius, computes the new status from the one
+    read and replaces it with that resourceVersion: a 409 (another
+    dispatcher wrote in between) reads and computes again. So writes from
+    any number of dispatchers, in any order, count every creation once.
+    Status is for people: a write that keeps failing is logged, never
+    allowed to hold up an alert or an outcome.
     """
 
-    def __init__(self, api_client: client.ApiClient, catalog: Any):
-        self.custom = client.CustomObjectsApi(api_client)
-        self.catalog = catalog
+    MAX_CONFLICTS = 10
+
+    def __init__(self, api_client: client.ApiClient, timeout_s: float = 10.0):
+        self.api_client = api_client
+        self.timeout_s = timeout_s
         # Its own small pool: status writes never take a thread from Job creation.
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="status")
 
     def record(self, operarius: tuple[str, str], job_name: str, outcome: str) -> None:
-        self.pool.submit(self._write, operarius, job_name, outcome)
+        """After handling an alert (Created, Duplicate, Failed); returns at once."""
+        self.pool.submit(self._write_handled, operarius, job_name, outcome)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
 
-    def _write(self, key: tuple[str, str], job_name: str, outcome: str) -> None:
-        found = self.catalog.operarius(key)
-        count = int((found.status_view if found else {}).get("executionCount") or 0)
-        status: dict[str, Any] = {
-            "lastOutcome": outcome,
-            "lastExecutionTime": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }
-        if outcome == "Created":
-            status["executionCount"] = count + 1
-        if job_name:
-            status["lastJob"] = job_name
+    def _write_handled(self, key: tuple[str, str], job_name: str, outcome: str) -> None:
+        self.update(key, lambda status: run_status.after_handling(status, job_name, outcome, datetime.now(timezone.utc)))
+
+    def update(self, key: tuple[str, str], change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> dict[str, Any] | None:
+        """Apply ``change`` to the status, again on each conflict (blocking); the Operarius as written, or None."""
         namespace, name = key
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
+        extra = {"event": "operarius.status_failed", "operarius": f"{namespace}/{name}"}
         try:
-            self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, PLURAL, name, {"status": status}, _request_timeout=10
-            )
-        except Exception as exc:  # status is for people; never let it disturb an alert
-            log.warning(
-                "could not write Operarius status: %s",
-                exc,
-                extra={"event": "operarius.status_failed", "operarius": f"{namespace}/{name}"},
-            )
+            for attempt in range(self.MAX_CONFLICTS):
+                got = call(self.api_client, "GET", path, self.timeout_s)
+                if not got.ok:
+                    if got.status != 404:  # gone: nothing to write to
+                        log.warning("could not read the Operarius for its status: %s", got, extra=extra)
+                    return None
+                status = change(dict(got.body.get("status") or {}))
+                if status is None:
+                    return got.body
+                put = call(self.api_client, "PUT", path + "/status", self.timeout_s, {**got.body, "status": status})
+                if put.ok:
+                    return put.body
+                if put.status != 409:
+                    log.warning("could not write Operarius status: %s", put, extra=extra)
+                    return None
+                time.sleep(random.uniform(0, 0.02 * (attempt + 1)))  # others are writing: step aside a moment
+            log.warning("could not write Operarius status: still conflicting after %d attempts", self.MAX_CONFLICTS, extra=extra)
+        except Unreachable as exc:  # status is for people; never let it disturb an alert
+            log.warning("could not write Operarius status: %s", exc, extra=extra)
+        return None

@@ -30,3 +30,35 @@ JOBS_CREATED = Counter(
     "openfero_jobs_created_total",
     "Jobs created (a duplicate suppressed is not one); the Go original's counter, without labels as there.",
 )
+
+# Outcomes: counted by the leader alone (dispatcher.leading), once per Job, so sums over
+# dispatchers are exact. The Go original's two counters carry no labels, as there.
+JOBS_SUCCEEDED = Counter(
+    "openfero_jobs_succeeded_total",
+    "Jobs that succeeded (their Complete condition); the Go original's counter, without labels as there.",
+)
+JOBS_FAILED = Counter(
+    "openfero_jobs_failed_total",
+    "Jobs that failed (their Failed condition: BackoffLimitExceeded, DeadlineExceeded, ...); the Go original's counter.",
+)
+REMEDIATIONS = Counter(
+    "openfero_remediations_total",
+    "Remediations that ended, by definition (the ConfigMap's or Operarius' name; 'unknown' for one that no longer "
+    "exists) and outcome: succeeded, failed, deleted (the Job was deleted before it finished).",
+    ["definition", "outcome"],
+)
+# Kubernetes stamps Jobs in whole seconds: these start at one.
+OUTCOME_BUCKETS_S = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
+REMEDIATION_SECONDS = Histogram(
+    "openfero_remediation_duration_seconds",
+    "From the Job's creation to its end, by outcome (succeeded, failed).",
+    ["outcome"],
+    buckets=OUTCOME_BUCKETS_S,
+)
+TIME_TO_REMEDIATE_SECONDS = Histogram(
+    "openfero_time_to_remediate_seconds",
+    "From the alert's startsAt to the end of its Job, by outcome (succeeded, failed).",
+    ["outcome"],
+    buckets=OUTCOME_BUCKETS_S,
+)
+LEADER = Gauge("openfero_outcome_leader", "1 while this dispatcher holds the Lease and follows the Jobs, else 0.")

@@ -64,6 +64,10 @@ ANNOTATION_DEFINITION = "openfero.io/definition"
 ANNOTATION_STARTS_AT = "openfero.io/starts-at"
 ANNOTATION_RERUN_AFTER = "openfero.io/rerun-after"
 ANNOTATION_RUN_ID = "openfero.io/run-id"
+# Outcome tracking (dispatcher.tracking): the finalizer keeps a deleted Job until its outcome is
+# recorded; the annotation, set once by the leader, is the mark that it was counted.
+FINALIZER_OUTCOME = "openfero.io/outcome"
+ANNOTATION_OUTCOME = "openfero.io/outcome"
 
 
 class RenderError(ValueError):
@@ -86,6 +90,7 @@ class JobRules:
     job_namespace: str = ""
     # (namespace, name) of accounts no Job may run as; namespace "*" means any.
     forbidden_accounts: frozenset[tuple[str, str]] = frozenset()
+    track_outcomes: bool = False  # add FINALIZER_OUTCOME (OPENFERO_TRACK_OUTCOMES)
 
     def forbids(self, namespace: str, account: str) -> bool:
         return (namespace, account) in self.forbidden_accounts or ("*", account) in self.forbidden_accounts
@@ -181,6 +186,8 @@ def render(definition: Definition, envelope: Envelope, rules: JobRules, run_id: 
     name = job_name(str(base), envelope, rerun_after_s, run_id)
     metadata["name"] = name
     metadata.pop("namespace", None)  # the dispatcher decides where Jobs go
+    if rules.track_outcomes:
+        _add_finalizer(metadata, FINALIZER_OUTCOME)
 
     alert = envelope.alert
     labels = _mapping(metadata, "labels", where)
@@ -271,6 +278,12 @@ def _refuse_forbidden_account(manifest: dict[str, Any], rules: JobRules, where: 
             f"{where}: the Job would run as service account {account!r} in namespace {rules.job_namespace!r}, "
             "which Jobs may not use (the dispatcher's own, or OPENFERO_FORBIDDEN_SERVICE_ACCOUNTS)"
         )
+
+
+def _add_finalizer(metadata: dict[str, Any], finalizer: str) -> None:
+    finalizers = metadata.get("finalizers") or []
+    if isinstance(finalizers, list) and finalizer not in finalizers:  # anything else fails the Job's validation below
+        metadata["finalizers"] = [*finalizers, finalizer]
 
 
 def _make_label_values_valid(labels: dict[str, Any]) -> None:

@@ -54,6 +54,7 @@ class ResourceWatcher:
         on_event: Callable[[str, dict[str, Any]], None],
         watch_timeout_s: int,
         served_elsewhere: Callable[[], str | None] | None = None,
+        log_changes: bool = True,
     ):
         self.kind = kind
         self.served_elsewhere = served_elsewhere  # after a 404: the other name the kind is served under, if any
@@ -61,6 +62,7 @@ class ResourceWatcher:
         self.on_list = on_list
         self.on_event = on_event
         self.watch_timeout_s = watch_timeout_s
+        self.log_changes = log_changes  # off for kinds that change all the time (Jobs)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"watch-{kind}", daemon=True)
 
@@ -149,6 +151,7 @@ class ResourceWatcher:
                 version = obj["metadata"].get("resourceVersion", version)
                 if kind in ("ADDED", "MODIFIED", "DELETED"):
                     self.on_event(kind, obj)
+                if kind in ("ADDED", "MODIFIED", "DELETED") and self.log_changes:
                     log.info(
                         "%s %s",
                         self.kind,

@@ -28,7 +28,7 @@ from dispatcher.templating import TemplateError, choose_engine, referenced_annot
 from openfero import podsecurity
 from openfero.shell_lint import container_warnings
 from shared.envelope import Envelope, InvalidWebhook, envelopes_from_webhook
-from shared.settings import DispatcherSettings, load
+from shared.settings import DispatcherSettings, OutcomeSettings, load
 
 # Job names are the definition's name cut to this, a dash and a 10-character hash.
 _NAME_ROOM = MAX_NAME - 11
@@ -86,7 +86,7 @@ def render_command(alert_path: Path, definitions: tuple[Path, ...]) -> None:
     """Print, as YAML, the Job the dispatcher would create for each alert."""
     catalog = Catalog()
     load_files(list(definitions), catalog)
-    rules = JobRules(load(DispatcherSettings).job_ttl_s)
+    rules = JobRules(load(DispatcherSettings).job_ttl_s, track_outcomes=load(OutcomeSettings).track)
     failed = False
     for envelope in read_alerts(alert_path):
         shown = preview(catalog, envelope, rules)

@@ -9,6 +9,7 @@ from dispatcher.cli import command as dispatcher_command
 from ingest.cli import command as ingest_command
 from openfero.authoring import render_command, validate_command
 from openfero.doctor import doctor
+from openfero.history import history
 from openfero.operations import dlq, replay
 
 
@@ -26,3 +27,4 @@ main.add_command(render_command)
 main.add_command(validate_command)
 main.add_command(doctor)
 main.add_command(console_command)
+main.add_command(history)

@@ -59,8 +59,8 @@ class Health:
 
 
 def ours(names: Names, queue_names: list[str]) -> list[str]:
-    """openfero's queues among ``queue_names``: the work, dead and archive queues and every delay tier."""
-    fixed = {names.work_queue, names.dead_queue, names.archive}
+    """openfero's queues among ``queue_names``: the work, dead and archive queues, the outcome stream and every delay tier."""
+    fixed = {names.work_queue, names.dead_queue, names.archive, names.outcomes}
     delay = names.prefix + ".delay."
     return sorted(n for n in queue_names if n in fixed or n.startswith(delay))
 
@@ -70,7 +70,7 @@ def assess(names: Names, vhost: str, nodes: dict[str, bool], queues: list[dict[s
     wanted = max(1, min(group_size, len(nodes)))
     by_name = {q["name"]: q for q in queues}
     report = []
-    for name in sorted(set(ours(names, list(by_name))) | {names.work_queue, names.dead_queue, names.archive}):
+    for name in sorted(set(ours(names, list(by_name))) | {names.work_queue, names.dead_queue, names.archive, names.outcomes}):
         queue = by_name.get(name)
         if queue is None:
             report.append(QueueHealth(name, "missing", wanted=wanted, problems=["missing: ingest and the dispatchers declare it when they connect"]))

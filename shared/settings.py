@@ -426,6 +426,45 @@ class ConsoleSettings:
         return int(port)
 
 
+@dataclass(frozen=True)
+class OutcomeSettings:
+    """Following each Job to its end; one dispatcher at a time does it (dispatcher.leading)."""
+
+    track: bool = setting(
+        "OPENFERO_TRACK_OUTCOMES",
+        True,
+        "Follow every Job openfero creates to its end and record its outcome (metrics, Operarius "
+        "status, Events, the outcome stream). Jobs get the finalizer openfero.io/outcome so that one "
+        "deleted before it finished is still seen; off: no finalizer, no tracking.",
+    )
+    lease_duration_s: int = setting(
+        "OPENFERO_LEASE_DURATION_SECONDS",
+        15,
+        "How long the outcome leader's Lease holds without renewal before another dispatcher may take "
+        "over (whole seconds, as a Lease stores it); client-go's default.",
+    )
+    lease_renew_deadline_s: float = setting(
+        "OPENFERO_LEASE_RENEW_DEADLINE_SECONDS",
+        10.0,
+        "How long the leader keeps trying to renew before it stops leading (seconds); below the "
+        "lease duration, so that it has stopped before anyone else may start.",
+    )
+    lease_retry_s: float = setting(
+        "OPENFERO_LEASE_RETRY_SECONDS",
+        2.0,
+        "Pause between two attempts to take or renew the Lease (seconds).",
+    )
+
+    def __post_init__(self) -> None:
+        if self.lease_duration_s < 1:
+            raise SettingsError(f"OPENFERO_LEASE_DURATION_SECONDS={self.lease_duration_s}: needs at least 1")
+        if not 0 < self.lease_retry_s < self.lease_renew_deadline_s < self.lease_duration_s:
+            raise SettingsError(
+                "OPENFERO_LEASE_RETRY_SECONDS < OPENFERO_LEASE_RENEW_DEADLINE_SECONDS < OPENFERO_LEASE_DURATION_SECONDS "
+                f"is needed (got {self.lease_retry_s:g}, {self.lease_renew_deadline_s:g}, {self.lease_duration_s})"
+            )
+
+
 ALL_GROUPS: tuple[type, ...] = (
     BrokerSettings,
     ManagementSettings,
@@ -435,6 +474,7 @@ ALL_GROUPS: tuple[type, ...] = (
     RetrySettings,
     ServiceSettings,
     ConsoleSettings,
+    OutcomeSettings,
 )
 
 _TRUE = {"1", "true", "yes", "on"}

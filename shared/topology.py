@@ -8,6 +8,9 @@ the whole topology when they connect, with the same arguments.
       -- "alert"    -->  <prefix>.work        quorum: the alerts to handle
       -- "alert"    -->  <prefix>.archive     stream: every alert received, kept
                                               for time-window replay
+      -- "outcome"  -->  <prefix>.outcomes    stream: how each Job ended, as the
+                                              outcome leader recorded it (the
+                                              archive's retention)
       -- "retry"    -->  <prefix>.work        (retries come back here)
       -- "dead"     -->  <prefix>.dead        quorum: what could not be handled
       -- "delay.5s" -->  <prefix>.delay.5s    quorum, one per retry tier: a
@@ -46,6 +49,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, 
 ALERT_ROUTING_KEY = "alert"
 RETRY_ROUTING_KEY = "retry"
 DEAD_ROUTING_KEY = "dead"
+OUTCOME_ROUTING_KEY = "outcome"
 
 # Each requeue counts, crashes and lost channels included; after this many a
 # message is dead-lettered rather than taking down worker after worker.
@@ -72,6 +76,10 @@ class Names:
     def archive(self) -> str:
         return f"{self.prefix}.archive"
 
+    @property
+    def outcomes(self) -> str:
+        return f"{self.prefix}.outcomes"
+
     @staticmethod
     def delay_routing_key(delay_s: float) -> str:
         return f"delay.{delay_s:g}s"
@@ -80,7 +88,7 @@ class Names:
         return f"{self.prefix}.{self.delay_routing_key(delay_s)}"
 
     def all_queues(self, delays_s: tuple[float, ...] = ()) -> list[str]:
-        return [self.work_queue, self.dead_queue, self.archive, *(self.delay_queue(d) for d in delays_s)]
+        return [self.work_queue, self.dead_queue, self.archive, self.outcomes, *(self.delay_queue(d) for d in delays_s)]
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,16 @@ def delay_queue_arguments(names: Names, delay_s: float) -> dict[str, object]:
         "x-dead-letter-routing-key": RETRY_ROUTING_KEY,
         "x-dead-letter-strategy": "at-least-once",
         "x-overflow": "reject-publish",
+    }
+
+
+def stream_arguments(retention: Retention, group_size: int) -> dict[str, object]:
+    """The archive's and the outcome stream's: the same retention, so an alert and its outcome go together."""
+    return {
+        "x-queue-type": "stream",
+        "x-max-age": retention.max_age,
+        "x-max-length-bytes": retention.max_bytes,
+        "x-initial-cluster-size": group_size,
     }
 
 
@@ -159,7 +177,7 @@ async def declare(
     retention: Retention = Retention(),
     group_size: int = 3,
 ) -> Declared:
-    """Declare the exchange, the queues, the archive and a delay queue per tier in ``delays_s``.
+    """Declare the exchange, the queues, the archive, the outcome stream and a delay queue per tier in ``delays_s``.
 
     Queues that do not exist yet are created with ``group_size`` replicas
     (the broker places no more than it has nodes). Safe to repeat. The
@@ -173,13 +191,9 @@ async def declare(
             channel,
             lookup,
             names.archive,
-            {
-                "x-queue-type": "stream",
-                "x-max-age": retention.max_age,
-                "x-max-length-bytes": retention.max_bytes,
-                "x-initial-cluster-size": group_size,
-            },
+            stream_arguments(retention, group_size),
         )
+        outcomes = await _ensure_queue(channel, lookup, names.outcomes, stream_arguments(retention, group_size))
         dead = await _ensure_queue(channel, lookup, names.dead_queue, {"x-queue-type": "quorum", **quorum})
         work = await _ensure_queue(channel, lookup, names.work_queue, {**work_queue_arguments(names), **quorum})
         delays = [
@@ -189,6 +203,7 @@ async def declare(
     finally:
         await lookup.close()
     await archive.bind(exchange, routing_key=ALERT_ROUTING_KEY)
+    await outcomes.bind(exchange, routing_key=OUTCOME_ROUTING_KEY)
     await dead.bind(exchange, routing_key=DEAD_ROUTING_KEY)
     await work.bind(exchange, routing_key=ALERT_ROUTING_KEY)
     await work.bind(exchange, routing_key=RETRY_ROUTING_KEY)

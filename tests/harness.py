@@ -13,9 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
+from prometheus_client.parser import text_string_to_metric_families
 
+from dispatcher.rendering import FINALIZER_OUTCOME
 from shared.topology import Names
 from tests.conftest import ROOT, free_port, wait_for
+from tests.kube_double import KubeDouble
+
+# Short Lease timings, so that a leader change takes about two seconds.
+LEASE_ENV = {"OPENFERO_LEASE_DURATION_SECONDS": "2", "OPENFERO_LEASE_RENEW_DEADLINE_SECONDS": "1.5", "OPENFERO_LEASE_RETRY_SECONDS": "0.2"}
 
 
 class Process:
@@ -151,3 +157,70 @@ def dead_letters(amqp_url: str, prefix: str) -> list[aio_pika.abc.AbstractIncomi
         return messages
 
     return broker_call(amqp_url, drain)
+
+
+# -- outcomes -----------------------------------------------------------------------------
+
+
+def finished_with(kube: KubeDouble, name: str) -> bool:
+    job = kube.get("jobs", "default", name)
+    return job is None or FINALIZER_OUTCOME not in (job["metadata"].get("finalizers") or [])
+
+
+def outcome(kube: KubeDouble, name: str) -> str | None:
+    job = kube.get("jobs", "default", name)
+    return ((job or {}).get("metadata", {}).get("annotations") or {}).get("openfero.io/outcome")
+
+
+def leader(pipeline: Pipeline) -> Process:
+    """The dispatcher that leads now: the last to log that it was elected, and not since lost it."""
+    def holds(p: Process) -> bool:
+        events = [json.loads(line)["event"] for line in p.logs().splitlines() if '"event": "leader.' in line]
+        return p.proc.poll() is None and bool(events) and events[-1] == "leader.elected"
+
+    found = wait_for(lambda: [p for p in pipeline.dispatchers if holds(p)], what="a leader")
+    assert len(found) == 1
+    return found[0]
+
+
+def metrics(process: Process) -> dict[str, float]:
+    """The dispatcher's samples, by name and labels."""
+    [listening] = process.events("metrics.listening")
+    with urllib.request.urlopen(f"http://127.0.0.1:{listening['port']}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}"] = sample.value
+    return samples
+
+
+def summed(processes: list[Process], name: str) -> float:
+    return sum(metrics(p).get(name, 0.0) for p in processes)
+
+
+def counted_here(processes: list[Process]) -> dict[str, int]:
+    """How many times each Job's outcome was counted (its mark won), over the logs of ``processes``."""
+    found: dict[str, int] = {}
+    for process in processes:
+        for line in process.events("outcome.counted"):
+            found[line["job"]] = found.get(line["job"], 0) + 1
+    return found
+
+
+def outcome_records(amqp_url: str, prefix: str) -> list[dict[str, Any]]:
+    """Every record on the outcome stream of ``prefix``."""
+    from datetime import datetime, timedelta, timezone
+
+    from openfero.history import read_stream
+
+    async def read() -> list[dict[str, Any]]:
+        connection = await aio_pika.connect(amqp_url)
+        try:
+            found = await read_stream(connection, Names(prefix).outcomes, datetime.now(timezone.utc) - timedelta(hours=1))
+        finally:
+            await connection.close()
+        return [json.loads(body) for body, _, _ in found]
+
+    return asyncio.run(read())

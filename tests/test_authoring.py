@@ -30,6 +30,7 @@ def test_render_prints_the_reference_job() -> None:
     assert {e["name"]: e["value"] for e in container["env"]} == REFERENCE_ENV
     assert job["metadata"]["name"].startswith("openfero-kubequotaalmostfull-firing-")
     assert "spec.template.labels is not a field of a Job" in err
+    assert job["metadata"]["finalizers"] == ["openfero.io/outcome"]  # as the dispatcher creates it, tracking on
 
 
 def test_render_uses_the_dispatchers_choice_and_templates() -> None:

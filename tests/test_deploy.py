@@ -104,9 +104,15 @@ def test_jobs_run_in_a_namespace_of_their_own_under_pod_security(overlay: str) -
     assert labels["pod-security.kubernetes.io/warn"] == labels["pod-security.kubernetes.io/audit"] == "restricted"
     assert one(objects, "ConfigMap", "openfero-settings")["data"]["OPENFERO_JOB_NAMESPACE"] == "openfero-jobs"
     # The dispatcher creates Jobs there and nowhere else
-    roles = {(o["metadata"]["namespace"], r["resources"][0]) for o in by_kind(objects, "Role") for r in o["rules"]}
-    assert {resource for namespace, resource in roles if namespace == "openfero"} == {"configmaps", "operariuses", "operariuses/status"}
-    assert ("openfero-jobs", "jobs") in roles
+    roles = {
+        (o["metadata"]["namespace"], resource)
+        for o in by_kind(objects, "Role")
+        if o["metadata"]["name"] == "openfero-dispatcher"
+        for r in o["rules"]
+        for resource in r["resources"]
+    }
+    assert {resource for namespace, resource in roles if namespace == "openfero"} == {"configmaps", "operariuses", "operariuses/status", "events", "leases"}
+    assert {resource for namespace, resource in roles if namespace == "openfero-jobs"} == {"jobs"}
     binding = [b for b in by_kind(objects, "RoleBinding") if b["metadata"]["namespace"] == "openfero-jobs" and b["roleRef"]["name"] == "openfero-dispatcher"]
     assert [s for b in binding for s in b["subjects"]] == [{"kind": "ServiceAccount", "name": "openfero-dispatcher", "namespace": "openfero"}]
     # and knows who it is, so that no definition runs a Job as the dispatcher

@@ -54,8 +54,10 @@ def test_the_reference_alert_becomes_the_reference_job(processes, service_env, t
     assert containers_env(job) == REFERENCE_ENV
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
     assert job["metadata"]["name"].startswith("openfero-kubequotaalmostfull-firing-")
+    # the Job exists a moment before the dispatcher has logged it
+    [created] = wait_for(lambda: pipeline.dispatcher.events("job.created"), what="the created log line")
+    assert created["job"] == job["metadata"]["name"]
     logs = pipeline.dispatcher.logs()
-    assert '"event": "job.created"' in logs and job["metadata"]["name"] in logs
     assert "spec.template.spec.imagePullPolicy" in logs  # the author is told what was dropped
     [configured] = pipeline.dispatcher.events("dispatcher.configured")
     [starting] = pipeline.ingest.events("ingest.starting")

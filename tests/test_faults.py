@@ -16,7 +16,7 @@ import time
 import pytest
 
 from tests.conftest import wait_for
-from tests.harness import Pipeline, dead_letters, queue_depths, webhook
+from tests.harness import LEASE_ENV, Pipeline, counted_here, dead_letters, finished_with, leader, metrics, outcome, outcome_records, queue_depths, webhook
 from tests.kube_double import KubeDouble
 from tests.own_broker import OwnBroker
 
@@ -214,3 +214,35 @@ def test_sigterm_stops_a_busy_dispatcher_cleanly_and_loses_nothing(processes, en
     wait_for(lambda: queue_depths(amqp_url, prefix)["work"] == 0, what="an empty work queue")
     assert instances(double) == expected(40)
     assert queue_depths(amqp_url, prefix) == {"work": 0, "dead": 0}
+
+
+def test_the_outcome_leader_killed_mid_stream_loses_no_outcome_and_counts_none_twice(processes, env, tmp_path, double, amqp_url, prefix) -> None:
+    # Given two dispatchers and 60 Jobs, all of which end at once
+    pipeline = Pipeline(processes, {**env, **LEASE_ENV}, tmp_path, dispatchers=2)
+    assert pipeline.post(webhook(alerts(60)))[0] == 200
+    wait_for(lambda: len(double.jobs()) == 60, what="60 Jobs")
+    names = [job["metadata"]["name"] for job in double.jobs()]
+    first = leader(pipeline)
+    for n, name in enumerate(names):
+        double.job_failed(name) if n % 3 == 0 else double.job_succeeded(name)
+    # When the leader is killed (SIGKILL) while it records them
+    wait_for(lambda: sum(finished_with(double, n) for n in names) >= 10, what="the first outcomes recorded")
+    os.kill(first.proc.pid, signal.SIGKILL)
+    first.proc.wait()
+    time.sleep(0.3)  # what it sent before it died has landed
+    marked_by_first = {n for n in names if outcome(double, n)}
+    assert 10 <= len(marked_by_first) < 60
+    # Then the other takes over once the Lease expires and records the rest
+    survivor = leader(pipeline)
+    wait_for(lambda: all(finished_with(double, n) for n in names), timeout_s=30, what="all 60 recorded")
+    # every Job marked with its outcome, the dead leader's marks kept and finished
+    assert [outcome(double, n) for n in names] == ["Failed" if n % 3 == 0 else "Succeeded" for n in range(60)]
+    # counted once: the survivor counted exactly what the dead leader had not marked
+    # (the dead leader's counts died with its metrics; a mark whose answer it never read it did not count)
+    assert counted_here([survivor]) == {n: 1 for n in names if n not in marked_by_first}
+    assert set(counted_here([first])) <= marked_by_first and set(counted_here([first]).values()) <= {1}
+    survivor_metrics = metrics(survivor)
+    assert survivor_metrics["openfero_jobs_succeeded_total{}"] + survivor_metrics["openfero_jobs_failed_total{}"] == 60 - len(marked_by_first)
+    # and a record of each on the broker (one the dead leader may have published twice is read once), an Event of each
+    assert {r["job"]: r["outcome"] for r in outcome_records(amqp_url, prefix)} == {name: outcome(double, name) for name in names}
+    assert sorted(e["related"]["name"] for e in double.list("events", "default")) == sorted(names)

@@ -20,19 +20,19 @@ def stream(name: str, members: list[str] = ALL) -> dict:
 
 
 def healthy() -> list[dict]:
-    return [quorum("openfero.work"), quorum("openfero.dead"), quorum("openfero.delay.1s"), stream("openfero.archive")]
+    return [quorum("openfero.work"), quorum("openfero.dead"), quorum("openfero.delay.1s"), stream("openfero.archive"), stream("openfero.outcomes")]
 
 
 def test_three_members_on_three_nodes_is_all_well() -> None:
     health = assess(NAMES, "/", NODES, healthy(), group_size=3)
     assert health.ok and health.problems == [] and health.grow_commands == []
-    assert [q.wanted for q in health.queues] == [3, 3, 3, 3]
+    assert [q.wanted for q in health.queues] == [3, 3, 3, 3, 3]
     assert "all well" in render(health)
 
 
 def test_only_this_installations_queues_count() -> None:
-    names = ["openfero.work", "openfero.delay.5s", "openfero.delayed", "other.work", "openfero-x.work", "openfero.archive"]
-    assert ours(NAMES, names) == ["openfero.archive", "openfero.delay.5s", "openfero.work"]
+    names = ["openfero.work", "openfero.delay.5s", "openfero.delayed", "other.work", "openfero-x.work", "openfero.archive", "openfero.outcomes", "other.outcomes"]
+    assert ours(NAMES, names) == ["openfero.archive", "openfero.delay.5s", "openfero.outcomes", "openfero.work"]
 
 
 def test_a_queue_with_fewer_members_than_wanted_gets_the_commands_to_grow_it() -> None:
@@ -68,6 +68,7 @@ def test_a_node_down_a_member_offline_no_leader_and_a_missing_queue_are_findings
         quorum("openfero.work", online=["rabbit@a", "rabbit@b"]),
         quorum("openfero.delay.1s", online=["rabbit@a"], leader=None),
         stream("openfero.archive"),
+        stream("openfero.outcomes"),
     ]
     health = assess(NAMES, "/", nodes, queues, group_size=3)
     assert health.problems == [

@@ -82,18 +82,55 @@ def test_the_schema_lets_through_every_matcher_text_openfero_accepts() -> None:
     jsonschema.validate(doc, crd_schema())
 
 
-def test_the_dispatcher_may_do_what_it_needs_and_nothing_more() -> None:
-    assert granted(ROOT / "k8s" / "base" / "dispatcher-rbac.yaml") == {
-        ("", "configmaps", "get"),
-        ("", "configmaps", "list"),
-        ("", "configmaps", "watch"),
-        ("openfero.io", "operariuses", "get"),
-        ("openfero.io", "operariuses", "list"),
-        ("openfero.io", "operariuses", "watch"),
-        ("openfero.io", "operariuses/status", "patch"),
+def granted_by_name(path: Path) -> set[tuple[str, str, str, str]]:
+    """(group, resource, verb, name) of the Role in ``path``; name "*" where the rule names none."""
+    [role] = [d for d in yaml.safe_load_all(path.read_text()) if d["kind"] == "Role"]
+    return {
+        (g, r, v, n)
+        for rule in role["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+        for n in rule.get("resourceNames") or ["*"]
     }
+
+
+# What the dispatcher does, by namespace: tests/test_outcomes_end_to_end.py checks that a run of
+# two dispatchers asks for exactly these, so that a grant nobody uses fails as surely as a 403.
+DISPATCHER_NAMESPACE_GRANTS = {
+    ("", "configmaps", "get", "*"),  # an Event's object (a ConfigMap definition)
+    ("", "configmaps", "list", "*"),
+    ("", "configmaps", "watch", "*"),
+    ("openfero.io", "operariuses", "get", "*"),  # read before each status write
+    ("openfero.io", "operariuses", "list", "*"),
+    ("openfero.io", "operariuses", "watch", "*"),
+    ("openfero.io", "operariuses/status", "update", "*"),  # resourceVersion-checked replaces
+    ("", "events", "create", "*"),  # RemediationSucceeded / RemediationFailed / RemediationDeleted
+    ("coordination.k8s.io", "leases", "create", "*"),  # the outcome leader's Lease, the first time
+    ("coordination.k8s.io", "leases", "get", "openfero-outcomes"),
+    ("coordination.k8s.io", "leases", "update", "openfero-outcomes"),
+}
+JOB_NAMESPACE_GRANTS = {
+    ("batch", "jobs", "create", "*"),
+    ("batch", "jobs", "get", "*"),
+    ("batch", "jobs", "list", "*"),  # the outcome leader follows the Jobs
+    ("batch", "jobs", "watch", "*"),
+    ("batch", "jobs", "patch", "*"),  # marks an outcome, removes the finalizer
+}
+
+
+def test_the_dispatcher_may_do_what_it_needs_and_nothing_more() -> None:
+    assert granted_by_name(ROOT / "k8s" / "base" / "dispatcher-rbac.yaml") == DISPATCHER_NAMESPACE_GRANTS
     # Jobs only in the Job namespace
-    assert granted(ROOT / "k8s" / "base" / "job-namespace.yaml") == {("batch", "jobs", "create"), ("batch", "jobs", "get")}
+    assert granted_by_name(ROOT / "k8s" / "base" / "job-namespace.yaml") == JOB_NAMESPACE_GRANTS
+
+
+def test_the_lease_the_role_names_is_the_one_the_shipped_prefix_makes() -> None:
+    from dispatcher.naming import dns_label
+
+    settings = yaml.safe_load((ROOT / "k8s" / "base" / "settings.yaml").read_text())["data"]
+    named = {n for (_, r, _, n) in DISPATCHER_NAMESPACE_GRANTS if r == "leases" and n != "*"}
+    assert named == {dns_label(f"{settings['OPENFERO_QUEUE_PREFIX']}-outcomes")}
 
 
 # -- the Go original's CRD -----------------------------------------------------------------
