@@ -31,6 +31,7 @@ from tests.kube_double import KubeDouble
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_ALERT = json.loads((ROOT / "examples" / "kubequotaalmostfull.alert.json").read_text())
+JSON = {"Content-Type": "application/json"}
 REFERENCE_CONFIGMAP = yaml.safe_load((ROOT / "k8s" / "examples" / "kubequotaalmostfull.configmap.yaml").read_text())
 
 
@@ -210,7 +211,7 @@ async def _post_for(url: str, per_webhook: int, concurrency: int, duration_s: fl
         while time.perf_counter() < deadline:
             body = pool[next(counter) % len(pool)]
             started = time.perf_counter()
-            async with session.post(url + "/alerts", data=body) as response:
+            async with session.post(url + "/alerts", data=body, headers=JSON) as response:
                 await response.read()
                 if response.status == 200:
                     accepted += per_webhook
@@ -230,7 +231,7 @@ async def _post_paced(url: str, per_webhook: int, alerts_per_s: float, duration_
     async def one(session: aiohttp.ClientSession, n: int) -> None:
         body = pool[n % len(pool)]
         started = time.perf_counter()
-        async with session.post(url + "/alerts", data=body) as response:
+        async with session.post(url + "/alerts", data=body, headers=JSON) as response:
             await response.read()
             if response.status == 200:
                 latencies.append(time.perf_counter() - started)
@@ -440,7 +441,7 @@ def end_to_end_latency(amqp_url: str, alerts_per_s: float, duration_s: float, tm
 
             async def one(session: aiohttp.ClientSession, n: int) -> None:
                 sent[names[n]] = time.time()
-                async with session.post(url + "/alerts", data=pool[n]) as response:
+                async with session.post(url + "/alerts", data=pool[n], headers=JSON) as response:
                     await response.read()
                     if response.status == 200:
                         answered[names[n]] = time.time()
