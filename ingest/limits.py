@@ -36,8 +36,8 @@ _PAIR_JSON, _NAME_JSON = 8, 3
 # 480 bytes of id, times, keys, headers and properties. The g of all messages
 # together is at most the body (check_webhook), so are the a, and an alert
 # takes at least 14 bytes of body ({"labels":{}} and a comma): the whole is
-# at most (480/14 + 4 + 1) times the body. Measured (tests): 25x for 10,000
-# empty alerts, about 1.3x for Alertmanager's own webhooks.
+# at most (480/14 + 4 + 1) times the body. Measured: 25x for 10,000 empty
+# alerts (tests), 1.6x for a 10,000-alert group from Alertmanager (README).
 GROWTH_BOUND = 40
 
 

@@ -164,6 +164,27 @@ async def test_a_large_group_context_that_the_alerts_share_is_taken(broker_setti
 # -- how much a webhook may become on the broker ----------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        # A group annotation no alert shares, over the per-message bound: each message would copy it.
+        ({"commonAnnotations": {"runbook": "x" * 15_000}, "alerts": [{"labels": {"n": str(i)}} for i in range(1000)]}, "bytes of group context is over the limit of 8192"),
+        # Under that bound, but copied into 1,000 messages it would be 190 times the body.
+        ({"commonAnnotations": {"runbook": "x" * 7_000}, "alerts": [{"labels": {"n": str(i)}} for i in range(1000)]}, "the group context copied into each of 1000 alerts"),
+    ],
+)
+async def test_group_context_that_would_be_copied_into_every_message_is_refused(broker_settings, channel, payload, message) -> None:
+    client = await start_client(broker_settings)
+    try:
+        response = await client.post("/alerts", json=payload)
+        assert response.status == 422
+        assert message in (await response.json())["error"]
+        names = Names(broker_settings.queue_prefix)
+        assert await queue_depth(channel, names.work_queue) == 0
+    finally:
+        await client.close()
+
+
 def stored_bytes(message: aio_pika.abc.AbstractIncomingMessage) -> int:
     """The message as published: its body and its content header (properties and headers)."""
     # A stream adds its offset to each delivery; it is not part of what was published.
