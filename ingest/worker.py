@@ -20,6 +20,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -35,6 +38,17 @@ INLINE_MAX_BYTES = 256 * 1024
 INLINE_MAX_OBJECTS = 2000
 # Large bodies waiting for the worker at once; more get 503 at once.
 MAX_WAITING = 4
+
+
+def _die_with(parent: int) -> None:
+    """In the worker: exit once ingest is gone, even killed without a word (it would be left behind)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 class WorkerLost(Exception):
@@ -60,7 +74,7 @@ class BodyReader:
     async def _start(self) -> None:
         pool = None
         try:
-            pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with, initargs=(os.getpid(),))
             await asyncio.get_running_loop().run_in_executor(pool, warm)
         except (OSError, BrokenProcessPool) as exc:  # no semaphores (/dev/shm), no fork allowed ...
             if pool is not None:
