@@ -154,7 +154,8 @@ class IngestSettings:
         "OPENFERO_PUBLISH_TIMEOUT_SECONDS",
         5.0,
         "How long a webhook waits for the broker to confirm its alerts before answering "
-        "503 (seconds); well below Alertmanager's own timeouts, so it retries soon.",
+        "503 (seconds); well below Alertmanager's own timeouts, so it retries soon. A webhook of "
+        "more than 50 alerts is published 50 at a time, and the wait is for each 50.",
     )
 
     @property
