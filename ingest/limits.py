@@ -57,11 +57,9 @@ def _folded(obj: dict[str, Any]) -> dict[str, Any]:
     return {str(k).lower(): v for k, v in obj.items()}
 
 
-def _strings(value: Any) -> dict[str, str]:
-    """The string entries of a map; anything else is for the webhook reader to refuse, by name."""
-    if not isinstance(value, dict):
-        return {}
-    return {k: v for k, v in value.items() if isinstance(v, str)}
+def _map(value: Any) -> dict[str, Any]:
+    """A map as sent; a value that is not one is for the webhook reader to refuse, by name."""
+    return value if isinstance(value, dict) else {}
 
 
 class Limits:
@@ -69,15 +67,21 @@ class Limits:
         self.settings = settings
         self.in_flight_alerts = 0
 
-    def _check_map(self, where: str, kind: str, values: dict[str, str]) -> int:
-        """Count and entry sizes of labels or annotations (``kind``); their total size."""
+    def _check_map(self, where: str | int, kind: str, values: dict[str, Any]) -> int:
+        """Count and entry sizes of labels or annotations (``kind``) of a group map, or of
+        alert number ``where``; their total size. Entries not text are skipped."""
         s = self.settings
         if len(values) > s.max_labels:
+            where = f"alerts[{where}].{kind}" if isinstance(where, int) else where
             raise LimitExceeded(422, f"too_many_{kind}", f"{where}: {len(values)} is over the limit of {s.max_labels}")
         total = 0
         for name, value in values.items():
-            entry = size(name) + size(value)
+            if not isinstance(value, str):
+                continue
+            # The hot path: ASCII text is as many bytes as characters.
+            entry = len(name) + len(value) if name.isascii() and value.isascii() else size(name) + size(value)
             if entry > s.max_label_bytes:
+                where = f"alerts[{where}].{kind}" if isinstance(where, int) else where
                 raise LimitExceeded(422, "too_large_label", f"{where}.{name[:64]}: {entry} bytes is over the limit of {s.max_label_bytes}")
             total += entry
         return total
@@ -102,19 +106,22 @@ class Limits:
                 fixed += size(value)
             elif isinstance(value, int) and not isinstance(value, bool):
                 fixed += len(str(value))
+        # Each group map's text entries with their sizes, measured once for all alerts.
         maps = []
         for key, wire, own_kind in _GROUP_MAPS:
-            values = _strings(f.get(key))
+            values = _map(f.get(key))
             self._check_map(wire, own_kind, values)
-            maps.append((values, own_kind))
+            entries = [(name, value, size(name), size(value)) for name, value in values.items() if isinstance(value, str)]
+            if entries:
+                maps.append((entries, own_kind))
         group_status = f.get("status") if isinstance(f.get("status"), str) else ""
         carried_total = 0
         for i, raw in enumerate(alerts):
             if not isinstance(raw, dict):
                 continue
             a = _folded(raw)
-            own = {"labels": _strings(a.get("labels")), "annotations": _strings(a.get("annotations"))}
-            content = sum(self._check_map(f"alerts[{i}].{kind}", kind, own[kind]) for kind in ("labels", "annotations"))
+            own = {"labels": _map(a.get("labels")), "annotations": _map(a.get("annotations"))}
+            content = self._check_map(i, "labels", own["labels"]) + self._check_map(i, "annotations", own["annotations"])
             for key in _ALERT_STRINGS:
                 value = a.get(key)
                 if isinstance(value, str):
@@ -129,13 +136,13 @@ class Limits:
             if not (isinstance(a.get("status"), str) and a["status"]):
                 carried += 2 * size(group_status)
             named = 0
-            for values, own_kind in maps:
+            for entries, own_kind in maps:
                 mine = own[own_kind]
-                for name, value in values.items():
+                for name, value, name_size, value_size in entries:
                     if mine.get(name) == value:
-                        named += size(name) + _NAME_JSON
+                        named += name_size + _NAME_JSON
                     else:
-                        carried += size(name) + size(value) + _PAIR_JSON
+                        carried += name_size + value_size + _PAIR_JSON
             if carried > s.max_group_context_bytes:
                 raise LimitExceeded(
                     422, "too_large_group", f"alerts[{i}]: {carried} bytes of group context is over the limit of {s.max_group_context_bytes} per alert"
