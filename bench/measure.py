@@ -31,6 +31,7 @@ from tests.kube_double import KubeDouble
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_ALERT = json.loads((ROOT / "examples" / "kubequotaalmostfull.alert.json").read_text())
+JSON = {"Content-Type": "application/json"}
 REFERENCE_CONFIGMAP = yaml.safe_load((ROOT / "k8s" / "examples" / "kubequotaalmostfull.configmap.yaml").read_text())
 
 
@@ -67,6 +68,13 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
@@ -100,13 +108,13 @@ class PeakRss:
 
 
 class Service:
-    """ingest or a dispatcher as users run it, quiet, or logging to ``log`` at its default level."""
+    """ingest or a dispatcher as users run it, quiet or logging to ``log``; ``root`` holds the code to run (another version, to compare)."""
 
-    def __init__(self, module: str, env: dict[str, str], args: tuple[str, ...] = (), log: Path | None = None):
+    def __init__(self, module: str, env: dict[str, str], args: tuple[str, ...] = (), log: Path | None = None, root: Path = ROOT):
         output = open(log, "wb") if log is not None else subprocess.DEVNULL
         self.proc = subprocess.Popen(
             [sys.executable, "-m", module, *args],
-            cwd=ROOT,
+            cwd=root,
             env={**os.environ, "OPENFERO_LOG_LEVEL": "INFO" if log is not None else "WARNING", **env},
             stdout=output,
             stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL,
@@ -213,7 +221,7 @@ async def _post_for(url: str, per_webhook: int, concurrency: int, duration_s: fl
         while time.perf_counter() < deadline:
             body = pool[next(counter) % len(pool)]
             started = time.perf_counter()
-            async with session.post(url + "/alerts", data=body) as response:
+            async with session.post(url + "/alerts", data=body, headers=JSON) as response:
                 await response.read()
                 if response.status == 200:
                     accepted += per_webhook
@@ -233,7 +241,7 @@ async def _post_paced(url: str, per_webhook: int, alerts_per_s: float, duration_
     async def one(session: aiohttp.ClientSession, n: int) -> None:
         body = pool[n % len(pool)]
         started = time.perf_counter()
-        async with session.post(url + "/alerts", data=body) as response:
+        async with session.post(url + "/alerts", data=body, headers=JSON) as response:
             await response.read()
             if response.status == 200:
                 latencies.append(time.perf_counter() - started)
@@ -521,7 +529,7 @@ def end_to_end_latency(amqp_url: str, alerts_per_s: float, duration_s: float, tm
 
             async def one(session: aiohttp.ClientSession, n: int) -> None:
                 sent[names[n]] = time.time()
-                async with session.post(url + "/alerts", data=pool[n]) as response:
+                async with session.post(url + "/alerts", data=pool[n], headers=JSON) as response:
                     await response.read()
                     if response.status == 200:
                         answered[names[n]] = time.time()
@@ -604,6 +612,87 @@ def create_call_cpu_us(tmp: Path, calls: int = 1000) -> dict[str, float]:
             out[label] = (time.thread_time() - started) / calls * 1e6
         creator.close()
         return out
+
+
+# -- 5. hostile webhooks ----------------------------------------------------------------------
+
+
+def worst_case_bodies(limit: int, alerts: int = 10_000) -> dict[str, tuple[bytes, int]]:
+    """The webhooks that cost ingest the most at a body limit, with the answer each should get.
+
+    The most alerts, each as small as an alert can be (refused: too many);
+    one label as large as the body (refused: too large); and the largest
+    webhook taken: ``alerts`` alerts as large as the body allows, without
+    fingerprints, so ingest computes each.
+    """
+    tiny = b'{"alerts":[' + b",".join([b'{"labels":{}}'] * ((limit - 20) // 14)) + b"]}"
+    one_label = b'{"alerts":[{"labels":{"a":"' + b"x" * (limit - 40) + b'"}}]}'
+
+    def taken(value_chars: int) -> bytes:
+        labels = {f"label_{j:02d}": "v" * value_chars for j in range(13)}
+        items = [{"labels": {**labels, "alertname": "Storm", "n": str(i)}, "annotations": {"summary": "s" * 150}} for i in range(alerts)]
+        return json.dumps({"alerts": items}, separators=(",", ":")).encode()
+
+    base = len(taken(0))
+    largest = taken(max(0, (limit - base) // (13 * alerts) - 1))
+    return {"tiny alerts": (tiny, 413), "one large label": (one_label, 422), "largest taken": (largest, 200)}
+
+
+async def _while_posting(url: str, body: bytes) -> dict[str, Any]:
+    """Post ``body`` while asking /healthz every 10 ms on a connection of its own; the answer and the slowest /healthz."""
+    slowest, answers = 0.0, 0
+    done = asyncio.Event()
+
+    async def watch(session: aiohttp.ClientSession) -> None:
+        nonlocal slowest, answers
+        while not done.is_set():
+            started = time.perf_counter()
+            async with session.get(url + "/healthz") as response:
+                await response.read()
+            slowest = max(slowest, time.perf_counter() - started)
+            answers += 1
+            await asyncio.sleep(0.01)
+
+    timeout = aiohttp.ClientTimeout(total=300)
+    async with aiohttp.ClientSession(timeout=timeout) as poster, aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=1)) as prober:
+        watcher = asyncio.create_task(watch(prober))
+        await asyncio.sleep(0.2)
+        started = time.perf_counter()
+        async with poster.post(url + "/alerts", data=body, headers=JSON) as response:
+            await response.read()
+            status = response.status
+        answer_s = time.perf_counter() - started
+        await asyncio.sleep(0.2)
+        done.set()
+        await watcher
+    return {"bytes": len(body), "status": status, "answer_s": answer_s, "slowest_healthz_ms": slowest * 1000, "healthz_answers": answers}
+
+
+def hostile_webhooks(amqp_url: str, body_limit: int | None = None, root: Path = ROOT) -> dict[str, Any]:
+    """The worst-case webhooks at the default limits: the time to answer each and the slowest /healthz meanwhile.
+
+    ``body_limit`` and ``root`` measure another version (the default limit of its own) for a before-and-after.
+    """
+    from shared.settings import IngestSettings
+
+    limit = body_limit or IngestSettings().max_body_bytes
+    results: dict[str, Any] = {"body_limit": limit}
+    with fresh_prefix(amqp_url) as prefix:
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = {"OPENFERO_AMQP_URL": amqp_url, "OPENFERO_QUEUE_PREFIX": prefix, "OPENFERO_INGEST_ADDR": f"127.0.0.1:{port}"}
+        ingest = Service("ingest", env, root=root)
+        try:
+            asyncio.run(_wait_ready(url))
+            time.sleep(1)  # the worker that reads large bodies starts with ingest
+            pids = {"ingest": ingest.pid, **{f"child {pid}": pid for pid in _children(ingest.pid)}}
+            for name, (body, expected) in worst_case_bodies(limit).items():
+                with PeakRss(pids) as peak:
+                    results[name] = {**asyncio.run(_while_posting(url, body)), "expected": expected}
+                results[name]["peak_rss_mb"] = peak.peak
+        finally:
+            ingest.stop()
+    return results
 
 
 # -- 4. rendering ----------------------------------------------------------------------------

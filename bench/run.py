@@ -30,6 +30,8 @@ def run_all(amqp_url: str, quick: bool) -> dict[str, Any]:
         ("ingest", lambda: measure.ingest_throughput(amqp_url, duration)),
         # Before/after of the event loop, in the same run: the standard library's.
         ("ingest_asyncio_loop", lambda: measure.ingest_throughput(amqp_url, duration, sizes=(100,), event_loop="asyncio")),
+        # The worst webhooks at the default limits, and how /healthz fares meanwhile.
+        ("hostile_webhooks", lambda: measure.hostile_webhooks(amqp_url)),
         ("double_ceiling_jobs_per_s", lambda: measure.double_ceiling(500 if quick else 2000, tmp)),
         ("dispatcher_no_latency", lambda: measure.dispatcher_rate(amqp_url, 1, 500 if quick else 2000, 0.0, tmp)),
         # The same without outcome tracking: what following every Job costs the leader.
@@ -103,6 +105,22 @@ def summary(results: dict[str, Any]) -> str:
         lines.append(
             f"Latency of 100-alert webhooks at half the best rate ({half['alerts_per_s']:,.0f} alerts/s): "
             f"p50 {half['p50_ms']:.1f} ms, p99 {half['p99_ms']:.1f} ms ({half['webhooks']} webhooks)."
+        )
+    hostile = results["hostile_webhooks"]
+    lines += [
+        "",
+        f"### Worst-case webhooks at the default limits (body limit {hostile['body_limit'] / 2**20:.0f} MiB)",
+        "",
+        "| webhook | body | answer | answered in | slowest /healthz meanwhile (target < 100 ms) | peak RSS, ingest + its worker |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, case in hostile.items():
+        if not isinstance(case, dict):
+            continue
+        rss = " + ".join(f"{v:.0f}" for v in case["peak_rss_mb"].values())
+        lines.append(
+            f"| {name} | {case['bytes'] / 2**20:.1f} MiB | {case['status']} (expected {case['expected']}) | {case['answer_s']:.2f} s | "
+            f"{case['slowest_healthz_ms']:.0f} ms ({case['healthz_answers']} answers) | {rss} MB |"
         )
     d0 = results["dispatcher_no_latency"]
     lines += [

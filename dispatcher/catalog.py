@@ -47,6 +47,10 @@ class Catalog:
         definition = entries.get(alert.alertname)
         return Lookup(definition, name, missing_key=definition is None)
 
+    def data_keys(self, configmap: str) -> list[str]:
+        """The data keys of a ConfigMap definition, sorted; none if there is no such ConfigMap."""
+        return sorted(self._configmaps.get(configmap, {}))
+
     def operarius(self, key: tuple[str, str]) -> Operarius | None:
         return self._operarii.get(key)
 

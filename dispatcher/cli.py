@@ -6,6 +6,7 @@ import asyncio
 import functools
 import logging
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,26 @@ class OutcomeTracking:
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
+class Health:
+    """What /healthz (liveness) and /readiness answer; see dispatcher.liveness for the rule."""
+
+    def __init__(self, stall_s: float):
+        self.stall_s = stall_s
+        self.dispatcher: Dispatcher | None = None
+
+    def stuck(self) -> str | None:
+        if self.dispatcher is None:
+            return None
+        return self.dispatcher.progress.stuck(time.monotonic(), self.stall_s)
+
+    def not_ready(self) -> str | None:
+        if self.dispatcher is None:
+            return "definitions not loaded yet: consuming nothing (see definitions.error in the log if the API refuses)"
+        if not self.dispatcher.link.ready.is_set():
+            return "not connected to the broker"
+        return self.stuck()
+
+
 async def serve(service: ServiceSettings, dry_run: bool | None, exit_when_idle_s: float | None) -> None:
     broker = load(BrokerSettings)
     settings = load(DispatcherSettings, dry_run=dry_run)
@@ -151,6 +172,27 @@ async def serve(service: ServiceSettings, dry_run: bool | None, exit_when_idle_s
     outcomes = load(OutcomeSettings)
     forbidden_accounts = kube.forbidden_accounts()
     retry = RetryPolicy.from_settings(load(RetrySettings))
+    health = Health(settings.stall_s)
+    # First: a second dispatcher on this host learns that its port is taken
+    # before it has started anything else.
+    metrics_runner = await _serve_metrics(service.metrics_addr, health)
+    try:
+        await _serve(broker, settings, kube, outcomes, forbidden_accounts, retry, service, health, exit_when_idle_s)
+    finally:
+        await metrics_runner.cleanup()
+
+
+async def _serve(
+    broker: BrokerSettings,
+    settings: DispatcherSettings,
+    kube: KubeSettings,
+    outcomes: OutcomeSettings,
+    forbidden_accounts: frozenset[tuple[str, str]],
+    retry: RetryPolicy,
+    service: ServiceSettings,
+    health: Health,
+    exit_when_idle_s: float | None,
+) -> None:
     catalog = Catalog()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -206,7 +248,6 @@ async def serve(service: ServiceSettings, dry_run: bool | None, exit_when_idle_s
                 "OPENFERO_DISPATCHER_SERVICE_ACCOUNT is not set: Jobs are not kept from running as the dispatcher's own account",
                 extra={"event": "dispatcher.identity_unknown"},
             )
-    metrics_runner = await _serve_metrics(service.metrics_addr)
     freeze_startup_heap()
     try:
         if await _wait_synced(catalog, stop):
@@ -214,30 +255,50 @@ async def serve(service: ServiceSettings, dry_run: bool | None, exit_when_idle_s
                 tracking.start(stop)
             rules = JobRules(settings.job_ttl_s, kube.job_namespace, forbidden_accounts, track_outcomes=tracking is not None)
             handler = Handler(catalog, sink, rules, status)
-            dispatcher = Dispatcher(broker, handler, settings.prefetch, retry)
+            dispatcher = Dispatcher(broker, handler, settings.prefetch, retry, settings.stall_s)
+            health.dispatcher = dispatcher
             await dispatcher.run(stop, exit_when_idle_s, service.shutdown_grace_s)
     finally:
         if tracking is not None:
             await tracking.close()
         for close in closers:
             close()
-        await metrics_runner.cleanup()
 
 
-async def _serve_metrics(addr: str) -> web.AppRunner:
-    """/metrics and /healthz on their own port: the dispatcher has no other HTTP."""
+async def _serve_metrics(addr: str, health: Health) -> web.AppRunner:
+    """/metrics, /healthz and /readiness on their own port: the dispatcher has no other HTTP.
+
+    /healthz is liveness: 503 only when the consumer is stuck. /readiness is
+    503 also while the dispatcher holds back on purpose, saying why.
+    """
 
     async def healthz(request: web.Request) -> web.Response:
+        stuck = health.stuck()
+        if stuck is not None:
+            return web.json_response({"error": f"stuck: {stuck}", "status": 503}, status=503)
         return web.json_response({"status": "ok"})
+
+    async def readiness(request: web.Request) -> web.Response:
+        why = health.not_ready()
+        if why is not None:
+            return web.json_response({"error": why, "status": 503}, status=503)
+        return web.json_response({"status": "ready"})
 
     app = web.Application()
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readiness", readiness)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     host, _, port = addr.rpartition(":")
-    site = web.TCPSite(runner, host or "0.0.0.0", int(port))
-    await site.start()
+    if not port.isdigit():
+        await runner.cleanup()
+        raise SettingsError(f"OPENFERO_METRICS_ADDR={addr!r}: expected host:port")
+    try:
+        await web.TCPSite(runner, host or "0.0.0.0", int(port)).start()
+    except OSError as exc:  # in use (a second dispatcher on this host), not ours to take, an unknown host
+        await runner.cleanup()
+        raise SettingsError(f"OPENFERO_METRICS_ADDR={addr}: {exc.strerror or exc}") from None
     bound = runner.addresses[0][1]
     log.info("metrics served", extra={"event": "metrics.listening", "port": bound})
     return runner

@@ -24,8 +24,9 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from aiormq.exceptions import ChannelInvalidStateError
 
-from dispatcher.metrics import HANDLED, RETRIES
 from dispatcher.handling import DeadLetter, Done, Handler, NothingToDo, Outcome, Retry
+from dispatcher.liveness import Progress
+from dispatcher.metrics import HANDLED, OTHER, RETRIES
 from dispatcher.retrying import RetryPolicy
 from shared import headers as h
 from shared.broker import BrokerLink
@@ -52,13 +53,30 @@ def _can_settle(message: AbstractIncomingMessage) -> bool:
     return True
 
 
+def attempts_made(headers: dict[str, Any]) -> int:
+    """The attempts a message's header counts; 0 when it holds no count (any type, any text)."""
+    value = headers.get(h.ATTEMPTS, 0)
+    if isinstance(value, bool) or not isinstance(value, (int, str, bytes)):
+        return 0
+    try:
+        count = int(value)
+    except ValueError:
+        return 0
+    # A count no dispatcher could have made is no count: the attempts start again (the broker's
+    # delivery limit still bounds a message that keeps coming back).
+    return count if 0 <= count <= 1_000_000 else 0
+
+
 class Dispatcher:
-    def __init__(self, broker: BrokerSettings, handler: Handler, prefetch: int, retry: RetryPolicy):
+    def __init__(self, broker: BrokerSettings, handler: Handler, prefetch: int, retry: RetryPolicy, stall_s: float = 120.0):
         self.handler = handler
+        # How often to look at the work queue's depth, for dispatcher.liveness.
+        self._look_every_s = max(0.5, min(15.0, stall_s / 4))
         self.retry = retry
         self.link = BrokerLink(broker, on_connected=self._consume, prefetch=prefetch, delays_s=retry.delays_s)
         self.in_flight: set[asyncio.Task[None]] = set()
         self.outcomes: Counter[str] = Counter()
+        self.progress = Progress()
         self._last_activity = time.monotonic()
         self._consumer: tuple[Any, str] | None = None
         self._accepting = True
@@ -67,28 +85,36 @@ class Dispatcher:
         if self._accepting:
             tag = await declared.work_queue.consume(self._on_message)
             self._consumer = (declared.work_queue, tag)
+            self.progress.consuming(time.monotonic())
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         task = asyncio.current_task()
         assert task is not None
         self.in_flight.add(task)
         self._last_activity = time.monotonic()
+        delivery = message.delivery_tag or id(message)  # unique on the channel the consumer runs on
+        self.progress.delivered(delivery, self._last_activity)
         try:
             await self._process(message)
         finally:
             self.in_flight.discard(task)
             self._last_activity = time.monotonic()
+            if message.processed:  # acknowledged, or handed back
+                self.progress.settled(delivery, self._last_activity)
 
     async def _process(self, message: AbstractIncomingMessage) -> None:
+        # Headers are whatever a publisher put there: read, never trusted.
+        headers = message.headers if isinstance(message.headers, dict) else {}
+        run_id = headers.get(h.RUN_ID, "")
         context: dict[str, Any] = {
             "message_id": message.message_id,
-            "attempt": int((message.headers or {}).get(h.ATTEMPTS, 0)) + 1,
+            "attempt": attempts_made(headers) + 1,
             "redelivered": message.redelivered,
         }
         started = time.perf_counter()
         outcome: Outcome
         try:
-            outcome = await self.handler.handle(message.body, context, str((message.headers or {}).get(h.RUN_ID, "")))
+            outcome = await self.handler.handle(message.body, context, run_id if isinstance(run_id, str) else "")
         except Exception as exc:  # a bug, not an input: retry it like a passing failure
             log.exception("handler failed", extra={**context, "event": "message.crashed"})
             outcome = Retry(f"handler crashed: {exc!r}", "InternalError")
@@ -102,7 +128,7 @@ class Dispatcher:
                 await message.nack(requeue=True)
 
     async def _settle(self, message: AbstractIncomingMessage, outcome: Outcome, context: dict[str, Any]) -> None:
-        alertname = context.get("alertname", "")
+        alertname = context.get("metric_alertname", OTHER)
         if isinstance(outcome, Done):
             await message.ack()
             kind = "created" if outcome.created else "duplicate"
@@ -143,7 +169,7 @@ class Dispatcher:
         await self._republish(message, DEAD_ROUTING_KEY, headers)
         await message.ack()
         self.outcomes["dead_lettered"] += 1
-        HANDLED.labels("dead_lettered", context.get("alertname", "")).inc()
+        HANDLED.labels("dead_lettered", context.get("metric_alertname", OTHER)).inc()
         log.error(
             "dead-lettered: %s",
             outcome.reason,
@@ -152,9 +178,11 @@ class Dispatcher:
 
     @staticmethod
     def _failure_headers(message: AbstractIncomingMessage, reason: str, error_class: str, status: int | None, attempts: int) -> dict[str, Any]:
-        previous = dict(message.headers or {})
+        previous = dict(message.headers) if isinstance(message.headers, dict) else {}
         now = _now()
-        headers = {k: v for k, v in previous.items() if not k.startswith("x-")}  # the broker's own go
+        headers = {k: h.writable(v) for k, v in previous.items() if not k.startswith("x-")}  # the broker's own go
+        if not isinstance(previous.get(h.FIRST_FAILURE), str):
+            previous.pop(h.FIRST_FAILURE, None)
         headers.update(
             {
                 h.ATTEMPTS: attempts,
@@ -195,14 +223,31 @@ class Dispatcher:
     async def run(self, stop: asyncio.Event, idle_exit_s: float | None = None, grace_s: float = 20.0) -> None:
         """Consume until ``stop`` is set, or, with ``idle_exit_s``, until the queue stays empty that long."""
         link_task = asyncio.create_task(self.link.run(), name="broker-link")
+        looked = time.monotonic()
         try:
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=0.05)
+                if not self.link.ready.is_set():
+                    self.progress.stopped()  # what it held went back with the connection
+                elif time.monotonic() - looked >= self._look_every_s:
+                    looked = time.monotonic()
+                    self.progress.waiting = await self._waiting()
                 if idle_exit_s is not None and await self._idle_for(idle_exit_s):
                     break
         finally:
             await self.shutdown(link_task, grace_s)
+
+    async def _waiting(self) -> int:
+        """Messages ready in the work queue; 0 when it cannot be seen (so nothing counts as stuck)."""
+        declared, channel = self.link.declared, self.link.channel
+        if declared is None or channel is None:
+            return 0
+        try:
+            queue = await asyncio.wait_for(channel.declare_queue(declared.work_queue.name, passive=True), 5)
+        except Exception:  # the link notices a lost connection and reconnects
+            return 0
+        return queue.declaration_result.message_count or 0
 
     async def _idle_for(self, seconds: float) -> bool:
         if self.in_flight or time.monotonic() - self._last_activity < seconds:

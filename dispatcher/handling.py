@@ -19,7 +19,7 @@ import yaml
 from dispatcher.catalog import Catalog
 from dispatcher.definitions import Lookup
 from dispatcher.jobs import ApiFailure
-from dispatcher.metrics import REFUSED
+from dispatcher.metrics import REFUSED, alertname_label
 from dispatcher.naming import env_collisions
 from dispatcher.rendering import JobRules, Refused, RenderError, RenderedJob, render
 from shared.envelope import Envelope, InvalidEnvelope
@@ -75,12 +75,21 @@ class StatusRecorder(Protocol):
 
 
 class PrintingSink:
-    """Dry run: print each Job as a YAML document instead of creating it."""
+    """Dry run: print each Job as a YAML document instead of creating it.
+
+    A Job name printed before in this process is a duplicate, as the API's
+    409 would make it: printed once, counted as a duplicate after.
+    """
 
     def __init__(self, out: TextIO = sys.stdout):
         self.out = out
+        self.printed: set[str] = set()
 
     async def create(self, body: dict[str, Any]) -> bool:
+        name = str((body.get("metadata") or {}).get("name", ""))
+        if name in self.printed:
+            return False
+        self.printed.add(name)
         self.out.write("---\n" + yaml.safe_dump(body, sort_keys=False))
         self.out.flush()
         return True
@@ -94,6 +103,7 @@ class Handler:
         self.rules = rules
         self.dry_run = isinstance(sink, PrintingSink)
         self._warned: set[tuple[str, str, int]] = set()
+        self._warned_keys: set[tuple[str, tuple[str, ...]]] = set()
 
     async def handle(self, body: bytes, context: dict[str, Any], run_id: str = "") -> Outcome:
         """Handle one message body; ``context`` gathers fields for the log line.
@@ -117,10 +127,37 @@ class Handler:
         found, rendered = await asyncio.get_running_loop().run_in_executor(_RENDERER, self._look_up_and_render, envelope, run_id)
         if found.operarius is not None:
             context["operarius"] = "/".join(found.operarius)
+        if self._names(found, alert.alertname):
+            context["metric_alertname"] = alertname_label(alert.alertname)
         outcome = await self._handle_found(found, rendered, context)
         if found.operarius is not None and self.status is not None and not isinstance(outcome, Retry):
             self.status.record(found.operarius, context.get("job", ""), _status_word(outcome))
         return outcome
+
+    def _names(self, found: Lookup, alertname: str) -> bool:
+        """Whether the definition found names this alertname (a ConfigMap's key, an Operarius' selector)."""
+        if found.definition is None:
+            return False
+        if found.operarius is None:
+            return True
+        operarius = self.catalog.operarius(found.operarius)
+        return operarius is not None and operarius.alertname == alertname
+
+    def _warn_key_missing(self, configmap: str, alertname: str, context: dict[str, Any]) -> None:
+        """Once per version of a ConfigMap: the alerts that look it up can make any number of case variants."""
+        keys = self.catalog.data_keys(configmap)
+        if (configmap, tuple(keys)) in self._warned_keys:
+            return
+        self._warned_keys.add((configmap, tuple(keys)))
+        variant = _case_variant(keys, alertname)
+        differs = f"; its key {variant!r} differs only in case (keys are exact, as in the Go original)" if variant else ""
+        log.warning(
+            "ConfigMap %s has no data key %r%s: nothing to do",
+            configmap,
+            alertname,
+            differs,
+            extra={**context, "event": "definition.key_missing", "configmap": configmap, "key": alertname, "differs_in_case_from": variant},
+        )
 
     def _look_up_and_render(self, envelope: Envelope, run_id: str) -> tuple[Lookup, RenderedJob | RenderError | Refused | None]:
         found = self.catalog.lookup(envelope.alert)
@@ -141,9 +178,8 @@ class Handler:
     async def _handle_found(self, found: Lookup, rendered: RenderedJob | RenderError | Refused | None, context: dict[str, Any]) -> Outcome:
         if found.definition is None:
             if found.missing_key:
-                return DeadLetter(
-                    f"ConfigMap {found.configmap} has no data key {context['alertname']!r}", "InvalidDefinition"
-                )
+                self._warn_key_missing(found.configmap, context["alertname"], context)
+                return NothingToDo(f"no definition: ConfigMap {found.configmap} has no data key {context['alertname']!r}")
             return NothingToDo(f"no definition: no Operarius matches and there is no ConfigMap {found.configmap}")
         if isinstance(rendered, RenderError):
             return DeadLetter(str(rendered), "RenderError")
@@ -170,6 +206,10 @@ class Handler:
                 return Retry(str(exc), error_class, exc.status, exc.needs_operator, exc.retry_after_s)
             return DeadLetter(str(exc), "ApiRejected", exc.status)
         return Done(job.name, created)
+
+
+def _case_variant(keys: list[str], alertname: str) -> str | None:
+    return next((key for key in keys if key.lower() == alertname.lower()), None)
 
 
 def _status_word(outcome: Outcome) -> str:

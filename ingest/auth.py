@@ -24,6 +24,16 @@ def _secret(file: str, value: str, what: str) -> bytes:
     return value.encode()
 
 
+def _credential_settings(settings: IngestSettings) -> list[tuple[str, str]]:
+    return [
+        ("OPENFERO_AUTH_USERNAME", settings.auth_username),
+        ("OPENFERO_AUTH_PASSWORD_FILE", settings.auth_password_file),
+        ("OPENFERO_AUTH_PASSWORD", settings.auth_password),
+        ("OPENFERO_AUTH_TOKEN_FILE", settings.auth_token_file),
+        ("OPENFERO_AUTH_TOKEN", settings.auth_token),
+    ]
+
+
 @dataclass(frozen=True)
 class Authenticator:
     mode: str = "none"
@@ -35,6 +45,13 @@ class Authenticator:
     def from_settings(cls, settings: IngestSettings) -> Authenticator:
         mode = settings.auth_mode.strip().lower()
         if mode == "none":
+            credentials = [env for env, value in _credential_settings(settings) if value]
+            if credentials:
+                # Set for a reason: running open instead would be a silent surprise.
+                raise SettingsError(
+                    f"{', '.join(credentials)} set, but OPENFERO_AUTH is none: set OPENFERO_AUTH to basic or bearer, "
+                    "or unset them"
+                )
             return cls()
         if mode == "basic":
             password = _secret(settings.auth_password_file, settings.auth_password, "OPENFERO_AUTH_PASSWORD")
@@ -57,7 +74,9 @@ class Authenticator:
             if scheme.lower() == "basic" and self._basic_ok(credentials.strip()):
                 return None
             return 'Basic realm="openfero", charset="UTF-8"'
-        if scheme.lower() == "bearer" and hmac.compare_digest(credentials.strip().encode(), self.token):
+        # Header bytes that are not UTF-8 arrive as surrogates; encoded back
+        # so they compare as sent (and fail), never raise.
+        if scheme.lower() == "bearer" and hmac.compare_digest(credentials.strip().encode("utf-8", "surrogateescape"), self.token):
             return None
         return 'Bearer realm="openfero"'
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import ssl
 
 import click
 from aiohttp import web
 
-from ingest.app import create_app
+from ingest.app import GUARD, create_app
+from ingest.connections import GuardedSite
 from shared import logs
 from shared.loop import freeze_startup_heap, loop_factory
 from shared.settings import BrokerSettings, IngestSettings, ServiceSettings, SettingsError, help_epilog, load
@@ -30,16 +33,38 @@ def command() -> None:
         raise click.UsageError(str(exc)) from None
     logs.setup(service.log_level, service.log_format)
     freeze_startup_heap()
-    web.run_app(
-        app,
-        host=ingest.host,
-        port=ingest.port,
-        ssl_context=tls,
-        shutdown_timeout=service.shutdown_grace_s,
-        print=None,
-        access_log=None,
-        loop=loop,
-    )
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(serve(app, ingest, service, tls))
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+async def serve(app: web.Application, ingest: IngestSettings, service: ServiceSettings, tls: ssl.SSLContext | None) -> None:
+    """Serve ``app`` behind its connection guard until SIGTERM or SIGINT, then stop gracefully.
+
+    On a signal: stop accepting, let the requests in flight finish for
+    OPENFERO_SHUTDOWN_GRACE_SECONDS, then close.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    # 75 s keep-alive, as aiohttp's run_app: idle connections between webhooks.
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=75.0, shutdown_timeout=service.shutdown_grace_s)
+    await runner.setup()
+    try:
+        site = GuardedSite(runner, app[GUARD], ingest.host, ingest.port, ssl_context=tls)
+        try:
+            await site.start()
+        except OSError as exc:  # in use, not ours to take, an unknown host
+            raise SettingsError(f"OPENFERO_INGEST_ADDR={ingest.addr}: {exc.strerror or exc}") from None
+        await stop.wait()
+    finally:
+        await runner.cleanup()
 
 
 def _tls_context(ingest: IngestSettings) -> ssl.SSLContext | None:

@@ -20,3 +20,10 @@ PUBLISH_SECONDS = Histogram(
 )
 QUEUE_MESSAGES = Gauge("openfero_queue_messages", "Messages ready in a queue (work, dead), as ingest last saw it.", ["queue"])
 QUEUE_CONSUMERS = Gauge("openfero_queue_consumers", "Consumers of a queue (work, dead), as ingest last saw it.", ["queue"])
+CONNECTIONS = Gauge("openfero_http_connections", "Client connections open now.")
+CONNECTIONS_CLOSED = Counter(
+    "openfero_http_connections_closed_total",
+    "Client connections ingest closed itself, by reason: too_many (over OPENFERO_MAX_CONNECTIONS), "
+    "header_timeout, body_timeout.",
+    ["reason"],
+)

@@ -1,4 +1,10 @@
-"""Messages as operators see them, and the filters that select them. No I/O here."""
+"""Messages as operators see them, and the filters that select them. No I/O here.
+
+Headers are whatever a publisher or a broker put there: a record reads
+them without trusting their types, and shows what it cannot read as it is
+(an attempts header of "x" shows as "x"), so that one bad record never
+stops a listing of the others.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +26,30 @@ def _when(text: Any) -> datetime | None:
         return None
 
 
+def _deaths(headers: dict[str, Any]) -> list[dict[str, Any]]:
+    """The broker's x-death entries, those that are tables."""
+    deaths = headers.get("x-death")
+    return [d for d in deaths if isinstance(d, dict)] if isinstance(deaths, list) else []
+
+
+def _text(value: Any) -> str:
+    """A header as text: bytes decoded (not UTF-8: replaced), anything else as Python prints it."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode(errors="replace")
+    return str(value)
+
+
+def _count(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, (str, bytes, bytearray)):
+        try:
+            return int(value)
+        except ValueError:
+            return _text(value)
+    return value
+
+
 @dataclass(frozen=True)
 class Record:
     """One alert message: its body, headers, the envelope if it decodes, and its time."""
@@ -39,8 +69,8 @@ class Record:
             envelope = None
         if dead:
             when = _when(headers.get(h.LAST_FAILURE, ""))
-            if when is None and headers.get("x-death"):  # dead-lettered by the broker itself
-                when = _when(headers["x-death"][0].get("time"))
+            if when is None and _deaths(headers):  # dead-lettered by the broker itself
+                when = _when(_deaths(headers)[0].get("time"))
         else:
             when = _when(envelope.receivedAt) if envelope else None
         # A message without an id (published by hand) is named by its body.
@@ -63,18 +93,19 @@ class Record:
     def reason(self) -> str:
         """Why it was dead-lettered, in one line."""
         if h.ERROR in self.headers:
-            return f"{self.headers.get(h.ERROR_CLASS, '')}: {self.headers[h.ERROR]}"
-        deaths = self.headers.get("x-death") or []
+            return f"{_text(self.headers.get(h.ERROR_CLASS, ''))}: {_text(self.headers[h.ERROR])}"
+        deaths = _deaths(self.headers)
         if deaths:
-            return f"broker: {deaths[0].get('reason', '')}"
+            return f"broker: {_text(deaths[0].get('reason', ''))}"
         return ""
 
     @property
-    def attempts(self) -> int:
+    def attempts(self) -> Any:
+        """The attempts made, a number; a header that holds no number, as it is."""
         if h.ATTEMPTS in self.headers:
-            return int(self.headers[h.ATTEMPTS])
-        deaths = self.headers.get("x-death") or []
-        return int(deaths[0].get("count", 0)) if deaths else 0
+            return _count(self.headers[h.ATTEMPTS])
+        deaths = _deaths(self.headers)
+        return _count(deaths[0].get("count", 0)) if deaths else 0
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -58,7 +58,7 @@ class Result:
 
 def replay_message(record: Record, source: str, run_id: str = "") -> aio_pika.Message:
     """The copy of a record to put back in the work queue: failure headers gone, replay noted."""
-    headers = {k: v for k, v in record.headers.items() if k not in _FAILURE_HEADERS and not k.startswith("x-")}
+    headers = {k: h.writable(v) for k, v in record.headers.items() if k not in _FAILURE_HEADERS and not k.startswith("x-")}
     headers.pop(h.RUN_ID, None)
     headers[h.REPLAYED_AT] = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     headers[h.REPLAYED_FROM] = source

@@ -1,29 +1,44 @@
 """The message envelope: one alert of a webhook, as it travels on the broker.
 
-This module is the only definition of the format. It reads Alertmanager's
-webhook (version 4) leniently, as Alertmanager and the Go original do: field
-names in any case, optional fields missing. No I/O here.
+This module is the only definition of the format: ``Envelope.to_json`` writes
+it, ``Envelope.from_json`` reads it (the current schema and every older one
+that may still wait in a queue, the dead-letter queue or the archive). It
+also reads Alertmanager's webhook (version 4) leniently, as Alertmanager and
+the Go original do: field names in any case, optional fields missing. No
+I/O here.
 
-Envelope, schema version 1 (JSON)::
+Envelope, schema version 2 (JSON; fields with empty values are left out)::
 
-    {"schema": 1, "id": "<uuid4 hex>", "receivedAt": "<RFC 3339 UTC>",
+    {"schema": 2, "id": "<uuid4 hex>", "receivedAt": "<RFC 3339 UTC>",
      "alert": {"status", "labels", "annotations", "startsAt", "endsAt",
                "generatorURL", "fingerprint"},
-     "group": {"version", "status", "receiver", "groupKey", "groupLabels",
-               "commonLabels", "commonAnnotations", "externalURL",
-               "truncatedAlerts"}}
+     "group": {"version", "status", "receiver", "groupKey", "externalURL",
+               "truncatedAlerts",
+               "groupLabels": [<entry>...], "commonLabels": [<entry>...],
+               "commonAnnotations": [<entry>...]}}
+
+An entry of the three group maps is either a name, whose value is the
+alert's own (``labels`` for the two label maps, ``annotations`` for
+``commonAnnotations``), or a ``[name, value]`` pair for a value the alert
+does not share. Alertmanager's group maps are always subsets of each
+alert's own, so a message names them instead of copying them: the group
+context of a webhook of N alerts is not stored N times over. The reader
+restores the values, so in memory ``Group`` holds the maps as sent.
+
+Schema 1 (until openfero 0.1) carried the three maps whole, as objects.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
 
 import orjson
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _FNV64_OFFSET = 0xCBF29CE484222325
 _FNV64_PRIME = 0x100000001B3
@@ -82,37 +97,154 @@ class Envelope:
     alert: Alert
     group: Group
     schema: int = SCHEMA_VERSION
+    # The encoded form, kept once written: ingest checks a message's size and
+    # publishes the same bytes, possibly in another process than the one
+    # that wrote them.
+    _wire: bytes | None = field(default=None, init=False, compare=False, repr=False)
 
     def to_json(self) -> bytes:
-        return orjson.dumps(
-            {
-                "schema": self.schema,
-                "id": self.id,
-                "receivedAt": self.receivedAt,
-                "alert": self.alert.__dict__,
-                "group": self.group.__dict__,
-            }
-        )
+        """The message body, in the current schema."""
+        if self._wire is None:
+            object.__setattr__(self, "_wire", orjson.dumps(_write(self)))
+        return self._wire  # type: ignore[return-value]
 
     @classmethod
     def from_json(cls, body: bytes) -> Envelope:
-        """Decode a message body; anything unreadable raises InvalidEnvelope."""
+        """Decode a message body of any schema this version knows; anything else raises InvalidEnvelope."""
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise InvalidEnvelope(f"not JSON: {exc}") from None
         if not isinstance(data, dict):
             raise InvalidEnvelope("not a JSON object")
-        if data.get("schema") != SCHEMA_VERSION:
-            raise InvalidEnvelope(f"schema {data.get('schema')!r} is not {SCHEMA_VERSION}")
+        schema = data.get("schema")
+        reader = _READERS.get(schema) if isinstance(schema, int) and not isinstance(schema, bool) else None
+        if reader is None:
+            raise InvalidEnvelope(f"schema {schema!r} is not one of {sorted(_READERS)}")
         try:
-            alert = _read_alert(data["alert"], "alert", default_status="")
-            group = Group(**data["group"])
-            return cls(id=str(data["id"]), receivedAt=str(data["receivedAt"]), alert=alert, group=group)
+            alert, group = reader(data)
+            return cls(id=_field(data, "id"), receivedAt=_field(data, "receivedAt"), alert=alert, group=group)
         except InvalidWebhook as exc:
             raise InvalidEnvelope(str(exc)) from None
-        except (KeyError, TypeError) as exc:
-            raise InvalidEnvelope(f"missing or unexpected field: {exc}") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InvalidEnvelope(f"missing or unexpected field: {exc!r}") from None
+
+
+# -- the wire format ----------------------------------------------------------------------
+
+
+def shared_entries(entries: dict[str, str], own: dict[str, str]) -> list[str | list[str]]:
+    """A group map as the message carries it: names where the alert has the same value, else pairs."""
+    return [name if own.get(name) == value else [name, value] for name, value in entries.items()]
+
+
+def _write(envelope: Envelope) -> dict[str, Any]:
+    alert, group = envelope.alert, envelope.group
+    wire_alert = {
+        "status": alert.status,
+        "labels": alert.labels,
+        "annotations": alert.annotations,
+        "startsAt": alert.startsAt,
+        "endsAt": alert.endsAt,
+        "generatorURL": alert.generatorURL,
+        "fingerprint": alert.fingerprint,
+    }
+    wire_group = {
+        "version": group.version,
+        "status": group.status,
+        "receiver": group.receiver,
+        "groupKey": group.groupKey,
+        "externalURL": group.externalURL,
+        "truncatedAlerts": group.truncatedAlerts,
+        "groupLabels": shared_entries(group.groupLabels, alert.labels),
+        "commonLabels": shared_entries(group.commonLabels, alert.labels),
+        "commonAnnotations": shared_entries(group.commonAnnotations, alert.annotations),
+    }
+    return {
+        "schema": SCHEMA_VERSION,
+        "id": envelope.id,
+        "receivedAt": envelope.receivedAt,
+        "alert": {k: v for k, v in wire_alert.items() if v or k == "labels"},
+        "group": {k: v for k, v in wire_group.items() if v},
+    }
+
+
+def _field(data: dict[str, Any], name: str) -> str:
+    value = data[name]
+    if not isinstance(value, str):
+        raise InvalidEnvelope(f"{name}: must be a string")
+    return value
+
+
+def _object(data: dict[str, Any], name: str) -> dict[str, Any]:
+    value = data.get(name)
+    if not isinstance(value, dict):
+        raise InvalidEnvelope(f"{name}: must be an object")
+    return value
+
+
+def _restored(entries: Any, own: dict[str, str], where: str) -> dict[str, str]:
+    """A group map from its entries: a name takes the alert's own value, a pair carries its own."""
+    if entries is None:
+        return {}
+    if not isinstance(entries, list):
+        raise InvalidEnvelope(f"group.{where}: must be a list")
+    restored = {}
+    for entry in entries:
+        if isinstance(entry, str) and entry in own:
+            restored[entry] = own[entry]
+        elif isinstance(entry, list) and len(entry) == 2 and all(isinstance(part, str) for part in entry):
+            restored[entry[0]] = entry[1]
+        else:
+            raise InvalidEnvelope(f"group.{where}: {str(entry)[:80]!r} is neither a name the alert has nor a [name, value] pair")
+    return restored
+
+
+def _group_fields(raw: dict[str, Any]) -> dict[str, Any]:
+    truncated = raw.get("truncatedAlerts", 0)
+    if not isinstance(truncated, int) or isinstance(truncated, bool):
+        raise InvalidEnvelope("group.truncatedAlerts: must be an integer")
+    return {
+        "version": _string(raw.get("version"), "group.version"),
+        "status": _string(raw.get("status"), "group.status"),
+        "receiver": _string(raw.get("receiver"), "group.receiver"),
+        "groupKey": _string(raw.get("groupKey"), "group.groupKey"),
+        "externalURL": _string(raw.get("externalURL"), "group.externalURL"),
+        "truncatedAlerts": truncated,
+    }
+
+
+def _read_schema_2(data: dict[str, Any]) -> tuple[Alert, Group]:
+    alert = _read_alert(_object(data, "alert"), "alert", default_status="")
+    raw = _object(data, "group")
+    group = Group(
+        **_group_fields(raw),
+        groupLabels=_restored(raw.get("groupLabels"), alert.labels, "groupLabels"),
+        commonLabels=_restored(raw.get("commonLabels"), alert.labels, "commonLabels"),
+        commonAnnotations=_restored(raw.get("commonAnnotations"), alert.annotations, "commonAnnotations"),
+    )
+    return alert, group
+
+
+def _read_schema_1(data: dict[str, Any]) -> tuple[Alert, Group]:
+    alert = _read_alert(_object(data, "alert"), "alert", default_status="")
+    raw = _object(data, "group")
+    unknown = set(raw) - {f.name for f in fields(Group)}
+    if unknown:
+        raise InvalidEnvelope(f"group: unexpected fields {sorted(unknown)}")
+    group = Group(
+        **_group_fields(raw),
+        groupLabels=_string_map(raw.get("groupLabels"), "group.groupLabels"),
+        commonLabels=_string_map(raw.get("commonLabels"), "group.commonLabels"),
+        commonAnnotations=_string_map(raw.get("commonAnnotations"), "group.commonAnnotations"),
+    )
+    return alert, group
+
+
+_READERS: dict[int, Callable[[dict[str, Any]], tuple[Alert, Group]]] = {1: _read_schema_1, 2: _read_schema_2}
+
+
+# -- reading webhooks -----------------------------------------------------------------------
 
 
 def _folded(obj: dict[str, Any]) -> dict[str, Any]:
@@ -175,7 +307,7 @@ def _read_group(f: dict[str, Any]) -> Group:
         raise InvalidWebhook("truncatedAlerts: must be an integer")
     version = f.get("version")
     return Group(
-        version=str(version) if isinstance(version, (str, int)) else "",
+        version=str(version) if isinstance(version, (str, int)) and not isinstance(version, bool) else "",
         status=_string(f.get("status"), "status"),
         receiver=_string(f.get("receiver"), "receiver"),
         groupKey=_string(f.get("groupkey"), "groupKey"),

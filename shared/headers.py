@@ -1,10 +1,14 @@
-"""Names of the message headers openfero sets, shared by the dispatcher and operator tools.
+"""Names of the message headers openfero sets, shared by the dispatcher and operator tools, and
+how headers read from the broker are written back. No I/O here.
 
 Set by ingest on every alert message: ``alertname``, ``status``, ``fingerprint``.
 
 Set by the dispatcher when it schedules a retry or dead-letters a message
 (the body is never changed):
 """
+
+from decimal import Decimal
+from typing import Any
 
 ALERTNAME = "alertname"
 STATUS = "status"
@@ -23,3 +27,25 @@ DEAD_REASON = "openfero-dead-reason"  # why it was dead-lettered: permanent, ret
 REPLAYED_AT = "openfero-replayed-at"  # RFC 3339 UTC
 REPLAYED_FROM = "openfero-replayed-from"  # "dead-letter-queue" or "archive"
 RUN_ID = "openfero-run-id"  # with --force: a new run, so new Job names
+
+
+def writable(value: Any) -> Any:
+    """A header value as read from the broker, in a form the client library can write back.
+
+    Headers are whatever a publisher put there. pamqp reads a text header
+    that is not UTF-8 as bytes, but writes only bytearray: copied as it was
+    read, such a header could never be republished (a retry, a dead letter,
+    a replay). A number it cannot write (an integer beyond 64 bits, a
+    decimal) becomes its text. Everything else it reads, it writes.
+    """
+    if isinstance(value, bytes):
+        return bytearray(value)
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        return str(value)
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: writable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [writable(item) for item in value]
+    return value

@@ -109,9 +109,11 @@ class IngestSettings:
     )
     max_body_bytes: int = setting(
         "OPENFERO_MAX_BODY_BYTES",
-        32 * 1024 * 1024,
-        "Largest webhook body accepted (bytes); 32 MiB holds a group of about 10,000 "
-        "alerts of Alertmanager's usual size. Larger bodies get 413.",
+        16 * 1024 * 1024,
+        "Largest webhook body accepted (bytes); larger bodies get 413. Alertmanager 0.25 sent "
+        "10,000 kube-prometheus alerts in 10.8 MB, so 16 MiB holds OPENFERO_MAX_ALERTS_PER_WEBHOOK "
+        "such alerts with room to spare, while reading a hostile body of that size stays "
+        "within the pod's memory (README, Limits).",
     )
     max_alerts: int = setting(
         "OPENFERO_MAX_ALERTS_PER_WEBHOOK",
@@ -126,7 +128,42 @@ class IngestSettings:
     max_label_bytes: int = setting(
         "OPENFERO_MAX_LABEL_BYTES",
         16384,
-        "Longest label or annotation, name and value together (bytes of UTF-8); longer gets 422.",
+        "Longest label or annotation, name and value together, and longest other field of an alert "
+        "(bytes of UTF-8); longer gets 422.",
+    )
+    max_group_context_bytes: int = setting(
+        "OPENFERO_MAX_GROUP_CONTEXT_BYTES",
+        8192,
+        "Most group context one alert's message may carry (bytes of UTF-8): groupKey, receiver, "
+        "externalURL, status and version, and the entries of groupLabels, commonLabels and "
+        "commonAnnotations whose value the alert does not share (Alertmanager's always share theirs). "
+        "More gets 422; so does a webhook whose alerts would carry more of it, together, than "
+        "the webhook's own size.",
+    )
+    max_message_bytes: int = setting(
+        "OPENFERO_MAX_MESSAGE_BYTES",
+        65536,
+        "Largest message one alert may become (bytes of JSON); a larger alert gets 422. "
+        "Alertmanager's alerts become messages of about 1 to 2 kB.",
+    )
+    header_timeout_s: float = setting(
+        "OPENFERO_HEADER_TIMEOUT_SECONDS",
+        10.0,
+        "How long a client may take to send a request's headers, counted from the connection or "
+        "from the request's first byte (seconds); then the connection is closed with 408.",
+    )
+    body_timeout_s: float = setting(
+        "OPENFERO_BODY_TIMEOUT_SECONDS",
+        30.0,
+        "How long a client may take to send a webhook's body once its headers are in (seconds); "
+        "then it gets 408 and the connection is closed. 16 MiB at 1 MB/s takes 17 s.",
+    )
+    max_connections: int = setting(
+        "OPENFERO_MAX_CONNECTIONS",
+        256,
+        "Most client connections open at once; one more gets 503 and is closed, so that idle or "
+        "slow clients cannot take up memory without end. Alertmanager opens one per group it "
+        "sends at the same moment.",
     )
     max_inflight_alerts: int = setting(
         "OPENFERO_MAX_INFLIGHT_ALERTS",
@@ -156,7 +193,8 @@ class IngestSettings:
         "OPENFERO_PUBLISH_TIMEOUT_SECONDS",
         5.0,
         "How long a webhook waits for the broker to confirm its alerts before answering "
-        "503 (seconds); well below Alertmanager's own timeouts, so it retries soon.",
+        "503 (seconds); well below Alertmanager's own timeouts, so it retries soon. A webhook of "
+        "more than 50 alerts is published 50 at a time, and the wait is for each 50.",
     )
 
     @property
@@ -267,6 +305,13 @@ class DispatcherSettings:
         "OPENFERO_DRY_RUN",
         False,
         "Print each rendered Job as YAML instead of creating it.",
+    )
+    stall_s: float = setting(
+        "OPENFERO_STALL_SECONDS",
+        120.0,
+        "A dispatcher that holds messages, or sees messages waiting, and settles none for this long "
+        "is stuck: its /healthz answers 503 so that Kubernetes restarts it (seconds). Well above "
+        "the slowest settling of one message (an API call and a publish, each with its timeout).",
     )
 
 

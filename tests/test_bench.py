@@ -22,13 +22,15 @@ def test_the_quick_benchmark_writes_json_markdown_and_plots(tmp_path, amqp_url) 
     results = json.loads((tmp_path / "results.json").read_text())
     for key in (
         "publisher_ceiling_per_s", "ingest", "ingest_asyncio_loop", "double_ceiling_jobs_per_s",
-        "dispatcher_20ms_x4", "end_to_end", "render_us", "create_call_cpu_us", "ratios", "console_timeline", "dispatcher_no_latency_untracked", "outcomes",
+        "dispatcher_20ms_x4", "end_to_end", "render_us", "create_call_cpu_us", "ratios", "console_timeline", "dispatcher_no_latency_untracked", "outcomes", "hostile_webhooks",
     ):
         assert key in results
+    hostile = results["hostile_webhooks"]
+    assert [hostile[name]["status"] for name in ("tiny alerts", "one large label", "largest taken")] == [413, 422, 200]
     assert results["dispatcher_no_latency"]["cpu_ms_per_job"] > 0
     assert results["end_to_end"]["jobs"] == results["end_to_end"]["alerts"]  # every alert became its Job
     summary = (tmp_path / "summary.md").read_text()
-    assert "## Ingest" in summary and "## End to end" in summary and "## Made faster" in summary and "## Console" in summary and "## Outcomes" in summary
+    assert "## Ingest" in summary and "## End to end" in summary and "## Made faster" in summary and "## Console" in summary and "## Outcomes" in summary and "Worst-case webhooks" in summary
     console = results["console_timeline"]
     assert console["matched"] == console["alerts"] == 1000 and console["rows_500"] == 500 and console["first_paint_ms_500"] > 0
     assert results["outcomes"]["burst"]["jobs"] + results["outcomes"]["steady"]["jobs"] == results["outcomes"]["jobs"]

@@ -226,6 +226,7 @@ def test_ingest_lets_prometheus_scrape_but_only_alertmanager_post() -> None:
     assert one(objects, "ServiceMonitor", "openfero-ingest")["spec"]["endpoints"][0]["port"] == "http"
     dispatcher = one(objects, "Deployment", "openfero-dispatcher")["spec"]["template"]["spec"]["containers"][0]
     assert dispatcher["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert dispatcher["readinessProbe"]["httpGet"] == {"path": "/readiness", "port": "metrics"}
 
 
 def admitted(objects: list[dict], target: str) -> set[tuple[str, str, int]]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.envelope import Envelope, InvalidEnvelope, InvalidWebhook, envelopes_from_webhook, fingerprint
 from tests.conftest import reference_alert_bytes
@@ -29,7 +31,7 @@ def test_reference_webhook_becomes_one_envelope_with_group_context() -> None:
     assert e.group.groupLabels["zone"] == "dmz"
     assert e.group.commonAnnotations["summary"] == "Namespace quota is going to be full."
     assert e.group.externalURL == "http://alertmanager.example.com"
-    assert e.schema == 1 and len(e.id) == 32 and e.receivedAt.endswith("+00:00")
+    assert e.schema == 2 and len(e.id) == 32 and e.receivedAt.endswith("+00:00")
 
 
 def test_field_names_match_in_any_case_and_a_sent_fingerprint_is_kept() -> None:
@@ -89,10 +91,108 @@ def test_envelope_round_trips_through_json() -> None:
     assert Envelope.from_json(e.to_json()) == e
 
 
+def test_a_message_names_the_group_entries_its_alert_shares_and_carries_the_others() -> None:
+    # The reference webhook's groupLabels say zone=dmz; its alert has zone=internal.
+    [e] = envelopes_from_webhook(json.loads(reference_alert_bytes()))
+    wire = json.loads(e.to_json())
+    assert wire["schema"] == 2
+    assert wire["group"]["groupLabels"] == ["alertname", "severity", "stage", ["zone", "dmz"]]
+    assert ["zone", "dmz"] in wire["group"]["commonLabels"] and "cluster" in wire["group"]["commonLabels"]
+    assert wire["group"]["commonAnnotations"] == ["runbook_url", "summary"]
+    # The reader restores the maps as sent, in their order.
+    back = Envelope.from_json(e.to_json())
+    assert back.group.groupLabels == {"alertname": "KubeQuotaAlmostFull", "severity": "info", "stage": "dev", "zone": "dmz"}
+    assert list(back.group.commonLabels) == list(e.group.commonLabels)
+    assert back == e
+
+
+def test_a_large_common_annotation_is_named_in_each_message_not_copied() -> None:
+    # Given 40 alerts sharing a common annotation of 100 kB (the 37x webhook)
+    big = "x" * 100_000
+    payload = {"commonAnnotations": {"runbook": big}, "alerts": [{"labels": {"n": str(i)}, "annotations": {"runbook": big}} for i in range(40)]}
+    envelopes = envelopes_from_webhook(payload)
+    # Then each message holds the annotation once, as the alert's own
+    assert all(len(e.to_json()) < 100_500 for e in envelopes)
+    assert Envelope.from_json(envelopes[0].to_json()).group.commonAnnotations == {"runbook": big}
+
+
+# A message as openfero 0.1 wrote it (schema 1): the group maps whole.
+SCHEMA_1 = (
+    b'{"schema":1,"id":"0f0e","receivedAt":"2026-11-25T02:00:00.000000+00:00",'
+    b'"alert":{"status":"firing","labels":{"alertname":"A","zone":"internal"},"annotations":{"s":"t"},'
+    b'"startsAt":"2026-11-25T01:59:00Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"","fingerprint":"00000000000000ff"},'
+    b'"group":{"version":"4","status":"firing","receiver":"openfero","groupKey":"{}:{alertname=\\"A\\"}",'
+    b'"groupLabels":{"alertname":"A"},"commonLabels":{"alertname":"A","zone":"dmz"},"commonAnnotations":{"s":"t"},'
+    b'"externalURL":"http://am","truncatedAlerts":0}}'
+)
+
+
+def test_schema_1_messages_are_still_read() -> None:
+    # They wait in queues, the dead-letter queue and the archive across an upgrade.
+    e = Envelope.from_json(SCHEMA_1)
+    assert (e.id, e.alert.alertname, e.alert.fingerprint) == ("0f0e", "A", "00000000000000ff")
+    assert e.group.commonLabels == {"alertname": "A", "zone": "dmz"} and e.group.groupKey == '{}:{alertname="A"}'
+    # and written again (a replay, a retry) in the current schema, meaning the same
+    assert json.loads(e.to_json())["schema"] == 2
+    assert Envelope.from_json(e.to_json()) == e
+
+
+def test_the_templates_see_the_group_as_sent() -> None:
+    from dispatcher.templating import jinja_data as context
+
+    payload = json.loads(reference_alert_bytes())
+    payload["commonLabels"]["handwritten"] = "not the alert's"
+    [e] = envelopes_from_webhook(payload)
+    before = context(e)
+    after = context(Envelope.from_json(e.to_json()))
+    assert after["group"] == before["group"] and after["HookMessage"] == before["HookMessage"]
+    assert after["HookMessage"]["CommonLabels"] == payload["commonLabels"]
+    assert after["group"]["groupLabels"] == payload["groupLabels"]
+    assert after["group"]["commonAnnotations"] == payload["commonAnnotations"]
+
+
 @pytest.mark.parametrize(
     "body",
-    [b"not json", b"[]", b'{"schema": 99}', b'{"schema": 1, "id": "x"}', b'{"schema":1,"id":"x","receivedAt":"t","alert":{"labels":{"a":1}},"group":{}}', b"\xff\xfe"],
+    [
+        b"not json",
+        b"[]",
+        b'{"schema": 99}',
+        b'{"schema": true}',
+        b'{"schema": 1, "id": "x"}',
+        b'{"schema":1,"id":"x","receivedAt":"t","alert":{"labels":{"a":1}},"group":{}}',
+        b'{"schema":1,"id":"x","receivedAt":"t","alert":{"labels":{}},"group":{"commonLabels":[]}}',
+        b'{"schema":1,"id":"x","receivedAt":"t","alert":{"labels":{}},"group":{"extra":1}}',
+        b'{"schema":2,"id":"x","receivedAt":"t","alert":{"labels":{}},"group":{"commonLabels":["missing"]}}',
+        b'{"schema":2,"id":"x","receivedAt":"t","alert":{"labels":{}},"group":{"commonLabels":[["a"]]}}',
+        b'{"schema":2,"id":"x","receivedAt":"t","alert":{"labels":{}},"group":{"commonLabels":{"a":"b"}}}',
+        b'{"schema":2,"id":7,"receivedAt":"t","alert":{"labels":{}},"group":{}}',
+        b'{"schema":2,"id":"x","receivedAt":"t","alert":{"labels":{}},"group":{"truncatedAlerts":"3"}}',
+        b'{"schema":2,"id":"x","receivedAt":"t","alert":[],"group":{}}',
+        b"\xff\xfe",
+    ],
 )
 def test_unreadable_messages_raise_invalid_envelope(body: bytes) -> None:
     with pytest.raises(InvalidEnvelope):
         Envelope.from_json(body)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.sampled_from(["alert", "group", "labels", "id", "schema", "commonLabels", "x"]), children, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(
+    st.builds(
+        lambda schema, rest: {"schema": schema, "id": "i", "receivedAt": "t", **rest},
+        st.sampled_from([1, 2]),
+        st.dictionaries(st.sampled_from(["alert", "group", "id"]), JSON, max_size=3),
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_any_message_either_decodes_or_raises_invalid_envelope(message: dict) -> None:
+    try:
+        Envelope.from_json(json.dumps(message).encode())
+    except InvalidEnvelope:
+        pass

@@ -90,7 +90,7 @@ ALERTISH = st.fixed_dictionaries(
 @given(body=st.binary(max_size=512) | JSON.map(lambda v: json.dumps(v).encode()) | ALERTISH.map(lambda v: json.dumps(v).encode()))
 @settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))
 def test_arbitrary_bodies_never_get_a_5xx(ingest_url: str, body: bytes) -> None:
-    request = urllib.request.Request(ingest_url + "/alerts", data=body, method="POST")
+    request = urllib.request.Request(ingest_url + "/alerts", data=body, method="POST", headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             assert_well_answered(response.status, response.headers.get("Content-Type", ""), response.read(), repr(body[:80]))

@@ -19,7 +19,8 @@ from tests.tcp_proxy import TcpProxy, broker_proxy_url, start_broker_proxy
 
 async def start_client(broker: BrokerSettings, ingest: IngestSettings | None = None, ready: bool = True) -> TestClient:
     app = create_app(broker, ingest or IngestSettings(publish_timeout_s=2.0))
-    client = TestClient(TestServer(app))
+    # As Alertmanager sends it; tests of other types say so.
+    client = TestClient(TestServer(app), headers={"Content-Type": "application/json"})
     await client.start_server()
     if ready:
         await async_wait_for(lambda: _ready(client), what="ingest ready")
