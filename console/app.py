@@ -35,7 +35,6 @@ from dispatcher.rendering import JobRules
 from openfero.doctor import ManagementApi
 from openfero.records import Record
 from shared.broker import BrokerLink
-from shared.durations import parse_duration
 from shared.envelope import Alert
 from shared.settings import BrokerSettings, ConsoleSettings, KubeSettings, SettingsError
 from shared.topology import Names
@@ -191,10 +190,7 @@ def create_console(
     api_client: Any = None,
     storm: StormControls | None = None,
 ) -> Console:
-    try:
-        window = timedelta(seconds=parse_duration(settings.window))
-    except ValueError as exc:
-        raise SettingsError(f"OPENFERO_CONSOLE_WINDOW: {exc}") from None
+    window = timedelta(seconds=settings.window_s)
     if settings.max_alerts < 1 or settings.max_streams < 1:
         raise SettingsError("OPENFERO_CONSOLE_MAX_ALERTS and OPENFERO_CONSOLE_MAX_STREAMS need at least 1")
     return Console(

@@ -74,10 +74,9 @@ def command() -> None:
         kube = load(KubeSettings)
         management = ManagementApi.from_settings(broker, load(ManagementSettings))
         dispatcher = load(DispatcherSettings)
-        delays = load(RetrySettings).delays
+        delays = load(RetrySettings).delays_s
         tls = tls_context(settings)
         loop = loop_factory(service.event_loop)()
-        settings.port  # noqa: B018 (checks the address)
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
     logs.setup(service.log_level, service.log_format)
@@ -93,8 +92,8 @@ def command() -> None:
     freeze_startup_heap()
     web.run_app(
         app,
-        host=settings.host,
-        port=settings.port,
+        host=settings.addr.host,
+        port=settings.addr.port,
         ssl_context=tls,
         shutdown_timeout=service.shutdown_grace_s,
         keepalive_timeout=settings.keepalive_timeout_s,

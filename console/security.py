@@ -68,9 +68,9 @@ class Gate:
 
     @classmethod
     def from_settings(cls, s: ConsoleSettings) -> Gate:
-        mode = s.auth_mode.strip().lower()
+        mode = s.auth_mode
         if mode == "none":
-            if s.host not in _LOOPBACK:
+            if s.addr.host not in _LOOPBACK:
                 raise SettingsError(
                     f"OPENFERO_CONSOLE_AUTH=none on {s.addr}: the console can replay and purge, so it needs authentication "
                     "anywhere but on a loopback address (basic, bearer or proxy)"
@@ -87,10 +87,7 @@ class Gate:
                 raise SettingsError("OPENFERO_CONSOLE_AUTH=bearer needs OPENFERO_CONSOLE_AUTH_TOKEN_FILE or OPENFERO_CONSOLE_AUTH_TOKEN")
             return cls(mode, Authenticator("bearer", token=token))
         if mode == "proxy":
-            try:
-                networks = tuple(ipaddress.ip_network(a.strip(), strict=False) for a in s.proxy_addresses.split(",") if a.strip())
-            except ValueError as exc:
-                raise SettingsError(f"OPENFERO_CONSOLE_PROXY_ADDRESSES: {exc}") from None
+            networks = s.proxy_addresses
             if not networks or not s.proxy_user_header.strip():
                 raise SettingsError(
                     "OPENFERO_CONSOLE_AUTH=proxy needs OPENFERO_CONSOLE_PROXY_ADDRESSES (the proxy's addresses) "

@@ -167,7 +167,7 @@ async def timeline(request: web.Request) -> web.Response:
         selector=selector,
         window=window,
         windows=[w for w, s in WINDOWS if s <= console.window.total_seconds()],
-        console_window=console.settings.window,
+        console_window=console.settings.window_s,
         alertnames=console.timeline.alertnames(),
         outcomes=OUTCOMES,
         query=request.query_string,

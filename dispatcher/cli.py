@@ -24,6 +24,7 @@ from dispatcher.retrying import RetryPolicy
 from shared import logs
 from shared.loop import freeze_startup_heap, loop_factory, running_loop_name
 from shared.settings import (
+    HostPort,
     BrokerSettings,
     DispatcherSettings,
     KubeSettings,
@@ -265,7 +266,7 @@ async def _serve(
             close()
 
 
-async def _serve_metrics(addr: str, health: Health) -> web.AppRunner:
+async def _serve_metrics(addr: HostPort, health: Health) -> web.AppRunner:
     """/metrics, /healthz and /readiness on their own port: the dispatcher has no other HTTP.
 
     /healthz is liveness: 503 only when the consumer is stuck. /readiness is
@@ -290,12 +291,8 @@ async def _serve_metrics(addr: str, health: Health) -> web.AppRunner:
     app.router.add_get("/readiness", readiness)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    host, _, port = addr.rpartition(":")
-    if not port.isdigit():
-        await runner.cleanup()
-        raise SettingsError(f"OPENFERO_METRICS_ADDR={addr!r}: expected host:port")
     try:
-        await web.TCPSite(runner, host or "0.0.0.0", int(port)).start()
+        await web.TCPSite(runner, addr.host, addr.port).start()
     except OSError as exc:  # in use (a second dispatcher on this host), not ours to take, an unknown host
         await runner.cleanup()
         raise SettingsError(f"OPENFERO_METRICS_ADDR={addr}: {exc.strerror or exc}") from None

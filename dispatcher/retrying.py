@@ -21,7 +21,7 @@ class RetryPolicy:
 
     @classmethod
     def from_settings(cls, settings: RetrySettings) -> RetryPolicy:
-        return cls(settings.delays, settings.max_attempts, settings.operator_min_delay_s)
+        return cls(settings.delays_s, settings.max_attempts, settings.operator_min_delay_s)
 
     def delay_after(self, attempts: int, needs_operator: bool = False, retry_after_s: float | None = None) -> float | None:
         """The wait before the next attempt, ``attempts`` having failed; None when they are used up."""

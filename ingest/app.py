@@ -248,7 +248,7 @@ def create_app(broker: BrokerSettings, ingest: IngestSettings) -> web.Applicatio
     async def broker_connection(app: web.Application) -> AsyncIterator[None]:
         log.info(
             "ingest starting",
-            extra={"event": "ingest.starting", "addr": ingest.addr, "event_loop": running_loop_name(), "prefix": broker.queue_prefix},
+            extra={"event": "ingest.starting", "addr": str(ingest.addr), "event_loop": running_loop_name(), "prefix": broker.queue_prefix},
         )
         tasks = [
             asyncio.create_task(link.run(), name="broker-link"),

@@ -43,7 +43,7 @@ class Authenticator:
 
     @classmethod
     def from_settings(cls, settings: IngestSettings) -> Authenticator:
-        mode = settings.auth_mode.strip().lower()
+        mode = settings.auth_mode
         if mode == "none":
             credentials = [env for env, value in _credential_settings(settings) if value]
             if credentials:
@@ -63,7 +63,7 @@ class Authenticator:
             if not token:
                 raise SettingsError("OPENFERO_AUTH=bearer needs OPENFERO_AUTH_TOKEN_FILE or OPENFERO_AUTH_TOKEN")
             return cls(mode, token=token)
-        raise SettingsError(f"OPENFERO_AUTH={settings.auth_mode!r}: expected none, basic or bearer")
+        raise SettingsError(f"OPENFERO_AUTH={mode!r}: expected none, basic or bearer")
 
     def check(self, authorization: str | None) -> str | None:
         """None when the request may pass; else the WWW-Authenticate challenge for a 401."""

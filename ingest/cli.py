@@ -57,7 +57,7 @@ async def serve(app: web.Application, ingest: IngestSettings, service: ServiceSe
     runner = web.AppRunner(app, access_log=None, keepalive_timeout=75.0, shutdown_timeout=service.shutdown_grace_s)
     await runner.setup()
     try:
-        site = GuardedSite(runner, app[GUARD], ingest.host, ingest.port, ssl_context=tls)
+        site = GuardedSite(runner, app[GUARD], ingest.addr.host, ingest.addr.port, ssl_context=tls)
         try:
             await site.start()
         except OSError as exc:  # in use, not ours to take, an unknown host

@@ -44,11 +44,12 @@ class TextFormatter(logging.Formatter):
 
 
 def setup(level: str, fmt: str = "json") -> None:
+    """Log to stderr at ``level`` (DEBUG, INFO ...) as ``fmt`` (json or text), both as the settings parsed them."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(TextFormatter() if fmt.strip().lower() == "text" else JsonFormatter())
+    handler.setFormatter(TextFormatter() if fmt == "text" else JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(level)
     # The client libraries are chatty at INFO about every reconnect attempt.
     for noisy in ("aiormq", "aio_pika", "kubernetes", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -1,19 +1,23 @@
-"""Settings, read from the environment once at start-up.
+"""Settings, read from the environment once at start-up, into the types the code uses.
 
 Each concern has a frozen dataclass; every field names its environment
-variable, its unit and why its default is what it is. Nothing here is
-global: ``load(cls)`` builds an instance and the caller passes it on.
+variable, its unit and why its default is what it is. A value is parsed
+once, in ``load()``, into its real type (a ``HostPort``, a tuple of seconds,
+one word of a few): the code that uses it never parses or checks it again.
+Nothing here is global: ``load(cls)`` builds an instance and the caller
+passes it on.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 T = TypeVar("T")
 
@@ -24,9 +28,88 @@ class SettingsError(ValueError):
     """A setting holds a value that cannot be used."""
 
 
-def setting(env: str, default: Any, help: str) -> Any:
-    """A dataclass field that is read from the environment variable ``env``."""
-    return field(default=default, metadata={"env": env, "help": help})
+class HostPort(NamedTuple):
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+# -- parsers: text of an environment variable -> the value the code uses; ValueError says why not
+
+
+def host_port(text: str) -> HostPort:
+    """``host:port``; an empty host is every address (0.0.0.0)."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("expected host:port, the port a number up to 65535")
+    return HostPort(host.strip("[]") or "0.0.0.0", int(port))
+
+
+def one_of(*choices: str) -> Callable[[str], str]:
+    """One of ``choices``, any case, as the choice is written."""
+
+    def parse(text: str) -> str:
+        for choice in choices:
+            if text.strip().lower() == choice.lower():
+                return choice
+        raise ValueError(f"expected one of {', '.join(choices)}")
+
+    return parse
+
+
+def positive_seconds(text: str) -> tuple[float, ...]:
+    """Seconds, comma-separated, at least one, all above zero; sorted, each once."""
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError("expected seconds, comma-separated") from None
+    if not values or any(v <= 0 for v in values):
+        raise ValueError("needs at least one positive number of seconds")
+    return tuple(sorted(set(values)))
+
+
+def service_accounts(text: str) -> frozenset[tuple[str, str]]:
+    """``namespace/name`` or a bare ``name`` (any namespace, written ``*``), comma-separated."""
+    found = set()
+    for entry in (e.strip() for e in text.split(",")):
+        if not entry:
+            continue
+        namespace, _, name = entry.rpartition("/")
+        if not name or "/" in namespace:
+            raise ValueError(f"{entry!r} is not namespace/name or name")
+        found.add((namespace or "*", name))
+    return frozenset(found)
+
+
+def networks(text: str) -> tuple[Network, ...]:
+    """Addresses or networks, comma-separated (10.0.0.0/8, 127.0.0.1)."""
+    return tuple(ipaddress.ip_network(a.strip(), strict=False) for a in text.split(",") if a.strip())
+
+
+def duration_seconds(text: str) -> float:
+    """A duration as openfero writes them (90, 90s, 15m, 1h30m, 2d), in seconds, above zero."""
+    from shared.durations import parse_duration
+
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        raise ValueError("expected a duration above zero")
+    return seconds
+
+
+def setting(env: str, default: Any, help: str, parse: Callable[[str], Any] | None = None) -> Any:
+    """A dataclass field read from the environment variable ``env``.
+
+    With ``parse``, ``default`` is written as a user would set the variable
+    (and shown so in --help and the README); the field holds what ``parse``
+    makes of it. Without, the field is a str, int, float or bool.
+    """
+    value = default if parse is None else parse(default)
+    return field(default=value, metadata={"env": env, "help": help, "parse": parse, "shown": str(default)})
 
 
 @dataclass(frozen=True)
@@ -102,10 +185,11 @@ class ManagementSettings:
 
 @dataclass(frozen=True)
 class IngestSettings:
-    addr: str = setting(
+    addr: HostPort = setting(
         "OPENFERO_INGEST_ADDR",
         "0.0.0.0:8080",
         "host:port the webhook listens on.",
+        host_port,
     )
     max_body_bytes: int = setting(
         "OPENFERO_MAX_BODY_BYTES",
@@ -171,10 +255,11 @@ class IngestSettings:
         "Most alerts being stored at once, over all webhooks; a webhook that would go past it gets 503 at "
         "once, so that an alert storm cannot exhaust memory.",
     )
-    auth_mode: str = setting(
+    auth_mode: Literal["none", "basic", "bearer"] = setting(
         "OPENFERO_AUTH",
         "none",
         "Webhook authentication: none, basic or bearer (what Alertmanager's basic_auth and authorization send).",
+        one_of("none", "basic", "bearer"),
     )
     auth_username: str = setting("OPENFERO_AUTH_USERNAME", "", "The user name for basic auth.")
     auth_password_file: str = setting(
@@ -197,16 +282,6 @@ class IngestSettings:
         "more than 50 alerts is published 50 at a time, and the wait is for each 50.",
     )
 
-    @property
-    def host(self) -> str:
-        return self.addr.rpartition(":")[0] or "0.0.0.0"
-
-    @property
-    def port(self) -> int:
-        port = self.addr.rpartition(":")[2]
-        if not port.isdigit():
-            raise SettingsError(f"OPENFERO_INGEST_ADDR={self.addr!r}: expected host:port")
-        return int(port)
 
 
 @dataclass(frozen=True)
@@ -256,23 +331,17 @@ class KubeSettings:
         "The dispatcher's own service account (the manifests pass spec.serviceAccountName): "
         "no Job may run as it in its namespace, so that no definition borrows the dispatcher's rights.",
     )
-    forbidden_service_accounts: str = setting(
+    forbidden_service_accounts: frozenset[tuple[str, str]] = setting(
         "OPENFERO_FORBIDDEN_SERVICE_ACCOUNTS",
         "",
         "Service accounts no Job may run as, comma-separated: namespace/name, or a bare name for "
         "that name in any namespace. A definition that asks for one is a permanent failure.",
+        service_accounts,
     )
 
     def forbidden_accounts(self) -> frozenset[tuple[str, str]]:
         """(namespace, name) pairs, namespace "*" for any; the dispatcher's own included."""
-        found = set()
-        for entry in (e.strip() for e in self.forbidden_service_accounts.split(",")):
-            if not entry:
-                continue
-            namespace, _, name = entry.rpartition("/")
-            if not name or "/" in namespace:
-                raise SettingsError(f"OPENFERO_FORBIDDEN_SERVICE_ACCOUNTS: {entry!r} is not namespace/name or name")
-            found.add((namespace or "*", name))
+        found = set(self.forbidden_service_accounts)
         namespace = self.own_namespace
         if not namespace and SERVICE_ACCOUNT_NAMESPACE_FILE.exists():
             namespace = SERVICE_ACCOUNT_NAMESPACE_FILE.read_text().strip()
@@ -317,11 +386,12 @@ class DispatcherSettings:
 
 @dataclass(frozen=True)
 class RetrySettings:
-    delays_s: str = setting(
+    delays_s: tuple[float, ...] = setting(
         "OPENFERO_RETRY_DELAYS_SECONDS",
         "1,5,30,120,600,1200,1800",
         "The delay tiers of retries (seconds, comma-separated); each is a queue of its own, so a "
         "long wait never holds up a short one. The n-th retry waits the n-th tier, later ones the last.",
+        positive_seconds,
     )
     max_attempts: int = setting(
         "OPENFERO_RETRY_MAX_ATTEMPTS",
@@ -336,25 +406,20 @@ class RetrySettings:
         "retries start at the first tier this long (seconds).",
     )
 
-    @property
-    def delays(self) -> tuple[float, ...]:
-        try:
-            delays = tuple(float(d) for d in self.delays_s.split(",") if d.strip())
-        except ValueError:
-            raise SettingsError(f"OPENFERO_RETRY_DELAYS_SECONDS={self.delays_s!r}: expected seconds, comma-separated") from None
-        if not delays or any(d <= 0 for d in delays):
-            raise SettingsError(f"OPENFERO_RETRY_DELAYS_SECONDS={self.delays_s!r}: needs at least one positive delay")
-        return tuple(sorted(set(delays)))
-
 
 @dataclass(frozen=True)
 class ServiceSettings:
-    log_level: str = setting("OPENFERO_LOG_LEVEL", "INFO", "Log level: DEBUG, INFO, WARNING or ERROR.")
-    log_format: str = setting("OPENFERO_LOG_FORMAT", "json", "json (one object a line) or text.")
-    metrics_addr: str = setting(
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = setting(
+        "OPENFERO_LOG_LEVEL", "INFO", "Log level: DEBUG, INFO, WARNING or ERROR.", one_of("DEBUG", "INFO", "WARNING", "ERROR")
+    )
+    log_format: Literal["json", "text"] = setting(
+        "OPENFERO_LOG_FORMAT", "json", "json (one object a line) or text.", one_of("json", "text")
+    )
+    metrics_addr: HostPort = setting(
         "OPENFERO_METRICS_ADDR",
         "0.0.0.0:9091",
         "host:port of the dispatcher's /metrics and /healthz (ingest serves them on its own port).",
+        host_port,
     )
     shutdown_grace_s: float = setting(
         "OPENFERO_SHUTDOWN_GRACE_SECONDS",
@@ -362,10 +427,11 @@ class ServiceSettings:
         "After SIGTERM, how long in-flight work may finish before the rest is handed back "
         "(seconds); below Kubernetes' default grace period of 30 s.",
     )
-    event_loop: str = setting(
+    event_loop: Literal["uvloop", "asyncio"] = setting(
         "OPENFERO_EVENT_LOOP",
         "uvloop",
         "uvloop (faster: see Performance) or asyncio (the standard library's loop).",
+        one_of("uvloop", "asyncio"),
     )
 
 
@@ -374,18 +440,20 @@ class ServiceSettings:
 class ConsoleSettings:
     """The operator's console (`openfero console`): where it listens, who may use it, what it shows."""
 
-    addr: str = setting(
+    addr: HostPort = setting(
         "OPENFERO_CONSOLE_ADDR",
         "127.0.0.1:8081",
         "host:port the console listens on. Loopback by default: on any other address it requires "
         "OPENFERO_CONSOLE_AUTH other than none.",
+        host_port,
     )
-    auth_mode: str = setting(
+    auth_mode: Literal["basic", "bearer", "proxy", "none"] = setting(
         "OPENFERO_CONSOLE_AUTH",
         "basic",
         "Who may use the console: basic or bearer (credentials below, compared as ingest compares them), "
         "proxy (trust the user header of an authenticating proxy, only from OPENFERO_CONSOLE_PROXY_ADDRESSES), "
         "or none (refused unless the console listens on a loopback address).",
+        one_of("basic", "bearer", "proxy", "none"),
     )
     auth_username: str = setting("OPENFERO_CONSOLE_AUTH_USERNAME", "", "The user name for basic auth.")
     auth_password_file: str = setting(
@@ -403,11 +471,12 @@ class ConsoleSettings:
         "X-Forwarded-User",
         "With OPENFERO_CONSOLE_AUTH=proxy: the request header that names the user the proxy authenticated.",
     )
-    proxy_addresses: str = setting(
+    proxy_addresses: tuple[Network, ...] = setting(
         "OPENFERO_CONSOLE_PROXY_ADDRESSES",
         "",
         "With OPENFERO_CONSOLE_AUTH=proxy (required then): the proxy's addresses or networks, comma-separated "
         "(10.0.0.0/8, 127.0.0.1); a request from any other peer is refused, header or not.",
+        networks,
     )
     csrf_key_file: str = setting(
         "OPENFERO_CONSOLE_CSRF_KEY_FILE",
@@ -420,11 +489,12 @@ class ConsoleSettings:
         False,
         "Show everything, change nothing: no replay or purge is offered, and every such request gets 403.",
     )
-    window: str = setting(
+    window_s: float = setting(
         "OPENFERO_CONSOLE_WINDOW",
         "6h",
         "How far back the timeline reads the alert archive when the console starts, and keeps "
         "alerts (a duration: 90m, 6h, 1d).",
+        duration_seconds,
     )
     max_alerts: int = setting(
         "OPENFERO_CONSOLE_MAX_ALERTS",
@@ -459,16 +529,6 @@ class ConsoleSettings:
     )
     tls_key_file: str = setting("OPENFERO_CONSOLE_TLS_KEY_FILE", "", "The TLS private key (PEM).")
 
-    @property
-    def host(self) -> str:
-        return self.addr.rpartition(":")[0] or "0.0.0.0"
-
-    @property
-    def port(self) -> int:
-        port = self.addr.rpartition(":")[2]
-        if not port.isdigit():
-            raise SettingsError(f"OPENFERO_CONSOLE_ADDR={self.addr!r}: expected host:port")
-        return int(port)
 
 
 @dataclass(frozen=True)
@@ -526,8 +586,10 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-def _parse(raw: str, kind: type, env: str) -> Any:
+def _parse(raw: str, kind: type | None, parse: Callable[[str], Any] | None, env: str) -> Any:
     try:
+        if parse is not None:
+            return parse(raw)
         if kind is bool:
             value = raw.strip().lower()
             if value in _TRUE:
@@ -556,7 +618,7 @@ def load(cls: type[T], environ: Mapping[str, str] | None = None, **overrides: An
         if f.name in overrides and overrides[f.name] is not None:
             values[f.name] = overrides[f.name]
         elif env in environ:
-            values[f.name] = _parse(environ[env], _KINDS[str(f.type)], env)
+            values[f.name] = _parse(environ[env], _KINDS.get(str(f.type)), f.metadata["parse"], env)
     return cls(**values)
 
 
@@ -565,7 +627,7 @@ def describe(*groups: type) -> list[tuple[str, str, str]]:
     rows = []
     for cls in groups or ALL_GROUPS:
         for f in dataclasses.fields(cls):
-            rows.append((f.metadata["env"], str(f.default), f.metadata["help"]))
+            rows.append((f.metadata["env"], f.metadata["shown"], f.metadata["help"]))
     return rows
 
 

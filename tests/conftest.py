@@ -22,7 +22,7 @@ import aio_pika
 import pytest
 import yaml
 
-from shared.settings import BrokerSettings, RetrySettings
+from shared.settings import BrokerSettings, RetrySettings, positive_seconds
 from shared.topology import Names, delete
 from tests.cluster import ApiCluster
 from tests.kube_double import KubeDouble
@@ -102,7 +102,7 @@ def prefix(amqp_url: str) -> Iterator[str]:
 
     async def cleanup() -> None:
         connection = await aio_pika.connect(amqp_url)
-        delays = RetrySettings().delays + RetrySettings(delays_s=TEST_RETRY_DELAYS).delays
+        delays = RetrySettings().delays_s + positive_seconds(TEST_RETRY_DELAYS)
         await delete(await connection.channel(), Names(name), delays)
         await connection.close()
 

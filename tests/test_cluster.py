@@ -69,7 +69,7 @@ def cluster_prefix(cluster: BrokerCluster) -> Iterator[str]:
     name = f"oftest-{uuid.uuid4().hex[:10]}"
     yield name
     cluster.heal()
-    delays = RetrySettings().delays + RetrySettings(delays_s="0.2,0.5,1").delays
+    delays = RetrySettings().delays_s + (0.2, 0.5, 1.0)
     broker_call(cluster.url, lambda channel: delete(channel, Names(name), delays))
 
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from openfero.cli import main
 from shared.loop import loop_factory
-from shared.settings import SettingsError, describe
+from shared.settings import ServiceSettings, SettingsError, describe, load
 from tests.conftest import ROOT, free_port
 
 
@@ -90,7 +90,7 @@ def test_without_uvloop_the_error_says_how_to_run_on_the_standard_loop(monkeypat
     monkeypatch.setitem(sys.modules, "uvloop", None)  # what a failed import looks like
     with pytest.raises(SettingsError, match="uvloop is not installed: install it, or set asyncio"):
         loop_factory("uvloop")
-    loop = loop_factory(" AsyncIO ")()
+    loop = loop_factory(load(ServiceSettings, {"OPENFERO_EVENT_LOOP": " AsyncIO "}).event_loop)()
     try:
         assert type(loop).__module__.startswith("asyncio")
     finally:

@@ -24,7 +24,7 @@ import aio_pika
 import pytest
 import yaml
 
-from shared.settings import RetrySettings
+from shared.settings import RetrySettings, positive_seconds
 from shared.topology import Names, delete
 from tests.conftest import ROOT, TEST_RETRY_DELAYS, free_port, wait_for, write_kubeconfig
 from tests.harness import Pipeline, Process, get_status, post, queue_depths, webhook
@@ -145,7 +145,7 @@ def stack(amqp_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
 
         async def cleanup() -> None:
             connection = await aio_pika.connect(amqp_url)
-            await delete(await connection.channel(), Names(prefix), RetrySettings().delays + RetrySettings(delays_s=TEST_RETRY_DELAYS).delays)
+            await delete(await connection.channel(), Names(prefix), RetrySettings().delays_s + positive_seconds(TEST_RETRY_DELAYS))
             await connection.close()
 
         off_thread(asyncio.run, cleanup())

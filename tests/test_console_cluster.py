@@ -23,7 +23,7 @@ pytestmark = pytest.mark.e2e
 def prefix_on_cluster(broker_cluster: BrokerCluster) -> Iterator[str]:
     name = f"oftest-{uuid.uuid4().hex[:10]}"
     yield name
-    broker_call(broker_cluster.url, lambda channel: delete(channel, Names(name), RetrySettings().delays))
+    broker_call(broker_cluster.url, lambda channel: delete(channel, Names(name), RetrySettings().delays_s))
 
 
 async def test_the_dispatchers_seen_are_the_work_queues_consumers_by_the_name_openfero_gives_them(

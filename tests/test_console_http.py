@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from console.app import create_app, create_console
 from console.security import CSP
 from dispatcher.rendering import JobRules
-from shared.settings import BrokerSettings, ConsoleSettings, KubeSettings
+from shared.settings import BrokerSettings, ConsoleSettings, KubeSettings, networks
 from tests.conftest import DEFINITIONS, async_wait_for
 
 BASIC = {"Authorization": "Basic " + base64.b64encode(b"ops:secret").decode()}
@@ -130,14 +130,14 @@ async def test_read_only_mode_offers_no_action_and_refuses_every_one(broker_sett
 
 
 async def test_proxy_mode_believes_the_header_only_from_the_proxy(broker_settings: BrokerSettings) -> None:
-    client = await client_for(broker_settings, auth_mode="proxy", proxy_addresses="127.0.0.1/32", proxy_user_header="X-Auth-User")
+    client = await client_for(broker_settings, auth_mode="proxy", proxy_addresses=networks("127.0.0.1/32"), proxy_user_header="X-Auth-User")
     try:
         assert (await client.get("/timeline")).status == 401  # the proxy named nobody
         response = await client.get("/timeline", headers={"X-Auth-User": "alice"})
         assert response.status == 200 and "alice" in await response.text()
     finally:
         await client.close()
-    client = await client_for(broker_settings, auth_mode="proxy", proxy_addresses="10.9.0.0/16", proxy_user_header="X-Auth-User")
+    client = await client_for(broker_settings, auth_mode="proxy", proxy_addresses=networks("10.9.0.0/16"), proxy_user_header="X-Auth-User")
     try:
         response = await client.get("/timeline", headers={"X-Auth-User": "alice"})
         assert response.status == 403  # from a peer that is not the proxy, the header is worth nothing

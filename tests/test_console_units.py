@@ -25,7 +25,7 @@ from console.timeline import (
     definition_stats,
     job_state,
 )
-from shared.settings import ConsoleSettings, SettingsError
+from shared.settings import ConsoleSettings, SettingsError, load
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 
@@ -209,25 +209,25 @@ def test_the_csrf_key_file_is_shared_by_replicas(tmp_path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("settings", "message"),
+    ("env", "message"),
     [
-        (ConsoleSettings(addr="0.0.0.0:8081", auth_mode="none"), "needs authentication"),
-        (ConsoleSettings(auth_mode="basic", auth_username="ops"), "needs OPENFERO_CONSOLE_AUTH_USERNAME and a password"),
-        (ConsoleSettings(auth_mode="bearer"), "OPENFERO_CONSOLE_AUTH_TOKEN"),
-        (ConsoleSettings(auth_mode="proxy"), "OPENFERO_CONSOLE_PROXY_ADDRESSES"),
-        (ConsoleSettings(auth_mode="proxy", proxy_addresses="not-an-address"), "OPENFERO_CONSOLE_PROXY_ADDRESSES"),
-        (ConsoleSettings(auth_mode="oauth"), "expected basic, bearer, proxy or none"),
+        ({"OPENFERO_CONSOLE_ADDR": "0.0.0.0:8081", "OPENFERO_CONSOLE_AUTH": "none"}, "needs authentication"),
+        ({"OPENFERO_CONSOLE_AUTH": "basic", "OPENFERO_CONSOLE_AUTH_USERNAME": "ops"}, "needs OPENFERO_CONSOLE_AUTH_USERNAME and a password"),
+        ({"OPENFERO_CONSOLE_AUTH": "bearer"}, "OPENFERO_CONSOLE_AUTH_TOKEN"),
+        ({"OPENFERO_CONSOLE_AUTH": "proxy"}, "OPENFERO_CONSOLE_PROXY_ADDRESSES"),
+        ({"OPENFERO_CONSOLE_AUTH": "proxy", "OPENFERO_CONSOLE_PROXY_ADDRESSES": "not-an-address"}, "OPENFERO_CONSOLE_PROXY_ADDRESSES"),
+        ({"OPENFERO_CONSOLE_AUTH": "oauth"}, "expected one of basic, bearer, proxy, none"),
     ],
 )
-def test_the_console_refuses_to_start_open_or_half_configured(settings: ConsoleSettings, message: str) -> None:
+def test_the_console_refuses_to_start_open_or_half_configured(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
-        Gate.from_settings(settings)
+        Gate.from_settings(load(ConsoleSettings, env))
 
 
 def test_no_authentication_is_allowed_on_loopback_only() -> None:
-    assert Gate.from_settings(ConsoleSettings(addr="127.0.0.1:8081", auth_mode="none")).mode == "none"
-    assert Gate.from_settings(ConsoleSettings(addr="[::1]:8081", auth_mode="none")).mode == "none"
-    proxy = Gate.from_settings(ConsoleSettings(auth_mode="proxy", proxy_addresses="10.1.0.0/16, 127.0.0.1"))
+    assert Gate.from_settings(load(ConsoleSettings, {"OPENFERO_CONSOLE_ADDR": "127.0.0.1:8081", "OPENFERO_CONSOLE_AUTH": "none"})).mode == "none"
+    assert Gate.from_settings(load(ConsoleSettings, {"OPENFERO_CONSOLE_ADDR": "[::1]:8081", "OPENFERO_CONSOLE_AUTH": "none"})).mode == "none"
+    proxy = Gate.from_settings(load(ConsoleSettings, {"OPENFERO_CONSOLE_AUTH": "proxy", "OPENFERO_CONSOLE_PROXY_ADDRESSES": "10.1.0.0/16, 127.0.0.1"}))
     assert proxy._from_proxy("10.1.2.3") and proxy._from_proxy("127.0.0.1")
     assert not proxy._from_proxy("10.2.0.1") and not proxy._from_proxy(None) and not proxy._from_proxy("garbage")
 

@@ -18,7 +18,7 @@ from pamqp.header import ContentHeader
 import shared.envelope
 from ingest.app import create_app
 from ingest.limits import GROWTH_BOUND
-from shared.settings import IngestSettings, SettingsError
+from shared.settings import IngestSettings, SettingsError, load
 from shared.topology import Names
 from tests.conftest import ROOT, queue_depth, reference_alert_bytes
 from tests.test_ingest import start_client
@@ -87,14 +87,14 @@ async def test_malformed_or_non_utf8_credentials_get_401_never_500(broker_settin
 @pytest.mark.parametrize(
     ("variables", "named"),
     [
-        ({"auth_token": "t"}, "OPENFERO_AUTH_TOKEN"),
-        ({"auth_username": "u", "auth_password_file": "/p"}, "OPENFERO_AUTH_USERNAME, OPENFERO_AUTH_PASSWORD_FILE"),
-        ({"auth_password": "p", "auth_mode": " None "}, "OPENFERO_AUTH_PASSWORD"),
+        ({"OPENFERO_AUTH_TOKEN": "t"}, "OPENFERO_AUTH_TOKEN"),
+        ({"OPENFERO_AUTH_USERNAME": "u", "OPENFERO_AUTH_PASSWORD_FILE": "/p"}, "OPENFERO_AUTH_USERNAME, OPENFERO_AUTH_PASSWORD_FILE"),
+        ({"OPENFERO_AUTH_PASSWORD": "p", "OPENFERO_AUTH": " None "}, "OPENFERO_AUTH_PASSWORD"),
     ],
 )
 def test_credentials_without_an_auth_mode_stop_the_start(broker_settings, variables, named) -> None:
     with pytest.raises(SettingsError, match=f"{named} set, but OPENFERO_AUTH is none"):
-        create_app(broker_settings, IngestSettings(**variables))
+        create_app(broker_settings, load(IngestSettings, variables))
 
 
 def test_credentials_without_an_auth_mode_are_a_usage_error_of_the_command(broker_settings) -> None:

@@ -64,7 +64,7 @@ async def test_bearer_auth(broker_settings) -> None:
 
 @pytest.mark.parametrize(
     "settings",
-    [IngestSettings(auth_mode="basic"), IngestSettings(auth_mode="bearer"), IngestSettings(auth_mode="digest"), IngestSettings(auth_mode="bearer", auth_token_file="/nonexistent")],
+    [IngestSettings(auth_mode="basic"), IngestSettings(auth_mode="bearer"), IngestSettings(auth_mode="digest"), IngestSettings(auth_mode="bearer", auth_token_file="/nonexistent")],  # type: ignore[arg-type]
 )
 def test_incomplete_auth_settings_stop_the_start(settings: IngestSettings, broker_settings) -> None:
     with pytest.raises(SettingsError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dispatcher.retrying import RetryPolicy
-from shared.settings import RetrySettings, SettingsError
+from shared.settings import RetrySettings, SettingsError, load
 
 DEFAULT = RetryPolicy.from_settings(RetrySettings())
 
@@ -32,8 +32,7 @@ def test_retry_after_takes_the_first_tier_at_least_that_long(retry_after: float,
 
 
 def test_delays_setting_is_parsed_sorted_and_checked() -> None:
-    assert RetrySettings(delays_s="5, 1,1").delays == (1.0, 5.0)
-    with pytest.raises(SettingsError):
-        _ = RetrySettings(delays_s="1,soon").delays
-    with pytest.raises(SettingsError):
-        _ = RetrySettings(delays_s="0").delays
+    assert load(RetrySettings, {"OPENFERO_RETRY_DELAYS_SECONDS": "5, 1,1"}).delays_s == (1.0, 5.0)
+    for wrong in ("1,soon", "0", ""):
+        with pytest.raises(SettingsError, match="OPENFERO_RETRY_DELAYS_SECONDS"):
+            load(RetrySettings, {"OPENFERO_RETRY_DELAYS_SECONDS": wrong})
