@@ -81,7 +81,7 @@ def test_a_dispatcher_whose_consumer_stops_settling_fails_its_liveness_probe(pro
 def test_a_dispatcher_that_may_not_read_its_definitions_is_alive_but_not_ready(processes, double_env, tmp_path, kube_double, amqp_url, prefix) -> None:
     # Given RBAC that forbids reading Operarii, and an alert waiting
     kube_double.apply("configmaps", "default", reference_configmap())
-    kube_double.add_fault("GET", r"/operarii$", status=403)
+    kube_double.add_fault("GET", r"/operariuses$", status=403)
     pipeline = Pipeline(processes, {**double_env, "OPENFERO_STALL_SECONDS": str(STALL_S)}, tmp_path, dispatchers=0)
     dispatcher = pipeline.start_dispatcher(wait=False)
     probes = _probes(dispatcher)
