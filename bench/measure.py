@@ -725,6 +725,9 @@ async def _hostile_rendering() -> dict[str, float]:
     from tests.test_alert_data_safety import BOMBS, SCRIPTED, alert
 
     class Sink:
+
+        dry_run = False
+
         async def create(self, body: dict[str, Any]) -> bool:
             return True
 

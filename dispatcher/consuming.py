@@ -1,4 +1,5 @@
-"""The consuming loop: messages in, outcomes turned into acks, retries and dead letters.
+"""The consuming loop: messages in, each handled (dispatcher.handling), its result decided on
+(dispatcher.deciding), the decision carried out, then logged and counted.
 
 A message is acknowledged only once its outcome is safe on the broker: the
 Job exists, there is nothing to do, or a copy was confirmed in a delay queue
@@ -24,15 +25,17 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from aiormq.exceptions import ChannelInvalidStateError
 
-from dispatcher.handling import DeadLetter, Done, Handler, NothingToDo, Outcome, Retry
+from dispatcher.deciding import Ack, Decision, Republish, decide
+from dispatcher.handling import Handler
 from dispatcher.liveness import Progress
-from dispatcher.metrics import HANDLED, OTHER, RETRIES
+from dispatcher.metrics import HANDLED, OTHER, REFUSED, RETRIES
+from dispatcher.results import INTERNAL_ERROR, Failure, Kind, Result
 from dispatcher.retrying import RetryPolicy
 from shared import headers as h
 from shared.broker import BrokerLink
 from shared.confirming import publish_confirmed
 from shared.settings import BrokerSettings
-from shared.topology import DEAD_ROUTING_KEY, Declared, Names
+from shared.topology import Declared
 
 log = logging.getLogger("openfero.dispatcher")
 
@@ -106,98 +109,63 @@ class Dispatcher:
         # Headers are whatever a publisher put there: read, never trusted.
         headers = message.headers if isinstance(message.headers, dict) else {}
         run_id = headers.get(h.RUN_ID, "")
-        context: dict[str, Any] = {
-            "message_id": message.message_id,
-            "attempt": attempts_made(headers) + 1,
-            "redelivered": message.redelivered,
-        }
+        attempt = attempts_made(headers) + 1
+        fields: dict[str, Any] = {"message_id": message.message_id, "attempt": attempt, "redelivered": message.redelivered}
         started = time.perf_counter()
-        outcome: Outcome
         try:
-            outcome = await self.handler.handle(message.body, context, run_id if isinstance(run_id, str) else "")
+            result = await self.handler.handle(message.body, fields, run_id if isinstance(run_id, str) else "")
         except Exception as exc:  # a bug, not an input: retry it like a passing failure
-            log.exception("handler failed", extra={**context, "event": "message.crashed"})
-            outcome = Retry(f"handler crashed: {exc!r}", "InternalError")
-        context["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
+            log.exception("handler failed", extra={**fields, "event": "message.crashed"})
+            result = Result(Kind.FAILED, failure=Failure(f"handler crashed: {exc!r}", INTERNAL_ERROR, transient=True))
+        decision = decide(result, attempt, self.retry, headers, _now(), WORKER)
         try:
-            await self._settle(message, outcome, context)
+            if isinstance(decision, Republish):
+                await self._republish(message, decision.routing_key, decision.headers)
+            await message.ack()
         except Exception as exc:
             # Nothing was acknowledged: the broker hands the message out again.
-            log.warning("could not settle message: %s", exc, extra={**context, "event": "message.unsettled"})
+            log.warning("could not settle message: %s", exc, extra={**fields, "event": "message.unsettled"})
             with contextlib.suppress(Exception):
                 await message.nack(requeue=True)
+            return
+        self._report(result, decision, {**fields, "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
 
-    async def _settle(self, message: AbstractIncomingMessage, outcome: Outcome, context: dict[str, Any]) -> None:
-        alertname = context.get("metric_alertname", OTHER)
-        if isinstance(outcome, Done):
-            await message.ack()
-            kind = "created" if outcome.created else "duplicate"
+    def _report(self, result: Result, decision: Decision, fields: dict[str, Any]) -> None:
+        """One log line and the counts, for what was done with a message."""
+        alert = result.alert
+        if alert is not None:
+            fields.update(fingerprint=alert.fingerprint, alertname=alert.alertname, status=alert.status)
+        if result.job:
+            fields["job"] = result.job
+        if result.operarius is not None:
+            fields["operarius"] = "/".join(result.operarius)
+        if result.dry_run:
+            fields["dry_run"] = True
+        label = result.alertname_label or OTHER
+        if isinstance(decision, Ack):
+            kind = {Kind.CREATED: "created", Kind.DUPLICATE: "duplicate"}.get(result.kind, "no_definition")
             self.outcomes[kind] += 1
-            HANDLED.labels(kind, alertname).inc()
-            text = "job created" if outcome.created else "job exists already: duplicate suppressed"
-            log.info(text, extra={**context, "event": f"job.{kind}"})
-        elif isinstance(outcome, NothingToDo):
-            await message.ack()
-            self.outcomes["no_definition"] += 1
-            HANDLED.labels("no_definition", alertname).inc()
-            log.info(outcome.reason, extra={**context, "event": "alert.no_definition"})
-        elif isinstance(outcome, Retry):
-            attempts = context["attempt"]
-            delay = self.retry.delay_after(attempts, outcome.needs_operator, outcome.retry_after_s)
-            if delay is None:
-                reason = f"gave up after {attempts} attempts: {outcome.reason}"
-                await self._dead_letter(message, DeadLetter(reason, outcome.error_class, outcome.status), context, "retries-exhausted")
-                return
-            routing_key = Names.delay_routing_key(delay)
-            await self._republish(message, routing_key, self._failure_headers(message, outcome.reason, outcome.error_class, outcome.status, attempts))
-            await message.ack()
-            self.outcomes["retried"] += 1
-            HANDLED.labels("retried", alertname).inc()
-            RETRIES.labels(f"{delay:g}").inc()
-            log.warning(
-                "will retry in %g s: %s",
-                delay,
-                outcome.reason,
-                extra={**context, "event": "message.retry", "delay_s": delay, "error_class": outcome.error_class, "http_status": outcome.status},
-            )
-        elif isinstance(outcome, DeadLetter):
-            await self._dead_letter(message, outcome, context, "permanent")
-
-    async def _dead_letter(self, message: AbstractIncomingMessage, outcome: DeadLetter, context: dict[str, Any], why: str) -> None:
-        headers = self._failure_headers(message, outcome.reason, outcome.error_class, outcome.status, context["attempt"])
-        headers[h.DEAD_REASON] = why
-        await self._republish(message, DEAD_ROUTING_KEY, headers)
-        await message.ack()
-        self.outcomes["dead_lettered"] += 1
-        HANDLED.labels("dead_lettered", context.get("metric_alertname", OTHER)).inc()
-        log.error(
-            "dead-lettered: %s",
-            outcome.reason,
-            extra={**context, "event": "message.dead", "error_class": outcome.error_class, "http_status": outcome.status, "dead_reason": why},
-        )
-
-    @staticmethod
-    def _failure_headers(message: AbstractIncomingMessage, reason: str, error_class: str, status: int | None, attempts: int) -> dict[str, Any]:
-        previous = dict(message.headers) if isinstance(message.headers, dict) else {}
-        now = _now()
-        headers = {k: h.writable(v) for k, v in previous.items() if not k.startswith("x-")}  # the broker's own go
-        if not isinstance(previous.get(h.FIRST_FAILURE), str):
-            previous.pop(h.FIRST_FAILURE, None)
-        headers.update(
-            {
-                h.ATTEMPTS: attempts,
-                h.ERROR: reason[:1000],
-                h.ERROR_CLASS: error_class,
-                h.FIRST_FAILURE: previous.get(h.FIRST_FAILURE, now),
-                h.LAST_FAILURE: now,
-                h.WORKER: WORKER,
-            }
-        )
-        if status is not None:
-            headers[h.HTTP_STATUS] = status
+            HANDLED.labels(kind, label).inc()
+            if result.kind is Kind.REFUSED:
+                REFUSED.labels(result.refusal).inc()
+                log.warning("%s", result.reason, extra={**fields, "event": "alert.refused", "reason": result.refusal})
+            elif result.done:
+                text = "job created" if result.kind is Kind.CREATED else "job exists already: duplicate suppressed"
+                log.info(text, extra={**fields, "event": f"job.{kind}"})
+            else:
+                log.info(result.reason, extra={**fields, "event": "alert.no_definition"})
+            return
+        failure = decision.failure
+        failed = {**fields, "error_class": failure.error_class, "http_status": failure.status}
+        if decision.dead:
+            self.outcomes["dead_lettered"] += 1
+            HANDLED.labels("dead_lettered", label).inc()
+            log.error("dead-lettered: %s", failure.reason, extra={**failed, "event": "message.dead", "dead_reason": decision.dead_reason})
         else:
-            headers.pop(h.HTTP_STATUS, None)
-        return headers
+            self.outcomes["retried"] += 1
+            HANDLED.labels("retried", label).inc()
+            RETRIES.labels(f"{decision.delay_s:g}").inc()
+            log.warning("will retry in %g s: %s", decision.delay_s, failure.reason, extra={**failed, "event": "message.retry", "delay_s": decision.delay_s})
 
     async def _republish(self, message: AbstractIncomingMessage, routing_key: str, headers: dict[str, Any]) -> None:
         """Publish a copy to a delay queue or the dead-letter queue; return once it is confirmed.

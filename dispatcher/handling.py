@@ -1,8 +1,10 @@
 """Handling one message: decode, find the definition, render, create.
 
 ``Handler.handle`` never raises for anything a message or the API can do;
-it returns an Outcome, and only the consuming loop turns outcomes into
-acks and rejects.
+it returns one ``Result`` (dispatcher.results) that says what it came to
+and what was learned on the way (the alert, the definition, the Job), and
+only the consuming loop turns it into an acknowledgement, a retry or a
+dead letter.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import asyncio
 import logging
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Protocol, TextIO
 
 import yaml
@@ -19,9 +22,10 @@ import yaml
 from dispatcher.catalog import Catalog
 from dispatcher.definitions import Lookup
 from dispatcher.jobs import ApiFailure
-from dispatcher.metrics import REFUSED, alertname_label
+from dispatcher.metrics import OTHER, alertname_label
 from dispatcher.naming import env_collisions
 from dispatcher.rendering import JobRules, Refused, RenderError, RenderedJob, render
+from dispatcher.results import INVALID_ENVELOPE, RENDER_ERROR, Failure, Kind, Result
 from shared.envelope import Envelope, InvalidEnvelope
 
 log = logging.getLogger("openfero.dispatcher")
@@ -29,44 +33,11 @@ log = logging.getLogger("openfero.dispatcher")
 _RENDERER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
 
 
-@dataclass(frozen=True)
-class Done:
-    """The Job exists: created now, or by an earlier delivery of the same occurrence."""
-
-    job_name: str
-    created: bool
-
-
-@dataclass(frozen=True)
-class NothingToDo:
-    reason: str
-
-
-@dataclass(frozen=True)
-class Retry:
-    """Trying again later may succeed (the API was away, overloaded, or refused us)."""
-
-    reason: str
-    error_class: str
-    status: int | None = None
-    needs_operator: bool = False
-    retry_after_s: float | None = None
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """Trying again cannot succeed until someone changes something."""
-
-    reason: str
-    error_class: str
-    status: int | None = None
-
-
-Outcome = Done | NothingToDo | Retry | DeadLetter
-
-
 class JobSink(Protocol):
-    async def create(self, body: dict[str, Any]) -> bool: ...
+    dry_run: bool  # whether it only shows Jobs (printing them) instead of creating them
+
+    async def create(self, body: dict[str, Any]) -> bool:
+        """Create the Job; True if created, False if one of its name exists. ApiFailure when the API fails."""
 
 
 class StatusRecorder(Protocol):
@@ -80,6 +51,8 @@ class PrintingSink:
     A Job name printed before in this process is a duplicate, as the API's
     409 would make it: printed once, counted as a duplicate after.
     """
+
+    dry_run = True
 
     def __init__(self, out: TextIO = sys.stdout):
         self.out = out
@@ -101,38 +74,41 @@ class Handler:
         self.sink = sink
         self.status = status
         self.rules = rules
-        self.dry_run = isinstance(sink, PrintingSink)
         self._warned: set[tuple[str, str, int]] = set()
         self._warned_keys: set[tuple[str, tuple[str, ...]]] = set()
 
-    async def handle(self, body: bytes, context: dict[str, Any], run_id: str = "") -> Outcome:
-        """Handle one message body; ``context`` gathers fields for the log line.
-
-        ``run_id`` comes from a forced replay and makes new Job names.
-        """
+    async def handle(self, body: bytes, message: Mapping[str, Any] | None = None, run_id: str = "") -> Result:
+        """Handle one message body. ``message`` names it in the warnings logged on the way (its id,
+        the attempt); ``run_id`` comes from a forced replay and makes new Job names."""
+        message = message or {}
         try:
             envelope = Envelope.from_json(body)
         except InvalidEnvelope as exc:
-            return DeadLetter(f"undecodable message: {exc}", "InvalidEnvelope")
+            return Result(Kind.FAILED, failure=Failure(f"undecodable message: {exc}", INVALID_ENVELOPE))
         alert = envelope.alert
-        context.update(fingerprint=alert.fingerprint, alertname=alert.alertname, status=alert.status)
+        about = {**message, "fingerprint": alert.fingerprint, "alertname": alert.alertname, "status": alert.status}
         collisions = env_collisions(alert.labels)
         if collisions:
             # Before any lookup: which definition such an alert would meet depends on which twin is read.
             name, labels = min(collisions.items())
-            return self._refused(Refused(f"labels {' and '.join(map(repr, labels))} would both be {name}", "env_name_collision"), context)
+            reason = f"labels {' and '.join(map(repr, labels))} would both be {name}"
+            return Result(Kind.REFUSED, f"alert refused: {reason}", refusal="env_name_collision", alert=alert, alertname_label=OTHER)
 
         # Off the event loop, on one thread of its own: a heavy definition (its matchers or
         # its templates) slows the alerts that wait behind it, not the consumer or /healthz.
         found, rendered = await asyncio.get_running_loop().run_in_executor(_RENDERER, self._look_up_and_render, envelope, run_id)
-        if found.operarius is not None:
-            context["operarius"] = "/".join(found.operarius)
-        if self._names(found, alert.alertname):
-            context["metric_alertname"] = alertname_label(alert.alertname)
-        outcome = await self._handle_found(found, rendered, context)
-        if found.operarius is not None and self.status is not None and not isinstance(outcome, Retry):
-            self.status.record(found.operarius, context.get("job", ""), _status_word(outcome))
-        return outcome
+        known = Result(
+            Kind.NO_DEFINITION,
+            alert=alert,
+            definition=f"{found.definition.source}/{found.definition.key}" if found.definition else "",
+            operarius=found.operarius,
+            alertname_label=alertname_label(alert.alertname) if self._names(found, alert.alertname) else OTHER,
+            dry_run=self.sink.dry_run,
+        )
+        result = await self._handle_found(found, rendered, known, about)
+        if found.operarius is not None and self.status is not None and not (result.failure and result.failure.transient):
+            self.status.record(found.operarius, result.job, _status_word(result))
+        return result
 
     def _names(self, found: Lookup, alertname: str) -> bool:
         """Whether the definition found names this alertname (a ConfigMap's key, an Operarius' selector)."""
@@ -143,7 +119,7 @@ class Handler:
         operarius = self.catalog.operarius(found.operarius)
         return operarius is not None and operarius.alertname == alertname
 
-    def _warn_key_missing(self, configmap: str, alertname: str, context: dict[str, Any]) -> None:
+    def _warn_key_missing(self, configmap: str, alertname: str, about: Mapping[str, Any]) -> None:
         """Once per version of a ConfigMap: the alerts that look it up can make any number of case variants."""
         keys = self.catalog.data_keys(configmap)
         if (configmap, tuple(keys)) in self._warned_keys:
@@ -156,7 +132,7 @@ class Handler:
             configmap,
             alertname,
             differs,
-            extra={**context, "event": "definition.key_missing", "configmap": configmap, "key": alertname, "differs_in_case_from": variant},
+            extra={**about, "event": "definition.key_missing", "configmap": configmap, "key": alertname, "differs_in_case_from": variant},
         )
 
     def _look_up_and_render(self, envelope: Envelope, run_id: str) -> tuple[Lookup, RenderedJob | RenderError | Refused | None]:
@@ -168,51 +144,42 @@ class Handler:
         except (RenderError, Refused) as exc:
             return found, exc
 
-    @staticmethod
-    def _refused(exc: Refused, context: dict[str, Any]) -> NothingToDo:
-        # The alert's own data is at fault: not a dead letter, which anyone could fill this way.
-        REFUSED.labels(exc.reason).inc()
-        log.warning("alert refused: %s", exc, extra={**context, "event": "alert.refused", "reason": exc.reason})
-        return NothingToDo(f"alert refused: {exc}")
-
-    async def _handle_found(self, found: Lookup, rendered: RenderedJob | RenderError | Refused | None, context: dict[str, Any]) -> Outcome:
+    async def _handle_found(
+        self, found: Lookup, rendered: RenderedJob | RenderError | Refused | None, known: Result, about: Mapping[str, Any]
+    ) -> Result:
+        alertname = known.alert.alertname if known.alert else ""
         if found.definition is None:
             if found.missing_key:
-                self._warn_key_missing(found.configmap, context["alertname"], context)
-                return NothingToDo(f"no definition: ConfigMap {found.configmap} has no data key {context['alertname']!r}")
-            return NothingToDo(f"no definition: no Operarius matches and there is no ConfigMap {found.configmap}")
+                self._warn_key_missing(found.configmap, alertname, about)
+                return replace(known, reason=f"no definition: ConfigMap {found.configmap} has no data key {alertname!r}")
+            return replace(known, reason=f"no definition: no Operarius matches and there is no ConfigMap {found.configmap}")
         if isinstance(rendered, RenderError):
-            return DeadLetter(str(rendered), "RenderError")
+            return replace(known, kind=Kind.FAILED, failure=Failure(str(rendered), RENDER_ERROR))
         if isinstance(rendered, Refused):
-            return self._refused(rendered, context)
+            return replace(known, kind=Kind.REFUSED, reason=f"alert refused: {rendered}", refusal=rendered.reason)
         assert rendered is not None
         job = rendered
-        context["job"] = job.name
-        if self.dry_run:
-            context["dry_run"] = True
+        known = replace(known, job=job.name)
         warning_key = (found.definition.source, found.definition.key, hash(found.definition.text or repr(found.definition.manifest)))
         if job.dropped_fields and warning_key not in self._warned:
             # Once per version of a definition, not once per alert.
             self._warned.add(warning_key)
             log.warning(
                 "definition has fields a Job does not have; they were dropped",
-                extra={**context, "event": "definition.dropped_fields", "fields": job.dropped_fields},
+                extra={**about, "job": job.name, "event": "definition.dropped_fields", "fields": job.dropped_fields},
             )
         try:
             created = await self.sink.create(job.body)
         except ApiFailure as exc:
-            if exc.transient:
-                error_class = "ApiNeedsOperator" if exc.needs_operator else "ApiUnavailable"
-                return Retry(str(exc), error_class, exc.status, exc.needs_operator, exc.retry_after_s)
-            return DeadLetter(str(exc), "ApiRejected", exc.status)
-        return Done(job.name, created)
+            return replace(known, kind=Kind.FAILED, failure=exc.failure)
+        return replace(known, kind=Kind.CREATED if created else Kind.DUPLICATE)
 
 
 def _case_variant(keys: list[str], alertname: str) -> str | None:
     return next((key for key in keys if key.lower() == alertname.lower()), None)
 
 
-def _status_word(outcome: Outcome) -> str:
-    if isinstance(outcome, Done):
-        return "Created" if outcome.created else "Duplicate"
+def _status_word(result: Result) -> str:
+    if result.done:
+        return "Created" if result.kind is Kind.CREATED else "Duplicate"
     return "Failed"

@@ -16,7 +16,6 @@ import random
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -29,27 +28,33 @@ from dispatcher import operarius_status as run_status
 from dispatcher.metrics import JOB_CREATE_SECONDS, JOBS_CREATED
 from dispatcher.operarii import GROUP, PLURAL, VERSION
 from dispatcher.requesting import Unreachable, call
+from dispatcher.results import Failure
 from shared.settings import KubeSettings
 
 log = logging.getLogger("openfero.dispatcher")
 
-TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-# Someone must fix RBAC or create the namespace; then a retry succeeds.
-NEEDS_OPERATOR_STATUSES = frozenset({401, 403, 404})
-
-
-@dataclass(frozen=True)
 class ApiFailure(Exception):
-    """A create that failed. ``transient`` says whether the same call may succeed later."""
+    """A create that failed, and why: the ``Failure`` the handler hands on as it is."""
 
-    message: str
-    status: int | None
-    transient: bool
-    needs_operator: bool = False
-    retry_after_s: float | None = None
+    def __init__(self, failure: Failure):
+        super().__init__(failure.reason)
+        self.failure = failure
 
-    def __str__(self) -> str:
-        return self.message
+    @property
+    def status(self) -> int | None:
+        return self.failure.status
+
+    @property
+    def transient(self) -> bool:
+        return self.failure.transient
+
+    @property
+    def needs_operator(self) -> bool:
+        return self.failure.needs_operator
+
+    @property
+    def retry_after_s(self) -> float | None:
+        return self.failure.retry_after_s
 
 
 def load_api_client(timeout_s: float, connections: int = 16) -> tuple[client.ApiClient, str | None]:
@@ -115,7 +120,7 @@ class JobCreator:
         except (urllib3.exceptions.HTTPError, OSError, ApiException) as exc:
             # No answer: connection refused or reset, timeout, TLS failure
             # (which the client may wrap in an ApiException of status 0).
-            raise ApiFailure(f"Kubernetes API unreachable: {exc}", None, transient=True) from None
+            raise ApiFailure(Failure.from_api(None, f"Kubernetes API unreachable: {exc}")) from None
         if response.status == 409:
             return False
         if not 200 <= response.status <= 299:
@@ -128,7 +133,7 @@ class JobCreator:
 
 
 def classify(status: int, data: str | bytes | None, headers: Any) -> ApiFailure:
-    """Turn an API error answer into an ApiFailure that says what to do about it."""
+    """An API error answer as an ApiFailure that says what to do about it (``Failure.from_api``)."""
     try:
         message = json.loads(data or "").get("message") or ""
     except (ValueError, AttributeError):
@@ -137,11 +142,7 @@ def classify(status: int, data: str | bytes | None, headers: Any) -> ApiFailure:
     retry_after = None
     if headers is not None and headers.get("Retry-After", "").isdigit():
         retry_after = float(headers["Retry-After"])
-    if status in TRANSIENT_STATUSES or status >= 500:
-        return ApiFailure(text, status, transient=True, retry_after_s=retry_after)
-    if status in NEEDS_OPERATOR_STATUSES:
-        return ApiFailure(text, status, transient=True, needs_operator=True)
-    return ApiFailure(text, status, transient=False)
+    return ApiFailure(Failure.from_api(status, text, retry_after))
 
 
 class OperariusStatusWriter:

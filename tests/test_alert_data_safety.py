@@ -24,7 +24,8 @@ import yaml
 
 from dispatcher.catalog import Catalog, load_files
 from dispatcher.definitions import Definition
-from dispatcher.handling import DeadLetter, Handler, NothingToDo
+from dispatcher.handling import Handler
+from dispatcher.results import Kind
 from dispatcher.naming import env_name
 from dispatcher.operarii import Operarius
 from dispatcher.rendering import IDENTITY_FIELDS, JobRules, Refused, RenderError, render
@@ -87,6 +88,9 @@ async def test_a_case_twin_cannot_slip_past_an_operarius_guard() -> None:
     load_files(ROOT / "k8s" / "examples" / "podcrashlooping.operarius.yaml", catalog)
 
     class Sink:
+
+        dry_run = False
+
         def __init__(self) -> None:
             self.created: list[dict[str, Any]] = []
 
@@ -100,7 +104,7 @@ async def test_a_case_twin_cannot_slip_past_an_operarius_guard() -> None:
     twin = alert({"alertname": "KubePodCrashLooping", "namespace": "shop", "NAMESPACE": "kube-system", "pod": "p"})
     outcome = await handler.handle(twin.to_json(), {})
     # Then no Job is made, and it is not a dead letter either (anyone could fill that queue)
-    assert isinstance(outcome, NothingToDo) and "NAMESPACE" in outcome.reason
+    assert outcome.kind is Kind.REFUSED and "NAMESPACE" in outcome.reason
     assert sink.created == []
 
 
@@ -364,6 +368,9 @@ async def test_a_hostile_definition_stalls_neither_the_event_loop_nor_the_next_a
     catalog.replace_operarii([])
 
     class Sink:
+
+        dry_run = False
+
         async def create(self, body: dict[str, Any]) -> bool:
             return True
 
@@ -389,7 +396,7 @@ async def test_a_hostile_definition_stalls_neither_the_event_loop_nor_the_next_a
     finally:
         gc.enable()
     # Then each is a dead letter naming the limit, and the loop kept ticking: no gap near a render's own time
-    assert all(isinstance(o, DeadLetter) and "max_steps" in o.reason for o in outcomes)
+    assert all(o.kind is Kind.FAILED and o.failure is not None and "max_steps" in o.failure.reason for o in outcomes)
     assert one > 0.005, f"the hostile render took {one * 1000:.1f} ms: too cheap to show a stall"
     assert max(gaps) < 0.1, f"the event loop stalled {max(gaps) * 1000:.0f} ms"
 

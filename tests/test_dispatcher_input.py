@@ -20,7 +20,8 @@ from click.testing import CliRunner
 
 from dispatcher.catalog import Catalog
 from dispatcher.consuming import Dispatcher
-from dispatcher.handling import Done, Handler, NothingToDo, PrintingSink
+from dispatcher.handling import Handler, PrintingSink
+from dispatcher.results import Kind
 from dispatcher.rendering import JobRules
 from dispatcher.retrying import RetryPolicy
 from openfero.cli import main as openfero_main
@@ -56,7 +57,7 @@ async def test_a_data_key_that_differs_in_case_is_nothing_to_do_with_one_warning
     # When alerts of that name, in any case, arrive again and again
     outcomes = [await handler.handle(_envelope(name, n).to_json(), {}) for n, name in enumerate([KEY, KEY, "KUBEQUOTAALMOSTFULL", "kubeQuotaAlmostFull"] * 50)]
     # Then each is nothing to do, never a dead letter
-    assert all(isinstance(o, NothingToDo) and "has no data key" in o.reason for o in outcomes)
+    assert all(o.kind is Kind.NO_DEFINITION and "has no data key" in o.reason for o in outcomes)
     # and one warning says which ConfigMap and which key, once for this version of the ConfigMap
     [warning] = [r for r in caplog.records if getattr(r, "event", "") == "definition.key_missing"]
     assert warning.configmap == "openfero-kubequotaalmostfull-firing" and warning.key == KEY
@@ -111,8 +112,8 @@ async def test_dry_run_counts_a_job_printed_before_as_a_duplicate() -> None:
     handler = Handler(catalog, PrintingSink(out), JobRules(60))
     body = _envelope().to_json()
     first, second = [await handler.handle(body, {}) for _ in range(2)]
-    assert isinstance(first, Done) and first.created
-    assert isinstance(second, Done) and not second.created and second.job_name == first.job_name
+    assert first.kind is Kind.CREATED
+    assert second.kind is Kind.DUPLICATE and second.job == first.job
     assert out.getvalue().count("kind: Job") == 1
 
 

@@ -1,0 +1,90 @@
+"""What to do with a message once it is handled: acknowledge it, or put a copy in a delay queue or
+the dead-letter queue first. No I/O here.
+
+``decide`` is the whole rule: a Job that exists, nothing to do and a
+refused alert are acknowledged; a failure that may pass is retried on the
+delay tier the attempt count and the retry policy give, until the attempts
+are used up; any other failure is dead-lettered at once. The headers of the
+copy say why (see the README's table of dead-letter headers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dispatcher.results import Failure, Kind, Result
+from dispatcher.retrying import RetryPolicy
+from shared import headers as h
+from shared.topology import DEAD_ROUTING_KEY, Names
+
+PERMANENT = "permanent"  # no retry can help
+RETRIES_EXHAUSTED = "retries-exhausted"
+
+
+@dataclass(frozen=True)
+class Ack:
+    """Acknowledge: the outcome is safe as it is."""
+
+
+@dataclass(frozen=True)
+class Republish:
+    """Publish a copy (confirmed), then acknowledge the message."""
+
+    routing_key: str
+    headers: dict[str, Any] = field(compare=False)
+    failure: Failure
+    delay_s: float | None = None  # the delay tier of a retry; None for a dead letter
+    dead_reason: str = ""  # PERMANENT or RETRIES_EXHAUSTED for a dead letter
+
+    @property
+    def dead(self) -> bool:
+        return self.delay_s is None
+
+
+Decision = Ack | Republish
+
+
+def decide(result: Result, attempts: int, policy: RetryPolicy, previous: Mapping[str, Any], now: str, worker: str) -> Decision:
+    """What to do with a message whose ``attempts``-th handling came to ``result``.
+
+    ``previous`` are the message's headers as read (whatever they hold),
+    ``now`` an RFC 3339 time and ``worker`` who decides: both go into the
+    headers of a copy.
+    """
+    failure = result.failure
+    if result.kind is not Kind.FAILED or failure is None:
+        return Ack()
+    if failure.transient:
+        delay = policy.delay_after(attempts, failure.needs_operator, failure.retry_after_s)
+        if delay is not None:
+            return Republish(Names.delay_routing_key(delay), failure_headers(previous, failure, attempts, now, worker), failure, delay)
+        failure = Failure(f"gave up after {attempts} attempts: {failure.reason}", failure.error_class, failure.status)
+        why = RETRIES_EXHAUSTED
+    else:
+        why = PERMANENT
+    headers = failure_headers(previous, failure, attempts, now, worker)
+    headers[h.DEAD_REASON] = why
+    return Republish(DEAD_ROUTING_KEY, headers, failure, dead_reason=why)
+
+
+def failure_headers(previous: Mapping[str, Any], failure: Failure, attempts: int, now: str, worker: str) -> dict[str, Any]:
+    """The headers of a copy: the message's own (the broker's ``x-`` ones dropped, each made writable), and the failure."""
+    headers = {k: h.writable(v) for k, v in previous.items() if not k.startswith("x-")}
+    first = previous.get(h.FIRST_FAILURE)
+    headers.update(
+        {
+            h.ATTEMPTS: attempts,
+            h.ERROR: failure.reason[:1000],
+            h.ERROR_CLASS: failure.error_class,
+            h.FIRST_FAILURE: first if isinstance(first, str) else now,
+            h.LAST_FAILURE: now,
+            h.WORKER: worker,
+        }
+    )
+    if failure.status is not None:
+        headers[h.HTTP_STATUS] = failure.status
+    else:
+        headers.pop(h.HTTP_STATUS, None)
+    return headers
