@@ -23,6 +23,7 @@ from dispatcher.retrying import RetryPolicy
 from shared import logs
 from shared.loop import freeze_startup_heap, loop_factory, running_loop_name
 from shared.settings import (
+    AlertmanagerSettings,
     BrokerSettings,
     DispatcherSettings,
     KubeSettings,
@@ -88,7 +89,7 @@ def _operarius_served_as(custom: Any) -> str | None:
 class OutcomeTracking:
     """The outcome leader's parts (dispatcher.leading, dispatcher.tracking), started once definitions are known."""
 
-    def __init__(self, api_client: Any, kube: KubeSettings, broker: BrokerSettings, outcomes: OutcomeSettings, catalog: Catalog, status: Any):
+    def __init__(self, api_client: Any, kube: KubeSettings, broker: BrokerSettings, outcomes: OutcomeSettings, catalog: Catalog, status: Any, silences: Any = None):
         from dispatcher.consuming import WORKER
         from dispatcher.leading import LeaderElector, LeaseTimes
         from dispatcher.naming import dns_label
@@ -114,6 +115,7 @@ class OutcomeTracking:
             events=events,
             timeout_s=kube.request_timeout_s,
             watch_timeout_s=kube.watch_timeout_s,
+            silences=silences,
         )
         self.stop = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
@@ -149,6 +151,7 @@ async def serve(service: ServiceSettings, dry_run: bool | None, exit_when_idle_s
     settings = load(DispatcherSettings, dry_run=dry_run)
     kube = load(KubeSettings)
     outcomes = load(OutcomeSettings)
+    alertmanager = load(AlertmanagerSettings)
     forbidden_accounts = kube.forbidden_accounts()
     retry = RetryPolicy.from_settings(load(RetrySettings))
     catalog = Catalog()
@@ -160,6 +163,8 @@ async def serve(service: ServiceSettings, dry_run: bool | None, exit_when_idle_s
     sink: JobSink = PrintingSink()
     status = None
     tracking: OutcomeTracking | None = None
+    keeper = None
+    alertmanagers = None
     closers: list[Any] = []
     if kube.definitions_path and settings.dry_run:
         load_files(Path(kube.definitions_path), catalog)
@@ -185,8 +190,15 @@ async def serve(service: ServiceSettings, dry_run: bool | None, exit_when_idle_s
             if not kube.definitions_path:
                 status = OperariusStatusWriter(api_client, kube.request_timeout_s)
                 closers.append(status.close)
+            from dispatcher.alertmanager import Alertmanagers
+            from dispatcher.silencing import SilenceEnder, SilenceKeeper
+
+            alertmanagers = Alertmanagers(alertmanager)
+            keeper = SilenceKeeper(
+                alertmanagers, creator.annotations, kube.job_namespace, alertmanager.silence_duration_s, alertmanager.silence_margin_s
+            )
             if outcomes.track:
-                tracking = OutcomeTracking(api_client, kube, broker, outcomes, catalog, status)
+                tracking = OutcomeTracking(api_client, kube, broker, outcomes, catalog, status, SilenceEnder(alertmanagers))
         log.info(
             "dispatcher configured",
             extra={
@@ -196,6 +208,7 @@ async def serve(service: ServiceSettings, dry_run: bool | None, exit_when_idle_s
                 "selector": kube.definition_selector,
                 "dry_run": settings.dry_run,
                 "track_outcomes": tracking is not None,
+                "alertmanagers": list(alertmanagers.urls) if alertmanagers else [],
                 "lease": tracking.lease if tracking else None,
                 "event_loop": running_loop_name(),
                 "forbidden_service_accounts": sorted("/".join(a) for a in forbidden_accounts),
@@ -213,12 +226,14 @@ async def serve(service: ServiceSettings, dry_run: bool | None, exit_when_idle_s
             if tracking is not None:
                 tracking.start(stop)
             rules = JobRules(settings.job_ttl_s, kube.job_namespace, forbidden_accounts, track_outcomes=tracking is not None)
-            handler = Handler(catalog, sink, rules, status)
+            handler = Handler(catalog, sink, rules, status, keeper)
             dispatcher = Dispatcher(broker, handler, settings.prefetch, retry)
             await dispatcher.run(stop, exit_when_idle_s, service.shutdown_grace_s)
     finally:
         if tracking is not None:
             await tracking.close()
+        if alertmanagers is not None:
+            await alertmanagers.close()
         for close in closers:
             close()
         await metrics_runner.cleanup()
@@ -245,7 +260,7 @@ async def _serve_metrics(addr: str) -> web.AppRunner:
 
 @click.command(
     "dispatcher",
-    epilog=help_epilog(BrokerSettings, KubeSettings, DispatcherSettings, OutcomeSettings, RetrySettings, ServiceSettings),
+    epilog=help_epilog(BrokerSettings, KubeSettings, DispatcherSettings, OutcomeSettings, AlertmanagerSettings, RetrySettings, ServiceSettings),
     context_settings={"max_content_width": 100},
 )
 @click.option("--dry-run", is_flag=True, default=None, help="Print Jobs as YAML instead of creating them.")

@@ -22,7 +22,8 @@ from dispatcher.jobs import ApiFailure
 from dispatcher.metrics import REFUSED
 from dispatcher.naming import env_collisions
 from dispatcher.rendering import JobRules, Refused, RenderError, RenderedJob, render
-from shared.envelope import Envelope, InvalidEnvelope
+from dispatcher.silencing import SilenceFailure, SilenceKeeper
+from shared.envelope import Alert, Envelope, InvalidEnvelope
 
 log = logging.getLogger("openfero.dispatcher")
 
@@ -87,11 +88,12 @@ class PrintingSink:
 
 
 class Handler:
-    def __init__(self, catalog: Catalog, sink: JobSink, rules: JobRules, status: StatusRecorder | None = None):
+    def __init__(self, catalog: Catalog, sink: JobSink, rules: JobRules, status: StatusRecorder | None = None, silences: SilenceKeeper | None = None):
         self.catalog = catalog
         self.sink = sink
         self.status = status
         self.rules = rules
+        self.silences = silences  # Alertmanager silences for the definitions that ask (dispatcher.silencing)
         self.dry_run = isinstance(sink, PrintingSink)
         self._warned: set[tuple[str, str, int]] = set()
 
@@ -117,7 +119,7 @@ class Handler:
         found, rendered = await asyncio.get_running_loop().run_in_executor(_RENDERER, self._look_up_and_render, envelope, run_id)
         if found.operarius is not None:
             context["operarius"] = "/".join(found.operarius)
-        outcome = await self._handle_found(found, rendered, context)
+        outcome = await self._handle_found(found, rendered, context, alert)
         if found.operarius is not None and self.status is not None and not isinstance(outcome, Retry):
             self.status.record(found.operarius, context.get("job", ""), _status_word(outcome))
         return outcome
@@ -138,7 +140,7 @@ class Handler:
         log.warning("alert refused: %s", exc, extra={**context, "event": "alert.refused", "reason": exc.reason})
         return NothingToDo(f"alert refused: {exc}")
 
-    async def _handle_found(self, found: Lookup, rendered: RenderedJob | RenderError | Refused | None, context: dict[str, Any]) -> Outcome:
+    async def _handle_found(self, found: Lookup, rendered: RenderedJob | RenderError | Refused | None, context: dict[str, Any], alert: Alert) -> Outcome:
         if found.definition is None:
             if found.missing_key:
                 return DeadLetter(
@@ -163,7 +165,14 @@ class Handler:
                 extra={**context, "event": "definition.dropped_fields", "fields": job.dropped_fields},
             )
         try:
-            created = await self.sink.create(job.body)
+            if self.silences is not None and not self.dry_run:
+                created = await self.silences.create(found.definition, alert, job, self.sink.create, context)
+            else:
+                created = await self.sink.create(job.body)
+        except SilenceFailure as exc:
+            if exc.transient:
+                return Retry(str(exc), exc.error_class, exc.status, exc.needs_operator)
+            return DeadLetter(str(exc), exc.error_class, exc.status)
         except ApiFailure as exc:
             if exc.transient:
                 error_class = "ApiNeedsOperator" if exc.needs_operator else "ApiUnavailable"

@@ -123,6 +123,22 @@ class JobCreator:
         JOBS_CREATED.inc()
         return True
 
+    async def annotations(self, name: str) -> dict[str, str] | None:
+        """The annotations of the Job ``name``, or None when there is no such Job; ApiFailure when the API cannot say."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._annotations_blocking, name)
+
+    def _annotations_blocking(self, name: str) -> dict[str, str] | None:
+        try:
+            got = call(self.api_client, "GET", f"/apis/batch/v1/namespaces/{self.namespace}/jobs/{name}", self.timeout_s)
+        except Unreachable as exc:
+            raise ApiFailure(f"Kubernetes API unreachable: {exc}", None, transient=True) from None
+        if got.status == 404:
+            return None
+        if not got.ok:
+            raise classify(got.status, json.dumps(got.body), None)
+        return dict((got.body.get("metadata") or {}).get("annotations") or {})
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
