@@ -16,9 +16,11 @@ place of a plain create), for a definition that asks for a silence:
 3. Write the silence on the Job (annotations) and create the Job.
 No Alertmanager answering is a transient failure (the message is retried
 on the broker): a Job is never created without the silence its
-definition asked for. A Job that could not be created gets its silence
-expired at once (nothing is fixing the alert, so it may page); so does a
-silence made while another delivery created the Job with its own.
+definition asked for. A Job the API refuses for good gets its silence
+expired at once (nothing will fix the alert, so it may page); so does a
+silence made while another delivery created the Job with its own. A
+transient failure to create the Job keeps the silence for the retry,
+which finds it again; its end bounds a retry that never succeeds.
 
 **After the Job** (``SilenceEnder.on_outcome``, in the outcome leader's
 step): a success whose definition says keep leaves the silence to end by
@@ -40,6 +42,7 @@ from typing import Any
 from dispatcher import silences as rules
 from dispatcher.alertmanager import Alertmanagers, Rejected, Unavailable
 from dispatcher.definitions import Definition
+from dispatcher.jobs import ApiFailure
 from dispatcher.metrics import SILENCE_CREATE_FAILURES, SILENCES_CREATED, SILENCES_EXPIRED_EARLY
 from dispatcher.outcomes import Ending, JobView
 from dispatcher.rendering import RenderedJob
@@ -111,10 +114,11 @@ class SilenceKeeper:
         job.body["metadata"].setdefault("annotations", {}).update(held.annotations())
         try:
             created = await create(job.body)
-        except Exception:
-            # Nothing will fix the alert under this silence (unless the Job was made after all,
-            # which a lost answer can hide: then it pages while the Job runs, never the reverse).
-            await self.release(held, "not_created", job.name)
+        except ApiFailure as exc:
+            if not exc.transient:
+                # No Job will ever fix the alert under this silence. (A transient failure keeps it:
+                # the retry finds it again, and its end bounds a retry that never succeeds.)
+                await self.release(held, "not_created", job.name)
             raise
         if not created:
             theirs = await self.read_job(job.name)
