@@ -46,7 +46,7 @@ def routes(openfero_url: str, pager_url: str, oncall_wait_s: float = 3, oncall_i
             "receiver": "oncall",
             "routes": [
                 {"receiver": "openfero", "group_by": ["..."], "group_wait": "0s", "group_interval": "1s", "repeat_interval": "1h", "continue": True},
-                {"receiver": "oncall", "group_by": ["..."], "group_wait": f"{oncall_wait_s}s", "group_interval": f"{oncall_interval_s}s", "repeat_interval": "1h"},
+                {"receiver": "oncall", "group_by": ["..."], "group_wait": f"{oncall_wait_s:g}s", "group_interval": f"{oncall_interval_s:g}s", "repeat_interval": "1h"},
             ],
         },
         "receivers": [

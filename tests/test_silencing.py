@@ -321,3 +321,40 @@ async def test_bearer_auth_sends_the_token() -> None:
         await managers.close()
         server.shutdown()
         server.server_close()
+
+
+# -- what the matchers match ------------------------------------------------------------------
+
+
+async def test_the_silence_never_matches_a_neighbour(am: Alertmanager) -> None:
+    from dispatcher import silences as rules
+
+    hostile = {"alertname": "Hostile", "namespace": "shop", "pod": 'web-1.*|"x"', "note": 'a\nb =~ "} ,{ .+', "zone": "ä€"}
+    plain = {"alertname": "Plain", "namespace": "shop"}
+    neighbours = {
+        "NAMESPACE instead of namespace": {**{k: v for k, v in hostile.items() if k != "namespace"}, "NAMESPACE": "shop"},
+        "the value its regex would match": {**hostile, "pod": "web-1"},
+        "a value differing in case": {**hostile, "namespace": "Shop"},
+        "one label fewer": {k: v for k, v in hostile.items() if k != "note"},
+        "plain, NAMESPACE": {"alertname": "Plain", "NAMESPACE": "shop"},
+        "plain, alertname in lower case": {"alertname": "plain", "namespace": "shop"},
+    }
+    superset = {**hostile, "extra": "1"}
+    managers = Alertmanagers(AlertmanagerSettings(urls=am.url))
+    try:
+        now = datetime.now(timezone.utc)
+        ids = {}
+        for name, labels in (("hostile", hostile), ("plain", plain)):
+            ids[name] = await managers.create(am.url, rules.body(labels, "jobs", f"fix-{name}", "d", now, 600))
+    finally:
+        await managers.close()
+    am.push(hostile, plain, superset, *neighbours.values())
+    silenced_by = {tuple(sorted(a["labels"].items())): a["status"]["silencedBy"] for a in am.alerts()}
+
+    def by(labels: dict[str, str]) -> list[str]:
+        return silenced_by[tuple(sorted(labels.items()))]
+
+    assert by(hostile) == [ids["hostile"]] and by(plain) == [ids["plain"]]
+    assert {name: by(labels) for name, labels in neighbours.items()} == {name: [] for name in neighbours}
+    # The edge of equality on every label: the same labels plus more match too (documented)
+    assert by(superset) == [ids["hostile"]]
