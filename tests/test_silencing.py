@@ -253,21 +253,31 @@ async def test_no_alertmanager_configured_waits_for_an_operator(kube_double: Kub
 # -- auth and TLS --------------------------------------------------------------------------------
 
 
-def _certificates(folder: Path) -> tuple[Path, Path, Path]:
-    """A CA and a server certificate for 127.0.0.1 signed by it (openssl)."""
+def _openssl(*args: str) -> None:
     import subprocess
 
-    ca_key, ca, key, csr, cert = (folder / n for n in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem"))
-    run = lambda *args: subprocess.run(["openssl", *args], check=True, capture_output=True)  # noqa: E731
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca), "-days", "1", "-subj", "/CN=openfero test CA")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", "/CN=127.0.0.1")
-    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-out", str(cert), "-days", "1", "-extfile", str(folder / "san.ext"))
-    return ca, cert, key
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def _signed(folder: Path, name: str, ca: Path, ca_key: Path, extension: str) -> tuple[Path, Path]:
+    key, csr, cert, ext = (folder / f"{name}{suffix}" for suffix in (".key", ".csr", ".pem", ".ext"))
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={name}")
+    ext.write_text(extension + "\n")
+    _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-out", str(cert), "-days", "1", "-extfile", str(ext))
+    return cert, key
+
+
+def _certificates(folder: Path) -> tuple[Path, tuple[Path, Path], tuple[Path, Path]]:
+    """A CA; a server certificate for 127.0.0.1 and a client certificate, both signed by it (openssl)."""
+    ca_key, ca = folder / "ca.key", folder / "ca.pem"
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca), "-days", "1", "-subj", "/CN=openfero test CA")
+    server = _signed(folder, "server", ca, ca_key, "subjectAltName=IP:127.0.0.1")
+    client_ = _signed(folder, "openfero", ca, ca_key, "extendedKeyUsage=clientAuth")
+    return ca, server, client_
 
 
 async def test_basic_auth_and_tls_with_a_ca_of_its_own(kube_double: KubeDouble, api: client.ApiClient, tmp_path: Path) -> None:
-    ca, cert, key = _certificates(tmp_path)
+    ca, (cert, key), (client_cert, client_key) = _certificates(tmp_path)
     web = {"basic_auth_users": {"openfero": PASSWORD_HASH}, "tls_server_config": {"cert_file": str(cert), "key_file": str(key)}}
     am = Alertmanager(tmp_path / "am", routes("http://127.0.0.1:9/a", "http://127.0.0.1:9/p"), web_config=web).start()
     (tmp_path / "password").write_text(PASSWORD + "\n")
@@ -288,6 +298,34 @@ async def test_basic_auth_and_tls_with_a_ca_of_its_own(kube_double: KubeDouble, 
         for d in (good, wrong, untrusted):
             await d.close()
         am.close()
+
+
+async def test_a_client_certificate_for_an_alertmanager_that_asks_for_one(kube_double: KubeDouble, api: client.ApiClient, tmp_path: Path) -> None:
+    ca, (cert, key), (client_cert, client_key) = _certificates(tmp_path)
+    tls = {"cert_file": str(cert), "key_file": str(key), "client_auth_type": "RequireAndVerifyClientCert", "client_ca_file": str(ca)}
+    am = Alertmanager(tmp_path / "am", routes("http://127.0.0.1:9/a", "http://127.0.0.1:9/p"), web_config={"tls_server_config": tls})
+    am._ready = lambda: am.proc is not None and _listening(am.port)  # type: ignore[method-assign]  # /-/ready wants a certificate too
+    am.start()
+    with_cert = Dispatcher(kube_double, api, am.url, silenced_configmap(), ca_file=str(ca), cert_file=str(client_cert), key_file=str(client_key))
+    without = Dispatcher(kube_double, api, am.url, silenced_configmap(), ca_file=str(ca))
+    try:
+        refused = await without.handle(alert(namespace="a"))
+        assert isinstance(refused, Retry) and "bad certificate" in refused.reason  # like a TLS failure to the Kubernetes API: retried
+        assert kube_double.jobs() == []
+        assert isinstance(await with_cert.handle(alert(namespace="a")), Done)
+        [job] = kube_double.jobs()
+        assert job["metadata"]["annotations"]["openfero.io/silence-id"]
+    finally:
+        await with_cert.close()
+        await without.close()
+        am.close()
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _basic(user: str, password: str) -> str:
