@@ -75,6 +75,16 @@ def setups() -> Any:
         setup.close()
 
 
+def poll(predicate: Any, timeout_s: float, what: str) -> Any:
+    """wait_for with 5 ms between looks, for the figures the test prints."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if found := predicate():
+            return found
+        time.sleep(0.005)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
 def silence_of(job: dict[str, Any]) -> str:
     return job["metadata"]["annotations"]["openfero.io/silence-id"]
 
@@ -106,6 +116,8 @@ def test_a_remediation_that_fails_pages_within_one_group_interval(processes, dou
     [am] = setup.start_alertmanagers()
     am.push(ALERT)
     pushed = time.monotonic()
+    poll(am.silences, timeout_s=GROUP_WAIT_S, what="the silence, before the on-call route's group_wait")
+    print(f"alert pushed to silence made: {time.monotonic() - pushed:.3f} s")
     job = setup.job()
     # Given the on-call route's first flush came and went while the Job ran: nothing paged
     time.sleep(max(0.0, pushed + GROUP_WAIT_S + 0.5 - time.monotonic()))
@@ -113,7 +125,7 @@ def test_a_remediation_that_fails_pages_within_one_group_interval(processes, dou
     # When the Job fails
     kube_double.job_failed(job["metadata"]["name"], reason="BackoffLimitExceeded")
     failed = time.monotonic()
-    wait_for(lambda: am.silence(silence_of(job))["status"]["state"] == "expired", what="the silence expired")  # type: ignore[index]
+    poll(lambda: am.silence(silence_of(job))["status"]["state"] == "expired", timeout_s=10, what="the silence expired")  # type: ignore[index]
     expired = time.monotonic()
     # Then the page comes within one group_interval (and a little for the leader and the webhook)
     [(paged, labels)] = wait_for(pager.pages, timeout_s=10, what="a page")
