@@ -101,7 +101,8 @@ class SilenceKeeper:
             want = rules.wanted(definition.manifest, definition.annotations)
         except rules.InvalidSilenceRequest as exc:
             raise SilenceFailure(f"definition {definition.source} key {definition.key!r}: {exc}", "InvalidDefinition", transient=False) from None
-        if want is None:
+        if want is None or alert.status != "firing":
+            # A resolved alert has nothing to page; a silence over it would hide it firing again.
             return await create(job.body)
         if await self.read_job(job.name) is not None:
             return await create(job.body)  # made by an earlier delivery, with its silence: a duplicate

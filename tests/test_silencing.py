@@ -240,6 +240,16 @@ async def test_a_definition_that_does_not_ask_gets_no_silence(kube_double: KubeD
         await dispatcher.close()
 
 
+async def test_a_resolved_alert_gets_no_silence(dispatcher: Dispatcher, am: Alertmanager, kube_double: KubeDouble) -> None:
+    # (a silence over it would hide the alert firing again)
+    configmap = silenced_configmap()
+    configmap["metadata"]["name"] = "openfero-kubequotaalmostfull-resolved"
+    dispatcher.handler.catalog.replace_configmaps([kube_double.apply("configmaps", "default", configmap)])
+    [resolved] = envelopes_from_webhook({"alerts": [{"status": "resolved", "labels": {"alertname": "KubeQuotaAlmostFull", "namespace": "shop"}, "startsAt": "2026-01-01T00:00:00Z"}]})
+    assert isinstance(await dispatcher.handle(resolved), Done)
+    assert am.silences() == [] and len(kube_double.jobs()) == 1
+
+
 async def test_no_alertmanager_configured_waits_for_an_operator(kube_double: KubeDouble, api: client.ApiClient) -> None:
     dispatcher = Dispatcher(kube_double, api, "", silenced_configmap())
     try:
