@@ -99,8 +99,12 @@ class Alertmanager:
     def start(self, wait: bool = True) -> Alertmanager:
         self.proc = subprocess.Popen(self.args, stdout=self._log, stderr=subprocess.STDOUT)
         if wait:
-            wait_for(lambda: self.proc.poll() is not None or self._ready(), timeout_s=20, what="Alertmanager ready")
-            assert self.proc.poll() is None, self.logs()[-2000:]
+            try:
+                wait_for(lambda: self.proc.poll() is not None or self._ready(), timeout_s=20, what="Alertmanager ready")
+                assert self.proc.poll() is None, self.logs()[-2000:]
+            except BaseException:
+                self.close()  # never leave one running behind a failed test
+                raise
         return self
 
     def _ready(self) -> bool:
