@@ -24,6 +24,7 @@ from dispatcher.retrying import RetryPolicy
 from shared import logs
 from shared.loop import freeze_startup_heap, loop_factory, running_loop_name
 from shared.settings import (
+    AlertmanagerSettings,
     HostPort,
     BrokerSettings,
     DispatcherSettings,
@@ -90,7 +91,7 @@ def _operarius_served_as(custom: Any) -> str | None:
 class OutcomeTracking:
     """The outcome leader's parts (dispatcher.leading, dispatcher.tracking), started once definitions are known."""
 
-    def __init__(self, api_client: Any, kube: KubeSettings, broker: BrokerSettings, outcomes: OutcomeSettings, catalog: Catalog, status: Any):
+    def __init__(self, api_client: Any, kube: KubeSettings, broker: BrokerSettings, outcomes: OutcomeSettings, catalog: Catalog, status: Any, silences: Any = None):
         from dispatcher.consuming import WORKER
         from dispatcher.leading import LeaderElector, LeaseTimes
         from dispatcher.naming import dns_label
@@ -116,6 +117,7 @@ class OutcomeTracking:
             events=events,
             timeout_s=kube.request_timeout_s,
             watch_timeout_s=kube.watch_timeout_s,
+            silences=silences,
         )
         self.stop = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
@@ -171,6 +173,7 @@ async def serve(service: ServiceSettings, dry_run: bool | None, exit_when_idle_s
     settings = load(DispatcherSettings, dry_run=dry_run)
     kube = load(KubeSettings)
     outcomes = load(OutcomeSettings)
+    alertmanager = load(AlertmanagerSettings)
     forbidden_accounts = kube.forbidden_accounts()
     retry = RetryPolicy.from_settings(load(RetrySettings))
     health = Health(settings.stall_s)
@@ -178,7 +181,7 @@ async def serve(service: ServiceSettings, dry_run: bool | None, exit_when_idle_s
     # before it has started anything else.
     metrics_runner = await _serve_metrics(service.metrics_addr, health)
     try:
-        await _serve(broker, settings, kube, outcomes, forbidden_accounts, retry, service, health, exit_when_idle_s)
+        await _serve(broker, settings, kube, outcomes, alertmanager, forbidden_accounts, retry, service, health, exit_when_idle_s)
     finally:
         await metrics_runner.cleanup()
 
@@ -188,6 +191,7 @@ async def _serve(
     settings: DispatcherSettings,
     kube: KubeSettings,
     outcomes: OutcomeSettings,
+    alertmanager: AlertmanagerSettings,
     forbidden_accounts: frozenset[tuple[str, str]],
     retry: RetryPolicy,
     service: ServiceSettings,
@@ -203,6 +207,8 @@ async def _serve(
     sink: JobSink = PrintingSink()
     status = None
     tracking: OutcomeTracking | None = None
+    keeper = None
+    alertmanagers = None
     closers: list[Any] = []
     if kube.definitions_path and settings.dry_run:
         load_files(Path(kube.definitions_path), catalog)
@@ -228,8 +234,15 @@ async def _serve(
             if not kube.definitions_path:
                 status = OperariusStatusWriter(api_client, kube.request_timeout_s)
                 closers.append(status.close)
+            from dispatcher.alertmanager import Alertmanagers
+            from dispatcher.silencing import SilenceEnder, SilenceKeeper
+
+            alertmanagers = Alertmanagers(alertmanager)
+            keeper = SilenceKeeper(
+                alertmanagers, creator.annotations, kube.job_namespace, alertmanager.silence_duration_s, alertmanager.silence_margin_s
+            )
             if outcomes.track:
-                tracking = OutcomeTracking(api_client, kube, broker, outcomes, catalog, status)
+                tracking = OutcomeTracking(api_client, kube, broker, outcomes, catalog, status, SilenceEnder(alertmanagers))
         log.info(
             "dispatcher configured",
             extra={
@@ -239,6 +252,7 @@ async def _serve(
                 "selector": kube.definition_selector,
                 "dry_run": settings.dry_run,
                 "track_outcomes": tracking is not None,
+                "alertmanagers": list(alertmanagers.urls) if alertmanagers else [],
                 "lease": tracking.lease if tracking else None,
                 "event_loop": running_loop_name(),
                 "forbidden_service_accounts": sorted("/".join(a) for a in forbidden_accounts),
@@ -255,13 +269,15 @@ async def _serve(
             if tracking is not None:
                 tracking.start(stop)
             rules = JobRules(settings.job_ttl_s, kube.job_namespace, forbidden_accounts, track_outcomes=tracking is not None)
-            handler = Handler(catalog, sink, rules, status)
+            handler = Handler(catalog, sink, rules, status, keeper)
             dispatcher = Dispatcher(broker, handler, settings.prefetch, retry, settings.stall_s)
             health.dispatcher = dispatcher
             await dispatcher.run(stop, exit_when_idle_s, service.shutdown_grace_s)
     finally:
         if tracking is not None:
             await tracking.close()
+        if alertmanagers is not None:
+            await alertmanagers.close()
         for close in closers:
             close()
 
@@ -303,7 +319,7 @@ async def _serve_metrics(addr: HostPort, health: Health) -> web.AppRunner:
 
 @click.command(
     "dispatcher",
-    epilog=help_epilog(BrokerSettings, KubeSettings, DispatcherSettings, OutcomeSettings, RetrySettings, ServiceSettings),
+    epilog=help_epilog(BrokerSettings, KubeSettings, DispatcherSettings, OutcomeSettings, AlertmanagerSettings, RetrySettings, ServiceSettings),
     context_settings={"max_content_width": 100},
 )
 @click.option("--dry-run", is_flag=True, default=None, help="Print Jobs as YAML instead of creating them.")

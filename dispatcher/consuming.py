@@ -139,6 +139,8 @@ class Dispatcher:
             fields["job"] = result.job
         if result.operarius is not None:
             fields["operarius"] = "/".join(result.operarius)
+        if result.silence:
+            fields["silence"] = result.silence
         if result.dry_run:
             fields["dry_run"] = True
         label = result.alertname_label or OTHER

@@ -26,6 +26,7 @@ from dispatcher.metrics import OTHER, alertname_label
 from dispatcher.naming import env_collisions
 from dispatcher.rendering import JobRules, Refused, RenderError, RenderedJob, render
 from dispatcher.results import INVALID_ENVELOPE, RENDER_ERROR, Failure, Kind, Result
+from dispatcher.silencing import SilenceFailure, SilenceKeeper
 from shared.envelope import Envelope, InvalidEnvelope
 
 log = logging.getLogger("openfero.dispatcher")
@@ -69,11 +70,12 @@ class PrintingSink:
 
 
 class Handler:
-    def __init__(self, catalog: Catalog, sink: JobSink, rules: JobRules, status: StatusRecorder | None = None):
+    def __init__(self, catalog: Catalog, sink: JobSink, rules: JobRules, status: StatusRecorder | None = None, silences: SilenceKeeper | None = None):
         self.catalog = catalog
         self.sink = sink
         self.status = status
         self.rules = rules
+        self.silences = silences  # Alertmanager silences for the definitions that ask (dispatcher.silencing)
         self._warned: set[tuple[str, str, int]] = set()
         self._warned_keys: set[tuple[str, tuple[str, ...]]] = set()
 
@@ -168,11 +170,16 @@ class Handler:
                 "definition has fields a Job does not have; they were dropped",
                 extra={**about, "job": job.name, "event": "definition.dropped_fields", "fields": job.dropped_fields},
             )
+        silence = ""
         try:
-            created = await self.sink.create(job.body)
-        except ApiFailure as exc:
+            if self.silences is not None and not self.sink.dry_run:
+                assert known.alert is not None
+                created, silence = await self.silences.create(found.definition, known.alert, job, self.sink.create, {**about, "job": job.name})
+            else:
+                created = await self.sink.create(job.body)
+        except (SilenceFailure, ApiFailure) as exc:
             return replace(known, kind=Kind.FAILED, failure=exc.failure)
-        return replace(known, kind=Kind.CREATED if created else Kind.DUPLICATE)
+        return replace(known, kind=Kind.CREATED if created else Kind.DUPLICATE, silence=silence)
 
 
 def _case_variant(keys: list[str], alertname: str) -> str | None:

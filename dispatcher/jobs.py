@@ -81,6 +81,10 @@ def load_api_client(timeout_s: float, connections: int = 16) -> tuple[client.Api
 
 
 class JobCreator:
+    """The JobSink that creates Jobs through the API."""
+
+    dry_run = False
+
     def __init__(self, api_client: client.ApiClient, kube: KubeSettings, concurrency: int):
         self.api_client = api_client
         self.namespace = kube.job_namespace
@@ -127,6 +131,22 @@ class JobCreator:
             raise classify(response.status, response.data, response.getheaders())
         JOBS_CREATED.inc()
         return True
+
+    async def annotations(self, name: str) -> dict[str, str] | None:
+        """The annotations of the Job ``name``, or None when there is no such Job; ApiFailure when the API cannot say."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._annotations_blocking, name)
+
+    def _annotations_blocking(self, name: str) -> dict[str, str] | None:
+        try:
+            got = call(self.api_client, "GET", f"/apis/batch/v1/namespaces/{self.namespace}/jobs/{name}", self.timeout_s)
+        except Unreachable as exc:
+            raise ApiFailure(f"Kubernetes API unreachable: {exc}", None, transient=True) from None
+        if got.status == 404:
+            return None
+        if not got.ok:
+            raise classify(got.status, json.dumps(got.body), None)
+        return dict((got.body.get("metadata") or {}).get("annotations") or {})
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -71,3 +71,21 @@ TIME_TO_REMEDIATE_SECONDS = Histogram(
     buckets=OUTCOME_BUCKETS_S,
 )
 LEADER = Gauge("openfero_outcome_leader", "1 while this dispatcher holds the Lease and follows the Jobs, else 0.")
+
+# Silences held in Alertmanager while remediations run (dispatcher.silencing).
+SILENCES_CREATED = Counter(
+    "openfero_silences_created_total",
+    "Silences created in Alertmanager for a remediation (one found again for a retried message is not counted).",
+)
+SILENCES_EXPIRED_EARLY = Counter(
+    "openfero_silences_expired_early_total",
+    "Silences openfero expired before their end, by why: failed, deleted, succeeded (after-success expire), "
+    "not_created (the Job could not be made), duplicate (another delivery's Job holds its own).",
+    ["why"],
+)
+SILENCE_CREATE_FAILURES = Counter(
+    "openfero_silence_create_failures_total",
+    "Attempts to create a silence that failed, by reason: unavailable (no Alertmanager answered; the message "
+    "is retried), rejected (refused: credentials, URL, or the silence itself), not_configured (no Alertmanager URL).",
+    ["reason"],
+)

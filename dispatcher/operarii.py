@@ -36,6 +36,7 @@ from dispatcher.definitions import MAX_EXPANDED_NODES, Definition, expanded_size
 from dispatcher.matching import InvalidMatcher, Matcher, matches_all, parse
 from dispatcher.naming import AsTheJobSeesThem
 from dispatcher.rendering import ANNOTATION_RERUN_AFTER
+from dispatcher.silences import ANNOTATION_AFTER_SUCCESS, ANNOTATION_SILENCE
 from shared.envelope import Alert
 
 GROUP = "openfero.io"
@@ -97,6 +98,13 @@ class Operarius:
         # The original's dedup window maps onto rerun-after: one run per occurrence per window.
         if dedup.get("enabled") and int(dedup.get("ttl") or 0) > 0:
             annotations[ANNOTATION_RERUN_AFTER] = f"{int(dedup['ttl'])}s"
+        # spec.silence maps onto the ConfigMap form's annotations, and wins over the Operarius' own.
+        silence = spec.get("silence")
+        if isinstance(silence, dict):
+            if "enabled" in silence:
+                annotations[ANNOTATION_SILENCE] = "true" if silence["enabled"] is True else "false"
+            if silence.get("afterSuccess") is not None:
+                annotations[ANNOTATION_AFTER_SUCCESS] = str(silence["afterSuccess"])
         definition = Definition(
             source=f"{namespace}/{KIND}/{name}", key="jobTemplate", text="", manifest=manifest, annotations=annotations, operarius=name
         )

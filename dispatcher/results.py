@@ -65,6 +65,7 @@ class Result:
     definition: str = ""  # "<source>/<key>" of the definition found
     operarius: tuple[str, str] | None = None  # (namespace, name) when an Operarius was chosen
     job: str = ""  # the Job's name, once rendered
+    silence: str = ""  # the id of the Alertmanager silence made (or found) before the Job
     alertname_label: str = ""  # the metric label for the alertname (bounded: see dispatcher.metrics)
     dry_run: bool = False
 

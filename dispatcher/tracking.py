@@ -14,9 +14,11 @@ OPENFERO_TRACK_OUTCOMES is on). For each (dispatcher.outcomes says which):
    means the Job changed (the Job controller, or another leader for a
    moment): read it again and decide again; a Job already marked is never
    counted again.
-2. **Finish**: publish the outcome record to ``<prefix>.outcomes``
-   (confirmed), write the Operarius status, create the Event, then
-   remove the finalizer (resourceVersion-checked). A leader that dies
+2. **Finish**: end the Job's Alertmanager silence unless it is kept
+   (dispatcher.silencing), publish the outcome record to
+   ``<prefix>.outcomes`` (confirmed; it says what became of the silence),
+   write the Operarius status, create the Event, then remove the
+   finalizer (resourceVersion-checked). A leader that dies
    anywhere in here leaves the mark and the finalizer: its successor
    finishes the Job without counting it again, and what it writes again
    is written so that twice is once (dispatcher.reporting). Status and
@@ -70,6 +72,7 @@ from dispatcher.outcomes import (
 from dispatcher.rendering import MANAGED_BY
 from dispatcher.reporting import EventWriter, RecordPublisher
 from dispatcher.requesting import MERGE_PATCH, Answer, Unreachable, call
+from dispatcher.silencing import SilenceEnder, SilenceFailure
 from dispatcher.watching import ResourceWatcher
 from shared.confirming import NotConfirmed
 
@@ -106,8 +109,10 @@ class OutcomeTracker:
         timeout_s: float = 10.0,
         watch_timeout_s: int = 300,
         concurrency: int = 8,
+        silences: SilenceEnder | None = None,
     ):
         self.api_client = api_client
+        self.silences = silences
         self.namespace = namespace
         self.catalog = catalog
         self.records = records
@@ -303,7 +308,16 @@ class OutcomeTracker:
         log.debug("outcome counted", extra={"event": "outcome.counted", "job": view.name, "outcome": ended.outcome, "fingerprint": view.fingerprint})
 
     async def _finish(self, view: JobView, ended: Ending, counted: bool) -> None:
-        await self.records.publish(record(view, ended, datetime.now(timezone.utc), self.identity))
+        silence = None
+        if self.silences is not None:
+            try:
+                silence = await self.silences.on_outcome(view, ended)
+            except SilenceFailure as exc:  # this Job is tried again later; the others go on
+                raise StepFailed(str(exc)) from None
+        recorded = record(view, ended, datetime.now(timezone.utc), self.identity)
+        if silence is not None:
+            recorded["silence"] = silence
+        await self.records.publish(recorded)
         involved = None
         if self.status is not None and view.operarius is not None:
             change = functools.partial(run_status.after_outcome, job_name=view.name, job_created=view.created, outcome=ended.outcome)
@@ -328,6 +342,7 @@ class OutcomeTracker:
                 "remediation_s": remediation_s,
                 "time_to_remediate_s": to_remediate_s,
                 "counted_here": counted,
+                "silence": silence,
             },
         )
 

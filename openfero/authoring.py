@@ -24,6 +24,7 @@ from dispatcher.definitions import Definition, configmap_definitions
 from dispatcher.operarii import KIND, InvalidOperarius, Operarius
 from dispatcher.naming import MAX_NAME, dns_label
 from dispatcher.rendering import JobRules, Refused, RenderError, render
+from dispatcher import silences
 from dispatcher.templating import TemplateError, choose_engine, referenced_annotations, referenced_labels, templated_fields
 from openfero import podsecurity
 from openfero.shell_lint import container_warnings
@@ -136,6 +137,13 @@ def _check(definition: Definition, where: str, alertname: str, status: str, aler
         return
     for dropped in job.dropped_fields:
         report.warnings.append(f"{where}: {dropped} is not a field of a Job; it will be dropped")
+    try:
+        wanted = silences.wanted(definition.manifest, definition.annotations)
+    except silences.InvalidSilenceRequest as exc:
+        report.errors.append(f"{where}: {exc}")
+    else:
+        if wanted is not None and status == "resolved":
+            report.warnings.append(f"{where}: asks for a silence, which openfero holds only for firing alerts")
     base = (definition.manifest.get("metadata") or {}).get("name") or ""
     if len(dns_label(str(base))) > _NAME_ROOM:
         report.warnings.append(f"{where}: metadata.name is cut to {_NAME_ROOM} characters in Job names")

@@ -47,7 +47,7 @@ class Occurrence:
             "jobs": [
                 {
                     k: o.get(k)
-                    for k in ("job", "namespace", "outcome", "reason", "message", "definition", "createdAt", "finishedAt", "recordedAt", "remediationSeconds", "timeToRemediateSeconds", "runId")
+                    for k in ("job", "namespace", "outcome", "reason", "message", "definition", "createdAt", "finishedAt", "recordedAt", "remediationSeconds", "timeToRemediateSeconds", "runId", "silence")
                 }
                 for o in self.outcomes
             ],
@@ -112,15 +112,17 @@ def join(alerts: list[Record], outcomes: list[dict[str, Any]], selector: History
 
 
 def table(occurrences: list[Occurrence]) -> str:
-    rows = [("RECEIVED", "ALERTNAME", "STATUS", "FINGERPRINT", "SEEN", "JOB", "OUTCOME", "TOOK", "REASON")]
+    rows = [("RECEIVED", "ALERTNAME", "STATUS", "FINGERPRINT", "SEEN", "JOB", "OUTCOME", "TOOK", "SILENCE", "REASON")]
     for occurrence in occurrences:
         received = occurrence.received.strftime("%Y-%m-%d %H:%M:%S")
         head = (received, occurrence.alertname or "-", occurrence.status or "-", occurrence.fingerprint or "-", str(occurrence.notifications))
         if not occurrence.outcomes:
-            rows.append((*head, "-", "-", "-", ""))
+            rows.append((*head, "-", "-", "-", "-", ""))
         for outcome in occurrence.outcomes:
             took = outcome.get("remediationSeconds")
             reason = "" if outcome.get("outcome") == "Succeeded" else str(outcome.get("reason") or "")
-            rows.append((*head, str(outcome.get("job") or "-"), str(outcome.get("outcome") or "-"), f"{took:g}s" if took is not None else "-", reason))
+            silence = outcome.get("silence") if isinstance(outcome.get("silence"), dict) else {}
+            took_text = f"{took:g}s" if took is not None else "-"
+            rows.append((*head, str(outcome.get("job") or "-"), str(outcome.get("outcome") or "-"), took_text, str(silence.get("action") or "-"), reason))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join(("  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]).rstrip() for row in rows)

@@ -570,6 +570,91 @@ class OutcomeSettings:
             )
 
 
+@dataclass(frozen=True)
+class AlertmanagerSettings:
+    """Alertmanager's API v2, where the dispatchers hold a silence while a remediation runs (dispatcher.silencing)."""
+
+    urls: str = setting(
+        "OPENFERO_ALERTMANAGER_URLS",
+        "",
+        "Alertmanager base URLs, comma-separated (http://alertmanager-0.monitoring:9093, with the path of "
+        "--web.route-prefix if it has one): every peer of an HA cluster, which gossip silences. A silence is "
+        "created on the first that answers and expired on any. Empty: definitions that ask for a silence wait "
+        "on the retry schedule until one is configured.",
+    )
+    auth_mode: str = setting(
+        "OPENFERO_ALERTMANAGER_AUTH",
+        "none",
+        "How openfero authenticates to Alertmanager: none, basic or bearer (Authorization: Bearer).",
+    )
+    auth_username: str = setting("OPENFERO_ALERTMANAGER_USERNAME", "", "The user name for basic auth.")
+    auth_password_file: str = setting(
+        "OPENFERO_ALERTMANAGER_PASSWORD_FILE", "", "A file holding the basic auth password (a mounted Secret)."
+    )
+    auth_password: str = setting(
+        "OPENFERO_ALERTMANAGER_PASSWORD", "", "The basic auth password, when it does not come from a file."
+    )
+    auth_token_file: str = setting(
+        "OPENFERO_ALERTMANAGER_TOKEN_FILE", "", "A file holding the bearer token (a mounted Secret)."
+    )
+    auth_token: str = setting("OPENFERO_ALERTMANAGER_TOKEN", "", "The bearer token, when it does not come from a file.")
+    ca_file: str = setting(
+        "OPENFERO_ALERTMANAGER_CA_FILE", "", "CA certificates (PEM) that sign Alertmanager's HTTPS certificate; empty: the system's."
+    )
+    cert_file: str = setting(
+        "OPENFERO_ALERTMANAGER_CERT_FILE", "", "A client certificate (PEM) for Alertmanagers that ask for one, with OPENFERO_ALERTMANAGER_KEY_FILE."
+    )
+    key_file: str = setting("OPENFERO_ALERTMANAGER_KEY_FILE", "", "The client certificate's private key (PEM).")
+    timeout_s: float = setting(
+        "OPENFERO_ALERTMANAGER_TIMEOUT_SECONDS",
+        5.0,
+        "Timeout of one request to one Alertmanager (seconds); the next one is tried after it.",
+    )
+    silence_duration_s: float = setting(
+        "OPENFERO_SILENCE_DURATION_SECONDS",
+        900.0,
+        "How long a silence holds for a Job without activeDeadlineSeconds (seconds), before the margin below: "
+        "a remediation still running after this is paged.",
+    )
+    silence_margin_s: float = setting(
+        "OPENFERO_SILENCE_MARGIN_SECONDS",
+        300.0,
+        "Added to the Job's deadline for the silence's end (seconds): the time a fixed alert takes to resolve "
+        "(Prometheus' next evaluations), for silences kept after a success.",
+    )
+
+    def url_list(self) -> tuple[str, ...]:
+        """The URLs, without a trailing slash; SettingsError for one that is not http(s) or holds credentials."""
+        from urllib.parse import urlsplit
+
+        found = []
+        for url in (u.strip().rstrip("/") for u in self.urls.split(",")):
+            if not url:
+                continue
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise SettingsError(f"OPENFERO_ALERTMANAGER_URLS: {url!r} is not an http:// or https:// URL")
+            if parts.username or parts.password:
+                # The URL is written on every silenced Job and in logs: credentials go in their own settings.
+                raise SettingsError(
+                    f"OPENFERO_ALERTMANAGER_URLS: {parts.hostname!r} carries credentials; use OPENFERO_ALERTMANAGER_PASSWORD_FILE or _TOKEN_FILE"
+                )
+            if parts.query or parts.fragment:
+                raise SettingsError(f"OPENFERO_ALERTMANAGER_URLS: {url!r} may not have a query or fragment")
+            found.append(url)
+        return tuple(found)
+
+    def __post_init__(self) -> None:
+        if self.timeout_s <= 0:
+            raise SettingsError(f"OPENFERO_ALERTMANAGER_TIMEOUT_SECONDS={self.timeout_s:g}: needs more than 0")
+        if self.silence_duration_s <= 0 or self.silence_margin_s < 0:
+            raise SettingsError("OPENFERO_SILENCE_DURATION_SECONDS needs more than 0 and OPENFERO_SILENCE_MARGIN_SECONDS at least 0")
+        if self.auth_mode.strip().lower() not in ("none", "basic", "bearer"):
+            raise SettingsError(f"OPENFERO_ALERTMANAGER_AUTH={self.auth_mode!r}: expected none, basic or bearer")
+        if bool(self.cert_file) != bool(self.key_file):
+            raise SettingsError("a client certificate needs both OPENFERO_ALERTMANAGER_CERT_FILE and OPENFERO_ALERTMANAGER_KEY_FILE")
+
+
 ALL_GROUPS: tuple[type, ...] = (
     BrokerSettings,
     ManagementSettings,
@@ -580,6 +665,7 @@ ALL_GROUPS: tuple[type, ...] = (
     ServiceSettings,
     ConsoleSettings,
     OutcomeSettings,
+    AlertmanagerSettings,
 )
 
 _TRUE = {"1", "true", "yes", "on"}

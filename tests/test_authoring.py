@@ -93,6 +93,8 @@ JOB = "apiVersion: batch/v1\nkind: Job\nmetadata: {name: fix}\nspec: {template: 
         ({"apiVersion": "openfero.io/v1alpha1", "kind": "Operarius", "metadata": {"name": "o"}, "spec": {"alertSelector": {"matchers": ["nope"]}, "jobTemplate": {"spec": {}}}}, "Operarius o: matcher 'nope'"),
         ({"apiVersion": "openfero.io/v1alpha1", "kind": "Operarius", "metadata": {"name": "o"}, "spec": {"alertSelector": {"matchers": ['pod=~"(?!keep-).*"']}, "jobTemplate": {"spec": {}}}}, """Operarius o: matcher 'pod=~"(?!keep-).*"': RE2 cannot compile"""),
         ({"apiVersion": "openfero.io/v1alpha1", "kind": "Operarius", "metadata": {"name": "o"}, "spec": {}}, "Operarius o: spec.jobTemplate is required"),
+        ({**cm("openfero-a-firing", "A", JOB % "x"), "metadata": {"name": "openfero-a-firing", "annotations": {"openfero.io/silence": "maybe"}}}, "openfero.io/silence: 'maybe' is not true or false"),
+        ({"apiVersion": "openfero.io/v1alpha1", "kind": "Operarius", "metadata": {"name": "o"}, "spec": {"silence": {"enabled": True, "afterSuccess": "later"}, "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "i"}]}}}}}}, "'later' is not keep or expire"),
     ],
 )
 def test_validate_finds_broken_definitions_and_names_file_and_field(tmp_path: Path, doc: dict, message: str) -> None:
@@ -190,3 +192,11 @@ def test_validate_says_which_definitions_are_jinjas(tmp_path: Path) -> None:
     code, out, _ = run("validate", str(write(tmp_path, "defs.yaml", [cm("openfero-a-firing", "A", jinja)])))
     assert code == 0
     assert "its templates are Jinja's, not Go's" in out and "{% ... %} is text" in out, out
+
+
+def test_validate_warns_that_a_resolved_alert_gets_no_silence(tmp_path: Path) -> None:
+    doc = cm("openfero-a-resolved", "A", JOB % "x")
+    doc["metadata"]["annotations"] = {"openfero.io/silence": "true"}
+    code, out, _ = run("validate", str(write(tmp_path, "defs.yaml", [doc])))
+    assert code == 0
+    assert "asks for a silence, which openfero holds only for firing alerts" in out

@@ -65,8 +65,9 @@ def test_the_compose_demo_prometheus_config_and_rules_are_valid(tmp_path: Path) 
         # The Kubernetes example is a part to merge: give it the top-level route a whole config needs.
         {**yaml.safe_load((ROOT / "k8s" / "examples" / "alertmanager.yaml").read_text()), "route": {
             "receiver": "openfero", **yaml.safe_load((ROOT / "k8s" / "examples" / "alertmanager.yaml").read_text())["route"]}},
+        yaml.safe_load((ROOT / "k8s" / "examples" / "alertmanager-silences.yaml").read_text()),
     ],
-    ids=["compose", "kubernetes-example"],
+    ids=["compose", "kubernetes-example", "silences-example"],
 )
 def test_the_alertmanager_configs_pass_amtool_of_the_oldest_version_supported(tmp_path: Path, config: dict) -> None:
     version = run(tool("amtool"), "--version")
@@ -75,3 +76,11 @@ def test_the_alertmanager_configs_pass_amtool_of_the_oldest_version_supported(tm
     (tmp_path / "password").write_text("x")
     out = run(tool("amtool"), "check-config", str(path))
     assert "SUCCESS" in out, out + version
+
+
+def test_the_silences_example_sends_a_remediated_alert_to_openfero_and_on_call_and_others_to_on_call_only() -> None:
+    config = ROOT / "k8s" / "examples" / "alertmanager-silences.yaml"
+    remediated = run(tool("amtool"), "config", "routes", "test", f"--config.file={config}", "alertname=KubePodCrashLooping", "namespace=shop")
+    assert remediated.splitlines()[0] == "openfero,oncall", remediated  # (amtool adds a warning line)
+    other = run(tool("amtool"), "config", "routes", "test", f"--config.file={config}", "alertname=DiskFull")
+    assert other.startswith("oncall") and "openfero" not in other, other

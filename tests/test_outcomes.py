@@ -274,7 +274,7 @@ def test_history_joins_each_occurrence_with_its_jobs_once() -> None:
     assert [o.fingerprint for o in join([a1, b, c], records, HistoryFilter(alertname="PodCrash"))] == [c.fingerprint]
     text = table(found)
     assert "fix-b" in text and "BackoffLimitExceeded" in text and "4s" in text
-    assert text.splitlines()[0].split() == ["RECEIVED", "ALERTNAME", "STATUS", "FINGERPRINT", "SEEN", "JOB", "OUTCOME", "TOOK", "REASON"]
+    assert text.splitlines()[0].split() == ["RECEIVED", "ALERTNAME", "STATUS", "FINGERPRINT", "SEEN", "JOB", "OUTCOME", "TOOK", "SILENCE", "REASON"]
 
 
 def test_the_console_reads_the_record_the_leader_writes() -> None:
