@@ -27,6 +27,7 @@ from shared.settings import (
     load,
     resolve_namespaces,
 )
+from shared.tls import server_context
 
 log = logging.getLogger("openfero.console")
 
@@ -46,18 +47,8 @@ def _api_client(kube: KubeSettings) -> tuple[Any, KubeSettings]:
 
 
 def tls_context(settings: ConsoleSettings) -> ssl.SSLContext | None:
-    """HTTPS as ingest serves it: TLS 1.2 at least, the certificate and key from files."""
-    if not settings.tls_cert_file and not settings.tls_key_file:
-        return None
-    if not (settings.tls_cert_file and settings.tls_key_file):
-        raise SettingsError("TLS needs both OPENFERO_CONSOLE_TLS_CERT_FILE and OPENFERO_CONSOLE_TLS_KEY_FILE")
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise SettingsError(f"TLS certificate or key: {exc}") from None
-    return context
+    """HTTPS as ingest serves it."""
+    return server_context(settings.tls_cert_file, settings.tls_key_file, "OPENFERO_CONSOLE_TLS_CERT_FILE", "OPENFERO_CONSOLE_TLS_KEY_FILE")
 
 
 @click.command(

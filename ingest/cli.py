@@ -14,6 +14,7 @@ from ingest.connections import GuardedSite
 from shared import logs
 from shared.loop import freeze_startup_heap, loop_factory
 from shared.settings import BrokerSettings, IngestSettings, ServiceSettings, SettingsError, help_epilog, load
+from shared.tls import server_context
 
 
 @click.command(
@@ -68,17 +69,7 @@ async def serve(app: web.Application, ingest: IngestSettings, service: ServiceSe
 
 
 def _tls_context(ingest: IngestSettings) -> ssl.SSLContext | None:
-    if not ingest.tls_cert_file and not ingest.tls_key_file:
-        return None
-    if not (ingest.tls_cert_file and ingest.tls_key_file):
-        raise SettingsError("TLS needs both OPENFERO_TLS_CERT_FILE and OPENFERO_TLS_KEY_FILE")
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(ingest.tls_cert_file, ingest.tls_key_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise SettingsError(f"TLS certificate or key: {exc}") from None
-    return context
+    return server_context(ingest.tls_cert_file, ingest.tls_key_file, "OPENFERO_TLS_CERT_FILE", "OPENFERO_TLS_KEY_FILE")
 
 
 def main() -> None:

@@ -315,6 +315,59 @@ def test_other_accounts_and_the_default_one_are_fine() -> None:
         job_from(yaml.safe_dump(IDENTITY_JOB), alert({"alertname": "A"}), JobRules(60, "openfero-jobs", frozenset({("openfero-jobs", "default")})))
 
 
+def test_the_forbidden_accounts_come_from_the_settings_with_the_dispatchers_own() -> None:
+    from shared.settings import KubeSettings, load
+
+    settings = load(
+        KubeSettings,
+        {
+            "OPENFERO_FORBIDDEN_SERVICE_ACCOUNTS": "kube-system/replicaset-controller, cluster-admin",
+            "OPENFERO_DISPATCHER_NAMESPACE": "openfero",
+            "OPENFERO_DISPATCHER_SERVICE_ACCOUNT": "openfero-dispatcher",
+        },
+    )
+    rules = JobRules(60, "openfero", settings.forbidden_accounts())
+    assert rules.forbids("openfero", "openfero-dispatcher") and not rules.forbids("openfero-jobs", "openfero-dispatcher")
+    assert rules.forbids("kube-system", "replicaset-controller") and not rules.forbids("default", "replicaset-controller")
+    assert rules.forbids("any-namespace", "cluster-admin")
+    with pytest.raises(RenderError, match="service account 'openfero-dispatcher'"):
+        job_from(with_field(("spec", "template", "spec", "serviceAccountName"), "openfero-dispatcher"), alert({"alertname": "A"}), rules)
+
+
+# -- the size of a rendered Job --------------------------------------------------------------
+
+
+def _job_with(script: str, containers: int = 1) -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": f"c{i}", "image": "busybox", "command": ["sh", "-c", script]} for i in range(containers)]}}},
+        }
+    )
+
+
+def test_a_definition_whose_job_is_over_one_mebibyte_is_the_definitions_failure() -> None:
+    from dispatcher.rendering import MAX_RENDERED_BYTES
+
+    assert MAX_RENDERED_BYTES == 1024 * 1024
+    below = job_from(_job_with("x" * (MAX_RENDERED_BYTES - 2000)), alert({"alertname": "A"}))
+    assert len(below["spec"]["template"]["spec"]["containers"][0]["command"][2]) == MAX_RENDERED_BYTES - 2000
+    with pytest.raises(RenderError, match=r"the rendered Job has \d+ bytes, over the limit of 1048576") as raised:
+        job_from(_job_with("x" * MAX_RENDERED_BYTES), alert({"alertname": "A"}))
+    assert "ns/openfero-a-firing" in str(raised.value)
+
+
+def test_labels_that_make_a_job_too_large_refuse_the_alert_not_the_definition() -> None:
+    # Every container gets every label: 40 containers and 30 kB of labels make 1.2 MB.
+    labels = {"alertname": "A", **{f"l{i}": "v" * 1000 for i in range(30)}}
+    with pytest.raises(Refused, match="because of the alert's labels") as raised:
+        job_from(_job_with("true", containers=40), alert(labels))
+    assert raised.value.reason == "too_large"
+    # The same definition with a small alert is fine
+    job_from(_job_with("true", containers=40), alert({"alertname": "A"}))
+
+
 # -- template bombs ----------------------------------------------------------------------------
 
 

@@ -242,3 +242,130 @@ async def test_a_live_page_quiet_for_a_while_still_hears_the_next_alert(broker_s
         stream.close()
     finally:
         await client.close()
+
+
+async def _dead_letters_in_queue(connection: Any, prefix: str, alerts: dict[str, str]) -> dict[str, str]:
+    """Dead letters as the dispatcher leaves them, one per alertname → reason; their ids by alertname."""
+    import aio_pika
+
+    from shared.envelope import envelopes_from_webhook
+    from shared.topology import DEAD_ROUTING_KEY, Names, declare
+
+    channel = await connection.channel()
+    declared = await declare(connection, channel, Names(prefix), group_size=1)
+    ids = {}
+    for name, reason in alerts.items():
+        [envelope] = envelopes_from_webhook({"alerts": [{"labels": {"alertname": name}}]})
+        headers = {"openfero-attempts": 1, "openfero-error": reason}
+        message = aio_pika.Message(envelope.to_json(), message_id=envelope.id, headers=headers)
+        await declared.exchange.publish(message, routing_key=DEAD_ROUTING_KEY)
+        ids[name] = envelope.id
+    return ids
+
+
+async def _operation_done(client: TestClient, location: str) -> dict[str, Any]:
+    async def finished() -> dict[str, Any] | None:
+        summary: dict[str, Any] = await (await client.get(location + ".json", headers=BASIC)).json()
+        return summary if summary["state"] in ("done", "failed") else None
+
+    result: dict[str, Any] = await async_wait_for(finished, what="the operation to end")
+    return result
+
+
+async def test_all_dead_letters_matching_a_filter_are_confirmed_then_purged(broker_settings: BrokerSettings, connection, prefix: str) -> None:  # type: ignore[no-untyped-def]
+    # Given five dead letters, three of them refused by the API
+    ids = await _dead_letters_in_queue(
+        connection,
+        prefix,
+        {"DiskFull": "ApiRejected: 422", "PodCrash": "ApiRejected: 422", "NodeDown": "ApiRejected: 403", "Broken": "yaml: line 3", "Other": "yaml: line 9"},
+    )
+    client = await client_for(broker_settings)
+    try:
+        # When an operator asks for every dead letter whose reason says ApiRejected
+        form = {"action": "purge", "reason": "apirejected", "csrf": await token(client)}
+        response = await client.post("/dead-letters/confirm?scope=matching", data=form, headers=BASIC)
+        html = await response.text()
+        # Then the confirmation names exactly those three, and nothing is gone yet
+        assert response.status == 200 and "Purge deletes these 3 dead letters" in html
+        chosen = [part.split('"', 1)[0] for part in html.split('name="id" value="')[1:]]
+        assert sorted(chosen) == sorted(ids[n] for n in ("DiskFull", "PodCrash", "NodeDown"))
+        assert await queue_depth_of(connection, prefix) == 5
+        # And once confirmed, the purge runs to its end and leaves the other two
+        confirmed = [("csrf", await token(client)), ("action", "purge"), *(("id", i) for i in chosen)]
+        response = await client.post("/dead-letters/purge", data=confirmed, headers=BASIC, allow_redirects=False)
+        assert response.status == 303
+        summary = await _operation_done(client, response.headers["Location"])
+        assert summary["state"] == "done" and summary["done"] == 3, summary
+        assert await queue_depth_of(connection, prefix) == 2
+        html = await (await client.get("/dead-letters?fresh=1", headers=BASIC)).text()
+        assert "Broken" in html and "Other" in html and "DiskFull" not in html
+    finally:
+        await client.close()
+
+
+async def queue_depth_of(connection: Any, prefix: str) -> int:
+    from shared.topology import Names
+
+    channel = await connection.channel()
+    queue = await channel.declare_queue(Names(prefix).dead_queue, passive=True)
+    count: int = queue.declaration_result.message_count
+    await channel.close()
+    return count
+
+
+async def test_the_console_serves_https_when_given_a_certificate(broker_settings: BrokerSettings, tmp_path: Any) -> None:
+    import asyncio
+    import os
+    import ssl
+    import subprocess
+    import sys
+
+    import aiohttp
+
+    from tests.conftest import ROOT, free_port
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost"],
+        check=True, capture_output=True, timeout=60,
+    )
+    port = free_port()
+    env = {
+        **os.environ,
+        "OPENFERO_AMQP_URL": broker_settings.amqp_url,
+        "OPENFERO_QUEUE_PREFIX": broker_settings.queue_prefix,
+        "OPENFERO_CONSOLE_ADDR": f"127.0.0.1:{port}",
+        "OPENFERO_CONSOLE_AUTH": "basic",
+        "OPENFERO_CONSOLE_AUTH_USERNAME": "ops",
+        "OPENFERO_CONSOLE_AUTH_PASSWORD": "secret",
+        "OPENFERO_CONSOLE_TLS_CERT_FILE": str(cert),
+        "OPENFERO_CONSOLE_TLS_KEY_FILE": str(key),
+        "OPENFERO_DEFINITIONS_PATH": str(DEFINITIONS),
+        "KUBECONFIG": "/nonexistent",
+    }
+    console = subprocess.Popen([sys.executable, "-m", "console"], cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
+    try:
+        trusting = ssl.create_default_context(cafile=str(cert))
+        trusting.check_hostname = False
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+
+            async def answers() -> int | None:
+                try:
+                    async with session.get(f"https://127.0.0.1:{port}/timeline", ssl=trusting, headers=BASIC) as response:
+                        return response.status
+                except aiohttp.ClientConnectorError:
+                    return None
+
+            assert await async_wait_for(answers, what="the console over HTTPS") == 200
+            with pytest.raises(aiohttp.ClientError):  # plain HTTP gets no page from a TLS listener
+                async with session.get(f"http://127.0.0.1:{port}/timeline", headers=BASIC) as response:
+                    await response.read()
+            with pytest.raises(aiohttp.ClientConnectorCertificateError):  # nor does a client that does not trust the certificate
+                await session.get(f"https://127.0.0.1:{port}/timeline", headers=BASIC)
+    finally:
+        console.terminate()
+        await asyncio.get_running_loop().run_in_executor(None, console.wait, 30)
+    # Half a configuration is a usage error naming both settings
+    half = {**env, "OPENFERO_CONSOLE_TLS_KEY_FILE": ""}
+    result = subprocess.run([sys.executable, "-m", "console"], cwd=ROOT, env=half, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "OPENFERO_CONSOLE_TLS_CERT_FILE and OPENFERO_CONSOLE_TLS_KEY_FILE" in result.stderr
