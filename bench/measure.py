@@ -668,10 +668,11 @@ async def _while_posting(url: str, body: bytes) -> dict[str, Any]:
     return {"bytes": len(body), "status": status, "answer_s": answer_s, "slowest_healthz_ms": slowest * 1000, "healthz_answers": answers}
 
 
-def hostile_webhooks(amqp_url: str, body_limit: int | None = None, root: Path = ROOT) -> dict[str, Any]:
+def hostile_webhooks(amqp_url: str, body_limit: int | None = None, root: Path = ROOT, alerts: int = 10_000) -> dict[str, Any]:
     """The worst-case webhooks at the default limits: the time to answer each and the slowest /healthz meanwhile.
 
-    ``body_limit`` and ``root`` measure another version (the default limit of its own) for a before-and-after.
+    ``body_limit`` and ``root`` measure another version (the default limit of its own) for a before-and-after;
+    a ``body_limit`` below the default is also set on ingest (the quick run's smaller bodies), as is ``alerts``.
     """
     from shared.settings import IngestSettings
 
@@ -681,12 +682,14 @@ def hostile_webhooks(amqp_url: str, body_limit: int | None = None, root: Path = 
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
         env = {"OPENFERO_AMQP_URL": amqp_url, "OPENFERO_QUEUE_PREFIX": prefix, "OPENFERO_INGEST_ADDR": f"127.0.0.1:{port}"}
+        if limit < IngestSettings().max_body_bytes:
+            env |= {"OPENFERO_MAX_BODY_BYTES": str(limit), "OPENFERO_MAX_ALERTS_PER_WEBHOOK": str(alerts)}
         ingest = Service("ingest", env, root=root)
         try:
             asyncio.run(_wait_ready(url))
             time.sleep(1)  # the worker that reads large bodies starts with ingest
             pids = {"ingest": ingest.pid, **{f"child {pid}": pid for pid in _children(ingest.pid)}}
-            for name, (body, expected) in worst_case_bodies(limit).items():
+            for name, (body, expected) in worst_case_bodies(limit, alerts).items():
                 with PeakRss(pids) as peak:
                     results[name] = {**asyncio.run(_while_posting(url, body)), "expected": expected}
                 results[name]["peak_rss_mb"] = peak.peak

@@ -22,7 +22,9 @@ TARGETS = {
 
 
 def run_all(amqp_url: str, quick: bool) -> dict[str, Any]:
-    duration = 2.0 if quick else 5.0
+    duration = 1.0 if quick else 5.0
+    # The quick run is a smoke test of every step (the suite runs it): fewer processes, smaller bodies.
+    process_counts = (1, 2) if quick else (1, 2, 4)
     tmp = Path(tempfile.mkdtemp(prefix="openfero-bench-"))
     steps: list[tuple[str, Any]] = [
         ("machine", measure.machine),
@@ -31,18 +33,18 @@ def run_all(amqp_url: str, quick: bool) -> dict[str, Any]:
         # Before/after of the event loop, in the same run: the standard library's.
         ("ingest_asyncio_loop", lambda: measure.ingest_throughput(amqp_url, duration, sizes=(100,), event_loop="asyncio")),
         # The worst webhooks at the default limits, and how /healthz fares meanwhile.
-        ("hostile_webhooks", lambda: measure.hostile_webhooks(amqp_url)),
+        ("hostile_webhooks", lambda: measure.hostile_webhooks(amqp_url, body_limit=2 * 1024 * 1024, alerts=1000) if quick else measure.hostile_webhooks(amqp_url)),
         ("double_ceiling_jobs_per_s", lambda: measure.double_ceiling(500 if quick else 2000, tmp)),
         ("dispatcher_no_latency", lambda: measure.dispatcher_rate(amqp_url, 1, 500 if quick else 2000, 0.0, tmp)),
         # The same without outcome tracking: what following every Job costs the leader.
         ("dispatcher_no_latency_untracked", lambda: measure.dispatcher_rate(amqp_url, 1, 300 if quick else 2000, 0.0, tmp, track_outcomes=False)),
         ("outcomes", lambda: measure.outcome_lag(amqp_url, 60 if quick else 1000, tmp)),
     ]
-    for processes in (1, 2, 4):
+    for processes in process_counts:
         steps.append((f"dispatcher_20ms_x{processes}", lambda p=processes: measure.dispatcher_rate(amqp_url, p, 400 if quick else 1600, 0.02, tmp)))
     # Two calls at a time per process: each process is bound by the latency, not
     # by the 2 cores, so this shows whether more processes hide it.
-    for processes in (1, 2, 4):
+    for processes in process_counts:
         steps.append(
             (f"dispatcher_20ms_c2_x{processes}", lambda p=processes: measure.dispatcher_rate(amqp_url, p, 200 if quick else 800, 0.02, tmp, concurrency=2))
         )
@@ -52,7 +54,7 @@ def run_all(amqp_url: str, quick: bool) -> dict[str, Any]:
         ("create_call_cpu_us", lambda: measure.create_call_cpu_us(tmp, 300 if quick else 1000)),
         ("console_timeline", lambda: measure.console_timeline(amqp_url, 1000 if quick else 10000, tmp, loads=2 if quick else 5)),
     ]
-    results: dict[str, Any] = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": quick}
+    results: dict[str, Any] = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": quick, "process_counts": list(process_counts)}
     for name, step in steps:
         started = time.perf_counter()
         click.echo(f"{name} ...", err=True, nl=False)
@@ -60,12 +62,13 @@ def run_all(amqp_url: str, quick: bool) -> dict[str, Any]:
         click.echo(f" {time.perf_counter() - started:.1f} s", err=True)
     ceiling = results["publisher_ceiling_per_s"]
     ingest = results["ingest"]["alerts_per_s"]
+    top = max(process_counts)
     results["ratios"] = {
         "ingest_100_vs_ceiling": ingest["100"] / ceiling,
         "ingest_100_asyncio_loop_vs_ceiling": results["ingest_asyncio_loop"]["alerts_per_s"]["100"] / ceiling,
         "dispatcher_vs_double_ceiling": results["dispatcher_no_latency"]["jobs_per_s"] / results["double_ceiling_jobs_per_s"],
-        "dispatcher_speedup_1_to_4": results["dispatcher_20ms_x4"]["jobs_per_s"] / results["dispatcher_20ms_x1"]["jobs_per_s"],
-        "dispatcher_speedup_1_to_4_latency_bound": results["dispatcher_20ms_c2_x4"]["jobs_per_s"] / results["dispatcher_20ms_c2_x1"]["jobs_per_s"],
+        f"dispatcher_speedup_1_to_{top}": results[f"dispatcher_20ms_x{top}"]["jobs_per_s"] / results["dispatcher_20ms_x1"]["jobs_per_s"],
+        f"dispatcher_speedup_1_to_{top}_latency_bound": results[f"dispatcher_20ms_c2_x{top}"]["jobs_per_s"] / results["dispatcher_20ms_c2_x1"]["jobs_per_s"],
     }
     return results
 
@@ -134,10 +137,10 @@ def summary(results: dict[str, Any]) -> str:
         f"| the same, outcome tracking off (no Lease, no watch of the Jobs) | {results['dispatcher_no_latency_untracked']['jobs_per_s']:,.0f} | "
         f"{results['dispatcher_no_latency_untracked']['cpu_ms_per_job']:.2f} ms |",
     ]
-    for p in (1, 2, 4):
+    for p in results["process_counts"]:
         run = results[f"dispatcher_20ms_x{p}"]
         lines.append(f"| {p} dispatcher{'s' if p > 1 else ''}, 20 ms API latency | {run['jobs_per_s']:,.0f} | {run['cpu_ms_per_job']:.2f} ms |")
-    for p in (1, 2, 4):
+    for p in results["process_counts"]:
         run = results[f"dispatcher_20ms_c2_x{p}"]
         lines.append(
             f"| {p} dispatcher{'s' if p > 1 else ''}, 20 ms API latency, 2 calls at a time each | {run['jobs_per_s']:,.0f} | {run['cpu_ms_per_job']:.2f} ms |"
@@ -148,12 +151,15 @@ def summary(results: dict[str, Any]) -> str:
         f"Client CPU per Job create, one thread: {calls['openfero']:.0f} µs as the dispatcher calls the API, "
         f"{calls['generated-method']:.0f} µs through the generated `BatchV1Api.create_namespaced_job` (same client and pool).",
     ]
+    if "dispatcher_speedup_1_to_4" in r:
+        lines += [
+            "",
+            f"Target ≥ {TARGETS['dispatcher_speedup_1_to_4']}× from 1 to 4 dispatchers with 20 ms latency: "
+            f"{r['dispatcher_speedup_1_to_4']:.2f}× with 16 calls at a time each (one process already hides the latency; "
+            f"the 2 cores, shared with the broker, the API double and the load generator, cap the rest), {r['dispatcher_speedup_1_to_4_latency_bound']:.2f}× with 2 calls at a time each, "
+            f"{verdict(r['dispatcher_speedup_1_to_4_latency_bound'] >= TARGETS['dispatcher_speedup_1_to_4'])}.",
+        ]
     lines += [
-        "",
-        f"Target ≥ {TARGETS['dispatcher_speedup_1_to_4']}× from 1 to 4 dispatchers with 20 ms latency: "
-        f"{r['dispatcher_speedup_1_to_4']:.2f}× with 16 calls at a time each (one process already hides the latency; "
-        f"the 2 cores, shared with the broker, the API double and the load generator, cap the rest), {r['dispatcher_speedup_1_to_4_latency_bound']:.2f}× with 2 calls at a time each, "
-        f"{verdict(r['dispatcher_speedup_1_to_4_latency_bound'] >= TARGETS['dispatcher_speedup_1_to_4'])}.",
         "",
         "## Outcomes (a Job's end → its outcome recorded: marked, record confirmed, Event, finalizer off)",
         "",
@@ -193,7 +199,7 @@ def summary(results: dict[str, Any]) -> str:
         "",
         f"Ingest at rest {ingest['rss_mb']['ingest_at_rest']:.0f} MB, under load up to "
         f"{max(v for k, v in ingest['rss_mb'].items() if k.startswith('ingest_under_load')):.0f} MB; "
-        f"a dispatcher at rest {e2e['rss_mb_at_rest_dispatcher']:.0f} MB, under load up to {max(results[f'dispatcher_20ms_x{p}']['peak_rss_mb'] for p in (1, 2, 4)):.0f} MB "
+        f"a dispatcher at rest {e2e['rss_mb_at_rest_dispatcher']:.0f} MB, under load up to {max(results[f'dispatcher_20ms_x{p}']['peak_rss_mb'] for p in results['process_counts']):.0f} MB "
         f"(end to end: ingest {e2e['peak_rss_mb_ingest']:.0f} MB, dispatcher {e2e['peak_rss_mb_dispatcher']:.0f} MB).",
     ]
     c = results["console_timeline"]
@@ -238,7 +244,7 @@ def plots(results: dict[str, Any], out: Path) -> list[Path]:
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    procs = [1, 2, 4]
+    procs = results["process_counts"]
     rates = [results[f"dispatcher_20ms_x{p}"]["jobs_per_s"] for p in procs]
     bound = [results[f"dispatcher_20ms_c2_x{p}"]["jobs_per_s"] for p in procs]
     ax.plot(procs, rates, marker="o", label="16 calls at a time each")
