@@ -83,8 +83,6 @@ def load_api_client(timeout_s: float, connections: int = 16) -> tuple[client.Api
 class JobCreator:
     """The JobSink that creates Jobs through the API."""
 
-    dry_run = False
-
     def __init__(self, api_client: client.ApiClient, kube: KubeSettings, concurrency: int):
         self.api_client = api_client
         self.namespace = kube.job_namespace

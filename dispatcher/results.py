@@ -67,7 +67,6 @@ class Result:
     job: str = ""  # the Job's name, once rendered
     silence: str = ""  # the id of the Alertmanager silence made (or found) before the Job
     alertname_label: str = ""  # the metric label for the alertname (bounded: see dispatcher.metrics)
-    dry_run: bool = False
 
     @property
     def done(self) -> bool:
