@@ -68,6 +68,11 @@ class Result:
     silence: str = ""  # the id of the Alertmanager silence made (or found) before the Job
     alertname_label: str = ""  # the metric label for the alertname (bounded: see dispatcher.metrics)
 
+    def __post_init__(self) -> None:
+        # A failure is what makes a result FAILED: neither goes without the other.
+        if (self.kind is Kind.FAILED) != (self.failure is not None):
+            raise ValueError(f"a {self.kind.value} result {'needs' if self.kind is Kind.FAILED else 'has no'} failure")
+
     @property
     def done(self) -> bool:
         """Whether the Job exists now (created or found)."""
