@@ -96,10 +96,6 @@ async def test_an_unreachable_api_is_transient(tmp_path, monkeypatch, kube) -> N
     with pytest.raises(ApiFailure) as raised:
         await creator(api_client).create(reference_job())
     assert raised.value.transient and "unreachable" in str(raised.value)
-    # and so is reading a Job's annotations (the silence's check for an earlier delivery)
-    with pytest.raises(ApiFailure) as raised:
-        await creator(api_client).annotations("fix-0123456789")
-    assert (raised.value.failure.error_class, raised.value.transient) == ("ApiUnavailable", True)
 
 
 async def test_a_failed_tls_handshake_is_transient(tmp_path, monkeypatch, kube) -> None:
