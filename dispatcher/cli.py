@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextlib
 import logging
 import signal
 import time
-from pathlib import Path
-from typing import Any
 
 import click
 from aiohttp import web
 
+from dispatcher import assembling
+from dispatcher.catalog import Catalog
 from dispatcher.consuming import Dispatcher
-from dispatcher.catalog import Catalog, load_files
-from dispatcher.operarii import GROUP, KIND, PLURAL, VERSION
-from dispatcher.watching import ResourceWatcher
+from dispatcher.handling import Handler
+from dispatcher.jobs import load_api_client
 from shared.metrics import metrics_handler
-from dispatcher.handling import Handler, JobSink, PrintingSink
 from dispatcher.rendering import JobRules
 from dispatcher.retrying import RetryPolicy
 from shared import logs
@@ -49,103 +47,6 @@ async def _wait_synced(catalog: Catalog, stop: asyncio.Event) -> bool:
             return False
         await asyncio.sleep(0.05)
     return True
-
-
-def _watchers(api_client: Any, kube: KubeSettings, catalog: Catalog) -> list[ResourceWatcher]:
-    from kubernetes import client
-
-    core = client.CoreV1Api(api_client)
-    custom = client.CustomObjectsApi(api_client)
-    namespace = kube.definitions_namespace
-    return [
-        ResourceWatcher(
-            "ConfigMap",
-            functools.partial(core.list_namespaced_config_map, namespace, label_selector=kube.definition_selector),
-            catalog.replace_configmaps,
-            catalog.apply_configmap,
-            kube.watch_timeout_s,
-        ),
-        ResourceWatcher(
-            "Operarius",
-            functools.partial(custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL),
-            catalog.replace_operarii,
-            catalog.apply_operarius,
-            kube.watch_timeout_s,
-            served_elsewhere=functools.partial(_operarius_served_as, custom),
-        ),
-    ]
-
-
-def _operarius_served_as(custom: Any) -> str | None:
-    """The CRD that serves kind Operarius in openfero.io when it is not ours (an older openfero's, say)."""
-    try:
-        resources = custom.get_api_resources(GROUP, VERSION).resources or []
-    except Exception:  # no such group: nothing served under any name
-        return None
-    for resource in resources:
-        if resource.kind == KIND and "/" not in resource.name and resource.name != PLURAL:
-            return f"{resource.name}.{GROUP}"
-    return None
-
-
-class OutcomeTracking:
-    """The outcome leader's parts (dispatcher.leading, dispatcher.tracking), started once definitions are known."""
-
-    def __init__(self, api_client: Any, kube: KubeSettings, broker: BrokerSettings, outcomes: OutcomeSettings, catalog: Catalog, status: Any, silences: Any = None):
-        from dispatcher.consuming import WORKER
-        from dispatcher.leading import LeaderElector, LeaseTimes
-        from dispatcher.naming import dns_label
-        from dispatcher.reporting import EventWriter, RecordPublisher
-        from dispatcher.tracking import OutcomeTracker
-        from shared.broker import BrokerLink
-
-        namespace = kube.own_namespace
-        if not namespace and SERVICE_ACCOUNT_NAMESPACE_FILE.exists():
-            namespace = SERVICE_ACCOUNT_NAMESPACE_FILE.read_text().strip()
-        namespace = namespace or kube.definitions_namespace
-        lease = dns_label(f"{broker.queue_prefix}-outcomes")
-        self.link = BrokerLink(broker)
-        self.elector = LeaderElector(api_client, namespace, lease, WORKER, LeaseTimes.from_settings(outcomes), kube.request_timeout_s)
-        events = None if kube.definitions_path else EventWriter(api_client, WORKER, kube.request_timeout_s)
-        self.tracker = OutcomeTracker(
-            api_client,
-            kube.job_namespace,
-            catalog,
-            RecordPublisher(self.link),
-            WORKER,
-            status=status,
-            events=events,
-            timeout_s=kube.request_timeout_s,
-            watch_timeout_s=kube.watch_timeout_s,
-            silences=silences,
-        )
-        self.stop = asyncio.Event()
-        self.tasks: list[asyncio.Task[None]] = []
-        self.lease = f"{namespace}/{lease}"
-
-    def start(self, process_stop: asyncio.Event) -> None:
-        async def stop_with_the_process() -> None:
-            # On SIGTERM the Lease is given up and the steps under way end while the
-            # dispatcher drains its messages, not after: a successor starts at once.
-            await process_stop.wait()
-            self.stop.set()
-
-        self.tasks = [
-            asyncio.create_task(self.link.run(), name="outcome-broker-link"),
-            asyncio.create_task(self.elector.run(self.stop), name="outcome-leader"),
-            asyncio.create_task(self.tracker.run(self.elector, self.stop), name="outcome-tracker"),
-            asyncio.create_task(stop_with_the_process(), name="outcome-stop"),
-        ]
-
-    async def close(self) -> None:
-        self.stop.set()
-        if self.tasks:
-            # The tracker finishes the steps under way, the elector gives the Lease up.
-            await asyncio.wait(self.tasks[1:3], timeout=15)
-        await self.link.close()
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 class Health:
@@ -198,88 +99,52 @@ async def _serve(
     health: Health,
     exit_when_idle_s: float | None,
 ) -> None:
-    catalog = Catalog()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    sink: JobSink = PrintingSink()
-    status = None
-    tracking: OutcomeTracking | None = None
-    keeper = None
-    alertmanagers = None
-    closers: list[Any] = []
-    if kube.definitions_path and settings.dry_run:
-        load_files(Path(kube.definitions_path), catalog)
-        log.info(
-            "definitions read from files",
-            extra={"event": "definitions.listed", "count": len(catalog), "path": kube.definitions_path},
-        )
-    else:
-        from dispatcher.jobs import JobCreator, OperariusStatusWriter, load_api_client
+    async with contextlib.AsyncExitStack() as stack:
+        api_client = None
+        if assembling.uses_cluster(kube, settings):
+            api_client, context_namespace = load_api_client(kube.request_timeout_s, settings.kube_concurrency)
+            kube = resolve_namespaces(kube, context_namespace)
+        catalog = assembling.definition_source(stack, kube, api_client)
+        sink = assembling.job_sink(stack, api_client, settings, kube, broker, outcomes, alertmanager, catalog)
+        _log_configured(settings, kube, sink, forbidden_accounts)
+        freeze_startup_heap()
+        if not await _wait_synced(catalog, stop):
+            return
+        if sink.tracking is not None:
+            sink.tracking.start(stop)
+        rules = JobRules(settings.job_ttl_s, kube.job_namespace, forbidden_accounts, track_outcomes=sink.tracking is not None)
+        handler = Handler(catalog, sink.jobs, rules, sink.status, sink.silences)
+        dispatcher = Dispatcher(broker, handler, settings.prefetch, retry, settings.stall_s, log_fields={"dry_run": True} if settings.dry_run else {})
+        health.dispatcher = dispatcher
+        await dispatcher.run(stop, exit_when_idle_s, service.shutdown_grace_s)
 
-        api_client, context_namespace = load_api_client(kube.request_timeout_s, settings.kube_concurrency)
-        kube = resolve_namespaces(kube, context_namespace)
-        if kube.definitions_path:
-            load_files(Path(kube.definitions_path), catalog)
-        else:
-            for watcher in _watchers(api_client, kube, catalog):
-                watcher.start()
-                closers.append(watcher.stop)
-        if not settings.dry_run:
-            creator = JobCreator(api_client, kube, settings.kube_concurrency)
-            sink = creator
-            closers.append(creator.close)
-            if not kube.definitions_path:
-                status = OperariusStatusWriter(api_client, kube.request_timeout_s)
-                closers.append(status.close)
-            from dispatcher.alertmanager import Alertmanagers
-            from dispatcher.silencing import SilenceEnder, SilenceKeeper
 
-            alertmanagers = Alertmanagers(alertmanager)
-            keeper = SilenceKeeper(
-                alertmanagers, creator.annotations, kube.job_namespace, alertmanager.silence_duration_s, alertmanager.silence_margin_s
-            )
-            if outcomes.track:
-                tracking = OutcomeTracking(api_client, kube, broker, outcomes, catalog, status, SilenceEnder(alertmanagers))
-        log.info(
-            "dispatcher configured",
-            extra={
-                "event": "dispatcher.configured",
-                "definitions_namespace": kube.definitions_namespace,
-                "job_namespace": kube.job_namespace,
-                "selector": kube.definition_selector,
-                "dry_run": settings.dry_run,
-                "track_outcomes": tracking is not None,
-                "alertmanagers": list(alertmanagers.urls) if alertmanagers else [],
-                "lease": tracking.lease if tracking else None,
-                "event_loop": running_loop_name(),
-                "forbidden_service_accounts": sorted("/".join(a) for a in forbidden_accounts),
-            },
+def _log_configured(settings: DispatcherSettings, kube: KubeSettings, sink: assembling.Sink, forbidden_accounts: frozenset[tuple[str, str]]) -> None:
+    log.info(
+        "dispatcher configured",
+        extra={
+            "event": "dispatcher.configured",
+            "definitions_namespace": kube.definitions_namespace,
+            "job_namespace": kube.job_namespace,
+            "selector": kube.definition_selector,
+            "dry_run": settings.dry_run,
+            "track_outcomes": sink.tracking is not None,
+            "alertmanagers": list(sink.alertmanagers),
+            "lease": sink.tracking.lease if sink.tracking else None,
+            "event_loop": running_loop_name(),
+            "forbidden_service_accounts": sorted("/".join(a) for a in forbidden_accounts),
+        },
+    )
+    if not kube.own_service_account and SERVICE_ACCOUNT_NAMESPACE_FILE.exists():  # in a cluster
+        log.warning(
+            "OPENFERO_DISPATCHER_SERVICE_ACCOUNT is not set: Jobs are not kept from running as the dispatcher's own account",
+            extra={"event": "dispatcher.identity_unknown"},
         )
-        if not kube.own_service_account and SERVICE_ACCOUNT_NAMESPACE_FILE.exists():  # in a cluster
-            log.warning(
-                "OPENFERO_DISPATCHER_SERVICE_ACCOUNT is not set: Jobs are not kept from running as the dispatcher's own account",
-                extra={"event": "dispatcher.identity_unknown"},
-            )
-    freeze_startup_heap()
-    try:
-        if await _wait_synced(catalog, stop):
-            if tracking is not None:
-                tracking.start(stop)
-            rules = JobRules(settings.job_ttl_s, kube.job_namespace, forbidden_accounts, track_outcomes=tracking is not None)
-            handler = Handler(catalog, sink, rules, status, keeper)
-            dispatcher = Dispatcher(broker, handler, settings.prefetch, retry, settings.stall_s)
-            health.dispatcher = dispatcher
-            await dispatcher.run(stop, exit_when_idle_s, service.shutdown_grace_s)
-    finally:
-        if tracking is not None:
-            await tracking.close()
-        if alertmanagers is not None:
-            await alertmanagers.close()
-        for close in closers:
-            close()
 
 
 async def _serve_metrics(addr: HostPort, health: Health) -> web.AppRunner:

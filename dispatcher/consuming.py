@@ -18,6 +18,7 @@ import os
 import socket
 import time
 from collections import Counter
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -71,8 +72,11 @@ def attempts_made(headers: dict[str, Any]) -> int:
 
 
 class Dispatcher:
-    def __init__(self, broker: BrokerSettings, handler: Handler, prefetch: int, retry: RetryPolicy, stall_s: float = 120.0):
+    def __init__(
+        self, broker: BrokerSettings, handler: Handler, prefetch: int, retry: RetryPolicy, stall_s: float = 120.0, log_fields: Mapping[str, Any] | None = None
+    ):
         self.handler = handler
+        self.log_fields = dict(log_fields or {})  # on every line about a message (a dry run says so)
         # How often to look at the work queue's depth, for dispatcher.liveness.
         self._look_every_s = max(0.5, min(15.0, stall_s / 4))
         self.retry = retry
@@ -110,7 +114,7 @@ class Dispatcher:
         headers = message.headers if isinstance(message.headers, dict) else {}
         run_id = headers.get(h.RUN_ID, "")
         attempt = attempts_made(headers) + 1
-        fields: dict[str, Any] = {"message_id": message.message_id, "attempt": attempt, "redelivered": message.redelivered}
+        fields: dict[str, Any] = {**self.log_fields, "message_id": message.message_id, "attempt": attempt, "redelivered": message.redelivered}
         started = time.perf_counter()
         try:
             result = await self.handler.handle(message.body, fields, run_id if isinstance(run_id, str) else "")
@@ -141,8 +145,6 @@ class Dispatcher:
             fields["operarius"] = "/".join(result.operarius)
         if result.silence:
             fields["silence"] = result.silence
-        if result.dry_run:
-            fields["dry_run"] = True
         label = result.alertname_label or OTHER
         if isinstance(decision, Ack):
             kind = {Kind.CREATED: "created", Kind.DUPLICATE: "duplicate"}.get(result.kind, "no_definition")

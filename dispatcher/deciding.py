@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dispatcher.results import Failure, Kind, Result
+from dispatcher.results import Failure, Result
 from dispatcher.retrying import RetryPolicy
 from shared import headers as h
 from shared.topology import DEAD_ROUTING_KEY, Names
@@ -54,7 +54,7 @@ def decide(result: Result, attempts: int, policy: RetryPolicy, previous: Mapping
     headers of a copy.
     """
     failure = result.failure
-    if result.kind is not Kind.FAILED or failure is None:
+    if failure is None:  # not FAILED (dispatcher.results holds the two together)
         return Ack()
     if failure.transient:
         delay = policy.delay_after(attempts, failure.needs_operator, failure.retry_after_s)

@@ -35,7 +35,7 @@ _RENDERER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
 
 
 class JobSink(Protocol):
-    dry_run: bool  # whether it only shows Jobs (printing them) instead of creating them
+    """Where rendered Jobs go: the API (dispatcher.jobs.JobCreator), or stdout in a dry run."""
 
     async def create(self, body: dict[str, Any]) -> bool:
         """Create the Job; True if created, False if one of its name exists. ApiFailure when the API fails."""
@@ -52,8 +52,6 @@ class PrintingSink:
     A Job name printed before in this process is a duplicate, as the API's
     409 would make it: printed once, counted as a duplicate after.
     """
-
-    dry_run = True
 
     def __init__(self, out: TextIO = sys.stdout):
         self.out = out
@@ -105,7 +103,6 @@ class Handler:
             definition=f"{found.definition.source}/{found.definition.key}" if found.definition else "",
             operarius=found.operarius,
             alertname_label=alertname_label(alert.alertname) if self._names(found, alert.alertname) else OTHER,
-            dry_run=self.sink.dry_run,
         )
         result = await self._handle_found(found, rendered, known, about)
         if found.operarius is not None and self.status is not None and not (result.failure and result.failure.transient):
@@ -172,7 +169,7 @@ class Handler:
             )
         silence = ""
         try:
-            if self.silences is not None and not self.sink.dry_run:
+            if self.silences is not None:
                 assert known.alert is not None
                 created, silence = await self.silences.create(found.definition, known.alert, job, self.sink.create, {**about, "job": job.name})
             else:

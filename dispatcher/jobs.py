@@ -83,8 +83,6 @@ def load_api_client(timeout_s: float, connections: int = 16) -> tuple[client.Api
 class JobCreator:
     """The JobSink that creates Jobs through the API."""
 
-    dry_run = False
-
     def __init__(self, api_client: client.ApiClient, kube: KubeSettings, concurrency: int):
         self.api_client = api_client
         self.namespace = kube.job_namespace
@@ -141,7 +139,7 @@ class JobCreator:
         try:
             got = call(self.api_client, "GET", f"/apis/batch/v1/namespaces/{self.namespace}/jobs/{name}", self.timeout_s)
         except Unreachable as exc:
-            raise ApiFailure(f"Kubernetes API unreachable: {exc}", None, transient=True) from None
+            raise ApiFailure(Failure.from_api(None, f"Kubernetes API unreachable: {exc}")) from None
         if got.status == 404:
             return None
         if not got.ok:

@@ -67,7 +67,11 @@ class Result:
     job: str = ""  # the Job's name, once rendered
     silence: str = ""  # the id of the Alertmanager silence made (or found) before the Job
     alertname_label: str = ""  # the metric label for the alertname (bounded: see dispatcher.metrics)
-    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        # A failure is what makes a result FAILED: neither goes without the other.
+        if (self.kind is Kind.FAILED) != (self.failure is not None):
+            raise ValueError(f"a {self.kind.value} result {'needs' if self.kind is Kind.FAILED else 'has no'} failure")
 
     @property
     def done(self) -> bool:

@@ -88,9 +88,6 @@ async def test_a_case_twin_cannot_slip_past_an_operarius_guard() -> None:
     load_files(ROOT / "k8s" / "examples" / "podcrashlooping.operarius.yaml", catalog)
 
     class Sink:
-
-        dry_run = False
-
         def __init__(self) -> None:
             self.created: list[dict[str, Any]] = []
 
@@ -421,9 +418,6 @@ async def test_a_hostile_definition_stalls_neither_the_event_loop_nor_the_next_a
     catalog.replace_operarii([])
 
     class Sink:
-
-        dry_run = False
-
         async def create(self, body: dict[str, Any]) -> bool:
             return True
 

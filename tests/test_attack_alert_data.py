@@ -66,10 +66,6 @@ def first_container(job: dict[str, Any]) -> dict[str, Any]:
 
 
 class Sink:
-
-
-    dry_run = False
-
     def __init__(self) -> None:
         self.created: list[dict[str, Any]] = []
 

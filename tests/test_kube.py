@@ -227,7 +227,7 @@ def test_the_cluster_adapter_that_drives_k3s_works_against_any_api_server(kube) 
 
 def test_an_operarius_crd_of_another_name_is_a_warning_that_names_it(tmp_path, caplog, monkeypatch) -> None:
     # Given a cluster whose Operarius CRD is openfero's first one (plural operarii)
-    from dispatcher.cli import _watchers
+    from dispatcher.assembling import watchers as definition_watchers
 
     double = KubeDouble(operarius_plural="operarii").start()
     watchers: list[ResourceWatcher] = []
@@ -236,7 +236,7 @@ def test_an_operarius_crd_of_another_name_is_a_warning_that_names_it(tmp_path, c
         monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(double, tmp_path)))
         api_client, _ = load_api_client(timeout_s=5)
         catalog = Catalog()
-        watchers = _watchers(api_client, KubeSettings(definitions_namespace="default"), catalog)
+        watchers = definition_watchers(api_client, KubeSettings(definitions_namespace="default"), catalog)
         # When the dispatcher lists its definitions
         with caplog.at_level(logging.INFO, logger="openfero.definitions"):
             for watcher in watchers:

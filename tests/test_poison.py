@@ -39,10 +39,6 @@ DELAYS = (0.2, 0.5)
 
 
 class Sink:
-
-
-    dry_run = False
-
     """Jobs created, as the API would: a name seen before is a duplicate."""
 
     def __init__(self) -> None:
