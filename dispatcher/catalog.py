@@ -17,7 +17,8 @@ from typing import Any
 import yaml
 
 from dispatcher.metrics import DEFINITIONS
-from dispatcher.definitions import Definition, Lookup, configmap_definitions, configmap_name
+from dispatcher.definitions import Definition, Lookup, configmap_definitions
+from dispatcher.naming import configmap_name
 from dispatcher.operarii import KIND, InvalidOperarius, Operarius, select
 from shared.envelope import Alert
 

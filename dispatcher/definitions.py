@@ -1,7 +1,7 @@
 """Job definitions: what one is, and where the ConfigMap form keeps it. No I/O here.
 
 A ConfigMap definition for alert ``A`` with status ``S`` is the ConfigMap
-named ``openfero-<a>-<s>`` (``A`` lower-cased) that matches the definition
+named ``openfero-<a>-<s>`` (``A`` lower-cased, dispatcher.naming) that matches the definition
 selector, and within it the data key ``A`` as the alert spells it. The
 Operarius form is in ``dispatcher.operarii``; ``dispatcher.catalog`` holds
 both and chooses between them.
@@ -19,10 +19,6 @@ ENGINE_ANNOTATION = "openfero.io/template-engine"
 # Most values a definition may hold once YAML's aliases are expanded: a few hundred bytes of
 # nested aliases can stand for billions (every walk of the manifest would visit them all).
 MAX_EXPANDED_NODES = 100_000
-
-
-def configmap_name(alertname: str, status: str) -> str:
-    return f"openfero-{alertname.lower()}-{status}"
 
 
 @dataclass(frozen=True)

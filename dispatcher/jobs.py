@@ -57,10 +57,29 @@ class ApiFailure(Exception):
         return self.failure.retry_after_s
 
 
+class _TimedApiClient(client.ApiClient):
+    """An ApiClient whose requests wait at most ``timeout_s`` unless they name a timeout of their own.
+
+    The client's default is to wait for ever: a list call to an API server
+    that accepts the connection and never answers would hold its thread.
+    """
+
+    def __init__(self, configuration: client.Configuration, timeout_s: float):
+        super().__init__(configuration)
+        self.timeout_s = timeout_s
+
+    def call_api(
+        self, method: str, url: str, header_params: Any = None, body: Any = None, post_params: Any = None, _request_timeout: Any = None
+    ) -> Any:
+        timeout = self.timeout_s if _request_timeout is None else _request_timeout
+        return super().call_api(method, url, header_params, body, post_params, _request_timeout=timeout)
+
+
 def load_api_client(timeout_s: float, connections: int = 16) -> tuple[client.ApiClient, str | None]:
     """The standard access: in-cluster service account, else KUBECONFIG, else ~/.kube/config.
 
     Returns the client and the kubeconfig context's namespace (None in-cluster).
+    A request that names no timeout of its own waits at most ``timeout_s``.
     """
     configuration = client.Configuration()
     namespace = None
@@ -77,7 +96,7 @@ def load_api_client(timeout_s: float, connections: int = 16) -> tuple[client.Api
     # One kept-alive connection per concurrent call (plus the watches): the
     # default pool (5 per core) would open and drop connections under load.
     configuration.connection_pool_maxsize = connections + 4
-    return client.ApiClient(configuration), namespace
+    return _TimedApiClient(configuration, timeout_s), namespace
 
 
 class JobCreator:

@@ -6,7 +6,10 @@ of these functions, so each rule is written once:
 - env var names: ``OPENFERO_`` + the label name upper-cased, every character
   outside ``[A-Z0-9_]`` replaced by ``_`` (a POSIX name a shell can read);
 - label values: at most 63 of ``[-A-Za-z0-9_.]``, alphanumeric at both ends;
-- DNS-1123 labels (Job names): lower case ``[a-z0-9-]``, at most 63;
+- DNS-1123 labels: lower case ``[a-z0-9-]``, at most 63;
+- ConfigMap definitions: ``openfero-<alertname lower-cased>-<status>``;
+- Job names: the definition's name as a DNS label cut to 52, a dash and a
+  10-character hash of the alert occurrence;
 - the group key as a label value, as the Go original hashes it.
 """
 
@@ -17,6 +20,9 @@ from collections.abc import Iterable, Iterator, Mapping
 
 MAX_NAME = 63
 ENV_PREFIX = "OPENFERO_"
+JOB_HASH_CHARS = 10
+# Room for the definition's name in a Job name: the rest is a dash and the hash.
+JOB_BASE_ROOM = MAX_NAME - JOB_HASH_CHARS - 1
 
 _ENV_FORBIDDEN = re.compile(r"[^A-Z0-9_]")
 _DNS_FORBIDDEN = re.compile(r"[^a-z0-9-]+")
@@ -69,6 +75,16 @@ def dns_label(value: object, limit: int = MAX_NAME) -> str:
     """``value`` made a DNS-1123 label of at most ``limit`` characters (empty if nothing is left)."""
     cleaned = _DNS_FORBIDDEN.sub("-", str(value).lower()).strip("-")
     return cleaned[:limit].rstrip("-")
+
+
+def configmap_name(alertname: str, status: str) -> str:
+    """The ConfigMap that holds the definition for ``alertname`` with ``status``."""
+    return f"openfero-{alertname.lower()}-{status}"
+
+
+def job_name(base: str, occurrence: str) -> str:
+    """``base`` (the definition's name) made a DNS label that leaves room for ``occurrence``, a dash, then it."""
+    return f"{dns_label(base, JOB_BASE_ROOM) or 'openfero'}-{occurrence}"
 
 
 _FNV64_OFFSET = 0xCBF29CE484222325

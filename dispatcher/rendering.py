@@ -41,12 +41,12 @@ import pydantic
 from kubernetes.client import V1Job
 
 from dispatcher.definitions import Definition
-from dispatcher.naming import MAX_NAME, dns_label, env_collisions, env_name, group_key_label, label_value
+from dispatcher import naming
+from dispatcher.naming import env_collisions, env_name, group_key_label, label_value
 from dispatcher.templating import MissingValue, TemplateError, is_template, render_tree
 from shared.durations import parse_duration
 from shared.envelope import Envelope
 
-_HASH_CHARS = 10
 # Most bytes a rendered Job may have (its JSON); the API server's own limit is about 1.5 MiB.
 MAX_RENDERED_BYTES = 1024 * 1024
 
@@ -70,15 +70,23 @@ FINALIZER_OUTCOME = "openfero.io/outcome"
 ANNOTATION_OUTCOME = "openfero.io/outcome"
 
 
-class RenderError(ValueError):
+class _NoJob(ValueError):
+    """No Job for this alert: ``where`` names the definition ("" if it is not the definition's doing), ``problem`` says why."""
+
+    def __init__(self, where: str, problem: str):
+        super().__init__(f"{where}: {problem}" if where else problem)
+        self.where, self.problem = where, problem
+
+
+class RenderError(_NoJob):
     """The definition cannot make a Job for this alert; retrying will not help."""
 
 
-class Refused(ValueError):
+class Refused(_NoJob):
     """The alert itself cannot be handed to a Job (not the definition's fault); ``reason`` says why, in a word."""
 
-    def __init__(self, message: str, reason: str):
-        super().__init__(message)
+    def __init__(self, where: str, problem: str, reason: str):
+        super().__init__(where, problem)
         self.reason = reason
 
 
@@ -143,7 +151,7 @@ def occurrence_hash(envelope: Envelope, rerun_after_s: float | None = None, run_
         parts.append(str(rerun_window(envelope, rerun_after_s)))
     if run_id:
         parts.append(f"run:{run_id}")
-    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:_HASH_CHARS]
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[: naming.JOB_HASH_CHARS]
 
 
 def job_name(base: str, envelope: Envelope, rerun_after_s: float | None = None, run_id: str = "") -> str:
@@ -151,30 +159,29 @@ def job_name(base: str, envelope: Envelope, rerun_after_s: float | None = None, 
 
     ``run_id`` (a forced replay) makes a new name for the same occurrence.
     """
-    prefix = dns_label(base, MAX_NAME - _HASH_CHARS - 1) or "openfero"
-    return f"{prefix}-{occurrence_hash(envelope, rerun_after_s, run_id)}"
+    return naming.job_name(base, occurrence_hash(envelope, rerun_after_s, run_id))
 
 
 def render(definition: Definition, envelope: Envelope, rules: JobRules, run_id: str = "") -> RenderedJob:
     """The Job ``definition`` makes for ``envelope``; RenderError (the definition) or Refused (the alert)."""
     where = f"definition {definition.source} key {definition.key!r}"
     if definition.parse_error:
-        raise RenderError(f"{where}: {definition.parse_error}")
+        raise RenderError(where, definition.parse_error)
     manifest = definition.manifest
     if not isinstance(manifest, dict) or manifest.get("kind") != "Job":
-        raise RenderError(f"{where}: not a Job manifest (kind: {_kind(manifest)!r})")
+        raise RenderError(where, f"not a Job manifest (kind: {_kind(manifest)!r})")
     _refuse_templated_identity(manifest, where)
     _refuse_forbidden_account(manifest, rules, where)
     collisions = env_collisions(envelope.alert.labels)
     if collisions:
         name, labels = next(iter(sorted(collisions.items())))
-        raise Refused(f"labels {' and '.join(repr(x) for x in labels)} would both be {name}", "env_name_collision")
+        raise Refused("", f"labels {' and '.join(repr(x) for x in labels)} would both be {name}", "env_name_collision")
     try:
         job = render_tree(manifest, envelope, definition.engine, escape_at=expanded_by_kubelet)  # a copy
     except MissingValue as exc:
-        raise Refused(f"{where}: the alert lacks what the definition reads: {exc}", "missing_value") from None
+        raise Refused(where, f"the alert lacks what the definition reads: {exc}", "missing_value") from None
     except TemplateError as exc:
-        raise RenderError(f"{where}: {exc}") from None
+        raise RenderError(where, str(exc)) from None
     job["apiVersion"] = job.get("apiVersion") or "batch/v1"
     metadata = _mapping(job, "metadata", where)
     base = metadata.pop("generateName", None) or metadata.get("name") or definition.source.rpartition("/")[2]
@@ -182,7 +189,7 @@ def render(definition: Definition, envelope: Envelope, rules: JobRules, run_id: 
     try:
         rerun_after_s = parse_duration(str(rerun)) if rerun else None
     except ValueError as exc:
-        raise RenderError(f"{where}: annotation {ANNOTATION_RERUN_AFTER}: {exc}") from None
+        raise RenderError(where, f"annotation {ANNOTATION_RERUN_AFTER}: {exc}") from None
     name = job_name(str(base), envelope, rerun_after_s, run_id)
     metadata["name"] = name
     metadata.pop("namespace", None)  # the dispatcher decides where Jobs go
@@ -224,7 +231,7 @@ def render(definition: Definition, envelope: Envelope, rules: JobRules, run_id: 
     pod_spec = _mapping(pod_template, "spec", where)
     containers = pod_spec.get("containers")
     if not isinstance(containers, list) or not containers:
-        raise RenderError(f"{where}: spec.template.spec.containers must be a non-empty list")
+        raise RenderError(where, "spec.template.spec.containers must be a non-empty list")
     # Checked before the labels are added, so that a problem is named where the definition has it.
     body, dropped = _prune_unknown_fields(job, where)
     injected_env = [{"name": env_name(k), "value": escape_expansion(v)} for k, v in sorted(alert.labels.items())]
@@ -237,8 +244,8 @@ def render(definition: Definition, envelope: Envelope, rules: JobRules, run_id: 
         injected = len(orjson.dumps(injected_env)) * sum(len(pod_spec.get(kind) or []) for kind in ("initContainers", "containers"))
         message = f"the rendered Job has {size} bytes, over the limit of {MAX_RENDERED_BYTES}"
         if size - injected <= MAX_RENDERED_BYTES:
-            raise Refused(f"{where}: {message}, because of the alert's labels", "too_large")
-        raise RenderError(f"{where}: {message}")
+            raise Refused(where, f"{message}, because of the alert's labels", "too_large")
+        raise RenderError(where, message)
     return RenderedJob(name=name, body=body, dropped_fields=dropped)
 
 
@@ -261,7 +268,7 @@ def _refuse_templated_identity(manifest: dict[str, Any], where: str) -> None:
     for path in IDENTITY_FIELDS:
         value = _field(manifest, path)
         if isinstance(value, str) and is_template(value):
-            raise RenderError(f"{where}: {'.'.join(path)} may not be a template: alert data cannot choose it")
+            raise RenderError(where, f"{'.'.join(path)} may not be a template: alert data cannot choose it")
 
 
 def service_account(manifest: dict[str, Any]) -> str:
@@ -275,7 +282,8 @@ def _refuse_forbidden_account(manifest: dict[str, Any], rules: JobRules, where: 
     account = service_account(manifest)
     if rules.forbids(rules.job_namespace, account):
         raise RenderError(
-            f"{where}: the Job would run as service account {account!r} in namespace {rules.job_namespace!r}, "
+            where,
+            f"the Job would run as service account {account!r} in namespace {rules.job_namespace!r}, "
             "which Jobs may not use (the dispatcher's own, or OPENFERO_FORBIDDEN_SERVICE_ACCOUNTS)"
         )
 
@@ -319,7 +327,7 @@ def _prune_unknown_fields(job: dict[str, Any], where: str) -> tuple[dict[str, An
         else:
             problems.append(f"{_path(err['loc'])}: {err['msg']}")
     if problems:
-        raise RenderError(f"{where}: invalid Job: " + "; ".join(problems))
+        raise RenderError(where, "invalid Job: " + "; ".join(problems))
     return job, dropped
 
 
@@ -363,7 +371,7 @@ def _mapping(parent: dict[str, Any], key: str, where: str) -> dict[str, Any]:
     if value is None:
         value = parent[key] = {}
     if not isinstance(value, dict):
-        raise RenderError(f"{where}: {key} must be an object")
+        raise RenderError(where, f"{key} must be an object")
     return value
 
 

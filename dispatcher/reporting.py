@@ -27,7 +27,6 @@ from shared.topology import OUTCOME_ROUTING_KEY
 
 log = logging.getLogger("openfero.dispatcher")
 
-OUTCOME_HEADER = "openfero-outcome"
 _PUBLISH_TIMEOUT_S = 10.0
 
 
@@ -80,6 +79,6 @@ class RecordPublisher:
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=record["uid"] or record["job"],
             type="openfero.outcome",
-            headers={h.ALERTNAME: record["alertname"], h.FINGERPRINT: record["fingerprint"], OUTCOME_HEADER: record["outcome"]},
+            headers={h.ALERTNAME: record["alertname"], h.FINGERPRINT: record["fingerprint"], h.OUTCOME: record["outcome"]},
         )
         await publish_confirmed(self.link, [(message, OUTCOME_ROUTING_KEY)], _PUBLISH_TIMEOUT_S)

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 
 import aio_pika
 
+from shared import headers as h
 from shared.broker import BrokerLink
 from shared.confirming import NotConfirmed, publish_confirmed
 from shared.envelope import Envelope
@@ -33,7 +34,7 @@ def to_message(envelope: Envelope, timestamp: datetime) -> aio_pika.Message:
         timestamp=timestamp,
         # Copied out of the body so that operators and tools can filter
         # without decoding it.
-        headers={"alertname": alert.alertname, "status": alert.status, "fingerprint": alert.fingerprint},
+        headers={h.ALERTNAME: alert.alertname, h.STATUS: alert.status, h.FINGERPRINT: alert.fingerprint},
     )
 
 

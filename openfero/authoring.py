@@ -22,7 +22,7 @@ import yaml
 from dispatcher.catalog import Catalog, load_files, manifest_files
 from dispatcher.definitions import Definition, configmap_definitions
 from dispatcher.operarii import KIND, InvalidOperarius, Operarius
-from dispatcher.naming import MAX_NAME, dns_label
+from dispatcher.naming import JOB_BASE_ROOM, configmap_name, dns_label
 from dispatcher.rendering import JobRules, Refused, RenderError, render
 from dispatcher import silences
 from dispatcher.templating import TemplateError, choose_engine, referenced_annotations, referenced_labels, templated_fields
@@ -30,10 +30,6 @@ from openfero import podsecurity
 from openfero.shell_lint import container_warnings
 from shared.envelope import Envelope, InvalidWebhook, envelopes_from_webhook
 from shared.settings import DispatcherSettings, OutcomeSettings, load
-
-# Job names are the definition's name cut to this, a dash and a 10-character hash.
-_NAME_ROOM = MAX_NAME - 11
-
 
 def alerts_from_payload(payload: object) -> list[Envelope]:
     """A decoded webhook, or one alert on its own, as the envelopes ingest would make; InvalidWebhook otherwise."""
@@ -132,8 +128,7 @@ def _check(definition: Definition, where: str, alertname: str, status: str, aler
     try:
         job = render(definition, _sample(definition, alertname, status, alert), JobRules(60))
     except (RenderError, Refused) as exc:
-        own_prefix = f"definition {definition.source} key {definition.key!r}: "  # `where` says it already
-        report.errors.append(f"{where}: {str(exc).removeprefix(own_prefix)}")
+        report.errors.append(f"{where}: {exc.problem}")  # `where` names the definition already
         return
     for dropped in job.dropped_fields:
         report.warnings.append(f"{where}: {dropped} is not a field of a Job; it will be dropped")
@@ -145,8 +140,8 @@ def _check(definition: Definition, where: str, alertname: str, status: str, aler
         if wanted is not None and status == "resolved":
             report.warnings.append(f"{where}: asks for a silence, which openfero holds only for firing alerts")
     base = (definition.manifest.get("metadata") or {}).get("name") or ""
-    if len(dns_label(str(base))) > _NAME_ROOM:
-        report.warnings.append(f"{where}: metadata.name is cut to {_NAME_ROOM} characters in Job names")
+    if len(dns_label(str(base))) > JOB_BASE_ROOM:
+        report.warnings.append(f"{where}: metadata.name is cut to {JOB_BASE_ROOM} characters in Job names")
     report.warnings += _engine_warnings(definition, where)
     report.warnings += _authority_warnings(definition, where)
     template = (definition.manifest.get("spec") or {}).get("template") or {}
@@ -217,9 +212,9 @@ def validate_file(path: Path, alert: Envelope | None, report: Report, level: str
             for key, definition in configmap_definitions(doc).items():
                 where = f"{path}: ConfigMap {name} key {key}"
                 status = str(name).rpartition("-")[2]
-                if name != f"openfero-{key.lower()}-{status}" or status not in ("firing", "resolved"):
+                if status not in ("firing", "resolved") or name != configmap_name(key, status):
                     report.errors.append(
-                        f"{where}: never used: alert {key!r} looks for ConfigMap openfero-{key.lower()}-firing or -resolved"
+                        f"{where}: never used: alert {key!r} looks for ConfigMap {configmap_name(key, 'firing')} or -resolved"
                     )
                 _check(definition, where, key, status, alert, report, level)
         elif kind == KIND:

@@ -28,6 +28,9 @@ REPLAYED_AT = "openfero-replayed-at"  # RFC 3339 UTC
 REPLAYED_FROM = "openfero-replayed-from"  # "dead-letter-queue" or "archive"
 RUN_ID = "openfero-run-id"  # with --force: a new run, so new Job names
 
+# Set by the dispatcher on an outcome message, with ALERTNAME and FINGERPRINT:
+OUTCOME = "openfero-outcome"  # Succeeded, Failed or Deleted
+
 
 def writable(value: Any) -> Any:
     """A header value as read from the broker, in a form the client library can write back.

@@ -89,6 +89,21 @@ async def test_a_hanging_api_is_a_transient_timeout(api, kube) -> None:
     assert time.monotonic() - started < 2.5
 
 
+def test_a_request_without_a_timeout_of_its_own_waits_at_most_the_clients(tmp_path, monkeypatch, kube) -> None:
+    # Given an API server that takes 3 s to answer a list, and a client made with a timeout of 0.5 s
+    kube.add_fault("GET", r"/configmaps$", status=0, times=1, delay_s=3)
+    monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(kube, tmp_path)))
+    api_client, _ = load_api_client(timeout_s=0.5)
+    # When a generated method is called without _request_timeout, Then it gives up, well before the answer
+    started = time.monotonic()
+    with pytest.raises(Exception, match="(?i)timed? ?out"):
+        client.CoreV1Api(api_client).list_namespaced_config_map("default")
+    assert time.monotonic() - started < 2.5
+    # A request that names its own timeout keeps it
+    kube.add_fault("GET", r"/configmaps$", status=0, times=1, delay_s=1)
+    assert client.CoreV1Api(api_client).list_namespaced_config_map("default", _request_timeout=2.5).items == []
+
+
 async def test_an_unreachable_api_is_transient(tmp_path, monkeypatch, kube) -> None:
     monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(kube, tmp_path)))
     api_client, _ = load_api_client(timeout_s=1)
