@@ -153,8 +153,9 @@ def check_unavailable_ended_soon(answers: list[Answer], fault_at: float, what: s
     windows = [round(end - start, 2) for start, end in unavailable_windows(answers)]
     print(f"{what}: {len(refused)} of {len(answers)} webhooks refused; 503 windows {windows} s")
     assert not late, f"{len(late)} webhooks refused more than {UNAVAILABLE_AT_MOST_S} s after the fault, the last at +{late[-1].answered - fault_at:.1f} s"
-    # and the node stayed away long after that, with webhooks taken all the while
-    assert sum(1 for a in answers if a.sent > fault_at + UNAVAILABLE_AT_MOST_S and a.status == 200) >= 30
+    # and the node stayed away long after that, with webhooks taken all the while (how many depends on
+    # the machine's load: each webhook waits for the one before)
+    assert sum(1 for a in answers if a.sent > fault_at + UNAVAILABLE_AT_MOST_S and a.status == 200) >= 10
 
 
 def declare_on(url: str, names: Names, delays_s: tuple[float, ...] = (), group_size: int = 3) -> None:
