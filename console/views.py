@@ -34,10 +34,10 @@ from aiohttp import web
 from console import charts, csrf
 from console.app import CONSOLE, Console
 from console.security import USER
-from console.timeline import FINISHED, OUTCOMES, Row, TimelineFilter, definition_stats
+from console.timeline import OUTCOMES, Row, TimelineFilter, definition_stats
 from openfero.authoring import Preview, alerts_from_payload, preview
 from openfero.records import Record
-from shared.envelope import Envelope, InvalidEnvelope, InvalidWebhook
+from shared.envelope import Envelope, InvalidEnvelope
 
 log = logging.getLogger("openfero.console")
 

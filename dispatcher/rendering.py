@@ -229,7 +229,7 @@ def render(definition: Definition, envelope: Envelope, rules: JobRules, run_id: 
     body, dropped = _prune_unknown_fields(job, where)
     injected_env = [{"name": env_name(k), "value": escape_expansion(v)} for k, v in sorted(alert.labels.items())]
     for kind in ("initContainers", "containers"):
-        for index, container in enumerate(pod_spec.get(kind) or []):
+        for container in pod_spec.get(kind) or []:
             _inject_env(container, injected_env)
     size = len(orjson.dumps(body))
     if size > MAX_RENDERED_BYTES:
@@ -341,7 +341,7 @@ def _drop_python_names(given: Any, dumped: Any, loc: tuple[Any, ...], dropped: l
             else:
                 _drop_python_names(given[key], dumped[key], (*loc, key), dropped)
     elif isinstance(given, list) and isinstance(dumped, list):
-        for index, (a, b) in enumerate(zip(given, dumped)):
+        for index, (a, b) in enumerate(zip(given, dumped, strict=False)):
             _drop_python_names(a, b, (*loc, index), dropped)
 
 

@@ -14,7 +14,8 @@ that name; openfero uses "error", as the Go original does.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 from .builtins import BUILTINS
 from .compiling import compile_program

@@ -15,7 +15,8 @@ nesting are counted as the execution goes and end it with a TemplateError.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from .errors import TemplateError
 from .limits import Limits
