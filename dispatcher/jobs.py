@@ -141,7 +141,7 @@ class JobCreator:
         try:
             got = call(self.api_client, "GET", f"/apis/batch/v1/namespaces/{self.namespace}/jobs/{name}", self.timeout_s)
         except Unreachable as exc:
-            raise ApiFailure(f"Kubernetes API unreachable: {exc}", None, transient=True) from None
+            raise ApiFailure(Failure.from_api(None, f"Kubernetes API unreachable: {exc}")) from None
         if got.status == 404:
             return None
         if not got.ok:

@@ -167,8 +167,8 @@ def render(definition: Definition, envelope: Envelope, rules: JobRules, run_id: 
     _refuse_forbidden_account(manifest, rules, where)
     collisions = env_collisions(envelope.alert.labels)
     if collisions:
-        name, labels = next(iter(sorted(collisions.items())))
-        raise Refused(f"labels {' and '.join(repr(x) for x in labels)} would both be {name}", "env_name_collision")
+        name, clashing = next(iter(sorted(collisions.items())))
+        raise Refused(f"labels {' and '.join(repr(x) for x in clashing)} would both be {name}", "env_name_collision")
     try:
         job = render_tree(manifest, envelope, definition.engine, escape_at=expanded_by_kubelet)  # a copy
     except MissingValue as exc:
