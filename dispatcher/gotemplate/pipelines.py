@@ -216,4 +216,4 @@ class PipelineCompiler:
         return constant_arg
 
     def call(self, ident: IdentifierNode, cmd: Node, arg_nodes: list[Node]) -> Closure:
-        return compile_call(self, ident, cmd, arg_nodes)  # type: ignore[arg-type]
+        return compile_call(self, ident, cmd, arg_nodes)
