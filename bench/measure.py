@@ -759,7 +759,7 @@ async def _hostile_rendering() -> dict[str, float]:
                 while True:
                     before = time.perf_counter()
                     await asyncio.sleep(0.001)
-                    gaps.append(time.perf_counter() - before - 0.001)
+                    gaps.append(time.perf_counter() - before - 0.001)  # noqa: B023  # cancelled within the iteration
 
             ticker = asyncio.create_task(tick())
             await asyncio.gather(*(handler.handle(alert(labels).to_json(), {}) for _ in range(20)))
@@ -823,7 +823,7 @@ def _console_jobs(double: KubeDouble, made: list[tuple[str, str]]) -> None:
         {"active": 1},
         {},
     ]
-    for i, (message_id, fingerprint) in enumerate(made):
+    for i, (message_id, alert_fingerprint) in enumerate(made):
         if i % 5 == 4:
             continue  # an alert without a Job
         double.apply(
@@ -832,7 +832,7 @@ def _console_jobs(double: KubeDouble, made: list[tuple[str, str]]) -> None:
             {
                 "metadata": {
                     "name": f"fix-{i}",
-                    "labels": {"app.kubernetes.io/managed-by": "openfero", "openfero.io/fingerprint": fingerprint},
+                    "labels": {"app.kubernetes.io/managed-by": "openfero", "openfero.io/fingerprint": alert_fingerprint},
                     "annotations": {"openfero.io/message-id": message_id, "openfero.io/definition": "default/openfero-kubequotaalmostfull-firing/KubeQuotaAlmostFull"},
                 },
                 "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}},

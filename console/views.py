@@ -34,10 +34,10 @@ from aiohttp import web
 from console import charts, csrf
 from console.app import CONSOLE, Console
 from console.security import USER
-from console.timeline import FINISHED, OUTCOMES, Row, TimelineFilter, definition_stats
+from console.timeline import OUTCOMES, Row, TimelineFilter, definition_stats
 from openfero.authoring import Preview, alerts_from_payload, preview
 from openfero.records import Record
-from shared.envelope import Envelope, InvalidEnvelope, InvalidWebhook
+from shared.envelope import Envelope, InvalidEnvelope
 
 log = logging.getLogger("openfero.console")
 
@@ -115,7 +115,7 @@ def fragment(template: str, **context: Any) -> str:
 
 def timeline_filter(console: Console, query: Any) -> tuple[TimelineFilter, str, int]:
     window = str(query.get("window", ""))
-    seconds = dict(WINDOWS).get(window)
+    seconds: float | None = dict(WINDOWS).get(window)
     if seconds is None or seconds > console.window.total_seconds():
         seconds, window = console.window.total_seconds(), ""
     try:
@@ -139,7 +139,7 @@ def timeline_charts(console: Console, rows: list[Row], since: datetime) -> list[
     )
     jobs = [r.job for r in rows if r.job is not None and r.job.created is not None]
     created = charts.over_time(
-        "Jobs created, by how they ended", JOB_SERIES, ((j.created, j.state) for j in jobs if j.created), since, now  # type: ignore[misc]
+        "Jobs created, by how they ended", JOB_SERIES, ((j.created, j.state) for j in jobs if j.created), since, now
     )
     durations = charts.durations(
         "Remediation time (Job start to end)", ((d, j.state) for j in jobs if (d := j.duration_s) is not None), JOB_SERIES[:2]

@@ -51,7 +51,7 @@ def _now() -> str:
 def _can_settle(message: AbstractIncomingMessage) -> bool:
     """Whether the channel ``message`` came on is still open, so that it can be acknowledged."""
     try:
-        message.channel  # raises once that channel is closed
+        message.channel  # noqa: B018  # raises once that channel is closed
     except ChannelInvalidStateError:
         return False
     return True

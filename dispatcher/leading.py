@@ -148,7 +148,7 @@ class LeaderElector:
         now = datetime.now(timezone.utc)
         got = self._call("GET", self.path)
         if got.status == 404:
-            spec = {
+            spec: dict[str, Any] = {
                 "holderIdentity": self.identity,
                 "leaseDurationSeconds": self.times.duration_s,
                 "acquireTime": micro_time(now),

@@ -174,8 +174,8 @@ def render(definition: Definition, envelope: Envelope, rules: JobRules, run_id: 
     _refuse_forbidden_account(manifest, rules, where)
     collisions = env_collisions(envelope.alert.labels)
     if collisions:
-        name, labels = next(iter(sorted(collisions.items())))
-        raise Refused("", f"labels {' and '.join(repr(x) for x in labels)} would both be {name}", "env_name_collision")
+        name, clashing = next(iter(sorted(collisions.items())))
+        raise Refused("", f"labels {' and '.join(repr(x) for x in clashing)} would both be {name}", "env_name_collision")
     try:
         job = render_tree(manifest, envelope, definition.engine, escape_at=expanded_by_kubelet)  # a copy
     except MissingValue as exc:
@@ -236,7 +236,7 @@ def render(definition: Definition, envelope: Envelope, rules: JobRules, run_id: 
     body, dropped = _prune_unknown_fields(job, where)
     injected_env = [{"name": env_name(k), "value": escape_expansion(v)} for k, v in sorted(alert.labels.items())]
     for kind in ("initContainers", "containers"):
-        for index, container in enumerate(pod_spec.get(kind) or []):
+        for container in pod_spec.get(kind) or []:
             _inject_env(container, injected_env)
     size = len(orjson.dumps(body))
     if size > MAX_RENDERED_BYTES:
@@ -349,7 +349,7 @@ def _drop_python_names(given: Any, dumped: Any, loc: tuple[Any, ...], dropped: l
             else:
                 _drop_python_names(given[key], dumped[key], (*loc, key), dropped)
     elif isinstance(given, list) and isinstance(dumped, list):
-        for index, (a, b) in enumerate(zip(given, dumped)):
+        for index, (a, b) in enumerate(zip(given, dumped, strict=False)):
             _drop_python_names(a, b, (*loc, index), dropped)
 
 

@@ -189,7 +189,7 @@ async def expire(alertmanagers: Alertmanagers, held: rules.Held) -> tuple[str, s
         except (Unavailable, Rejected) as exc:
             problems.append(str(exc))
     if problems and not held.ended(_now()):
-        raise SilenceFailure("could not expire silence %s: %s" % (held.id, "; ".join(problems)), "AlertmanagerUnavailable", transient=True)
+        raise SilenceFailure(f"could not expire silence {held.id}: {'; '.join(problems)}", "AlertmanagerUnavailable", transient=True)
     return (rules.ENDED if held.ended(_now()) else rules.MISSING), ""
 
 
@@ -210,5 +210,5 @@ class SilenceEnder:
         if action == EXPIRED_NOW:
             SILENCES_EXPIRED_EARLY.labels(ended.outcome.lower()).inc()
             action = rules.EXPIRED
-            log.info("silence expired: the remediation %s" % ended.outcome.lower(), extra={"event": "silence.expired", "silence": held.id, "job": view.name, "alertmanager": where, "outcome": ended.outcome})
+            log.info(f"silence expired: the remediation {ended.outcome.lower()}", extra={"event": "silence.expired", "silence": held.id, "job": view.name, "alertmanager": where, "outcome": ended.outcome})
         return rules.record_entry(held, action, where)

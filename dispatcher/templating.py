@@ -279,8 +279,8 @@ def render_string(text: str, engine: str, data: Any, escape: bool = False, budge
     template = _compile(engine, text)
     try:
         if engine == "go":
-            return template.execute(data, escape=escape_for_kubelet if escape else None, budget=budget)
-        return template.render(data, escape_for_kubelet if escape else None)
+            return str(template.execute(data, escape=escape_for_kubelet if escape else None, budget=budget))  # str(): _compile's Any
+        return str(template.render(data, escape_for_kubelet if escape else None))
     except TemplateError:
         raise
     except gotemplate.TemplateError as exc:

@@ -250,7 +250,7 @@ class OutcomeTracker:
             exc,
             extra={"event": "outcome.retry", "job": view.name if view else "", "delay_s": round(delay, 2)},
         )
-        asyncio.get_running_loop().call_later(delay, lambda: self._leading(term) and self._enqueue(uid))
+        asyncio.get_running_loop().call_later(delay, lambda: self._enqueue(uid) if self._leading(term) else None)
 
     async def _advance(self, term: int, uid: str) -> None:
         view = self._views.get(uid)
@@ -389,7 +389,8 @@ class OutcomeTracker:
 
     async def _api(self, method: str, path: str, body: Any = None) -> Answer:
         content_type = MERGE_PATCH if method == "PATCH" else "application/json"
-        return await self._blocking(call, self.api_client, method, path, self.timeout_s, body, content_type)
+        answer: Answer = await self._blocking(call, self.api_client, method, path, self.timeout_s, body, content_type)
+        return answer
 
     async def _blocking(self, function: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)

@@ -50,8 +50,8 @@ class ResourceWatcher:
         self,
         kind: str,
         list_call: ListCall,
-        on_list: Callable[[list[dict[str, Any]]], None],
-        on_event: Callable[[str, dict[str, Any]], None],
+        on_list: Callable[[list[dict[str, Any]]], object],  # what they return is not used
+        on_event: Callable[[str, dict[str, Any]], object],
         watch_timeout_s: int,
         served_elsewhere: Callable[[], str | None] | None = None,
         log_changes: bool = True,
@@ -123,7 +123,7 @@ class ResourceWatcher:
         self.on_list(items)
         KUBE_API_UP.labels(self.kind).set(1)
         log.info("%s listed", self.kind, extra={"event": "definitions.listed", "kind": self.kind, "count": len(items)})
-        return body["metadata"]["resourceVersion"]
+        return str(body["metadata"]["resourceVersion"])
 
     def _watch_from(self, version: str) -> str:
         """Hand over events from ``version`` on until the watch ends; return where it got to."""

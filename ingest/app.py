@@ -189,8 +189,8 @@ async def _publish(publisher: Publisher, envelopes: list[Envelope]) -> None:
             task.add_done_callback(lambda _: window.release())
             tasks.append(task)
             await asyncio.sleep(0)
-        for task in asyncio.as_completed(tasks):
-            await task
+        for finished in asyncio.as_completed(tasks):
+            await finished
     finally:
         for task in tasks:
             task.cancel()

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from ingest import metrics
 
@@ -124,7 +125,7 @@ class ConnectionGuard:
         return lambda: GuardedProtocol(self, inner_factory())
 
     @web.middleware
-    async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Marks a request as started (its headers are in) and finished."""
         connection = self.open.get(request.transport)
         if connection is None:  # not behind the guard (a test client)

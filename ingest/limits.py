@@ -114,7 +114,7 @@ class Limits:
             entries = [(name, value, size(name), size(value)) for name, value in values.items() if isinstance(value, str)]
             if entries:
                 maps.append((entries, own_kind))
-        group_status = f.get("status") if isinstance(f.get("status"), str) else ""
+        group_status = f["status"] if isinstance(f.get("status"), str) else ""
         carried_total = 0
         for i, raw in enumerate(alerts):
             if not isinstance(raw, dict):

@@ -69,7 +69,8 @@ class ManagementApi:
 
     def queues(self, vhost: str) -> list[dict[str, Any]]:
         columns = "name,type,node,leader,members,online"
-        return self.get(f"/api/queues/{urllib.parse.quote(vhost, safe='')}?columns={columns}")
+        queues: list[dict[str, Any]] = self.get(f"/api/queues/{urllib.parse.quote(vhost, safe='')}?columns={columns}")
+        return queues
 
 
 def vhost_of(amqp_url: str) -> str:

@@ -121,7 +121,7 @@ def _restricted(pod: dict[str, Any]) -> list[str]:
         context = _context(container)
         if context.get("allowPrivilegeEscalation") is not False:
             found.append(f"{where}: securityContext.allowPrivilegeEscalation must be false")
-        if not (context.get("runAsNonRoot", pod_context.get("runAsNonRoot")) is True):
+        if context.get("runAsNonRoot", pod_context.get("runAsNonRoot")) is not True:
             found.append(f"{where}: securityContext.runAsNonRoot must be true (on the pod or the container)")
         if context.get("runAsUser", pod_context.get("runAsUser")) == 0:
             found.append(f"{where}: runAsUser 0 (root)")

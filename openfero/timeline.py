@@ -121,7 +121,7 @@ def table(occurrences: list[Occurrence]) -> str:
         for outcome in occurrence.outcomes:
             took = outcome.get("remediationSeconds")
             reason = "" if outcome.get("outcome") == "Succeeded" else str(outcome.get("reason") or "")
-            silence = outcome.get("silence") if isinstance(outcome.get("silence"), dict) else {}
+            silence = outcome["silence"] if isinstance(outcome.get("silence"), dict) else {}
             took_text = f"{took:g}s" if took is not None else "-"
             rows.append((*head, str(outcome.get("job") or "-"), str(outcome.get("outcome") or "-"), took_text, str(silence.get("action") or "-"), reason))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]

@@ -130,7 +130,7 @@ class BrokerLink:
                 connection, current = self._connection, self._publishing
                 if not self.ready.is_set() or connection is None:
                     continue  # lost while waiting for the lock
-                if current is not None and not current.channel.is_closed:
+                if current is not None and not current.channel.is_closed:  # type: ignore[attr-defined]  # every aio-pika Exchange has the channel its AbstractExchange does not declare
                     return current
                 loop = asyncio.get_running_loop()
                 await asyncio.sleep(self._publishing_opened + _CHANNEL_MIN_INTERVAL_S - loop.time())
@@ -152,7 +152,7 @@ class BrokerLink:
         log.info("publishing channel renewed: %s", reason, extra={"event": "broker.channel_renewed", "reason": reason})
         # Publishes still waiting on it fail at once and are tried again on the fresh one.
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(used.channel.close(), _CONNECT_TIMEOUT_S)
+            await asyncio.wait_for(used.channel.close(), _CONNECT_TIMEOUT_S)  # type: ignore[attr-defined]  # aio-pika's AbstractExchange does not declare .channel
 
     def reconnect(self, reason: str) -> None:
         """Drop the connection and open a new one (through the Service: maybe to another node)."""

@@ -44,7 +44,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractQueue, FieldValue
 
 ALERT_ROUTING_KEY = "alert"
 RETRY_ROUTING_KEY = "retry"
@@ -106,7 +106,7 @@ class Declared:
     dead_queue: AbstractQueue
 
 
-def work_queue_arguments(names: Names) -> dict[str, object]:
+def work_queue_arguments(names: Names) -> dict[str, FieldValue]:
     return {
         "x-queue-type": "quorum",
         "x-delivery-limit": WORK_DELIVERY_LIMIT,
@@ -118,7 +118,7 @@ def work_queue_arguments(names: Names) -> dict[str, object]:
     }
 
 
-def delay_queue_arguments(names: Names, delay_s: float) -> dict[str, object]:
+def delay_queue_arguments(names: Names, delay_s: float) -> dict[str, FieldValue]:
     return {
         "x-queue-type": "quorum",
         "x-message-ttl": max(1, round(delay_s * 1000)),
@@ -129,7 +129,7 @@ def delay_queue_arguments(names: Names, delay_s: float) -> dict[str, object]:
     }
 
 
-def stream_arguments(retention: Retention, group_size: int) -> dict[str, object]:
+def stream_arguments(retention: Retention, group_size: int) -> dict[str, FieldValue]:
     """The archive's and the outcome stream's: the same retention, so an alert and its outcome go together."""
     return {
         "x-queue-type": "stream",
@@ -162,7 +162,7 @@ class _Lookup:
             await self._channel.close()
 
 
-async def _ensure_queue(channel: AbstractChannel, lookup: _Lookup, name: str, arguments: dict[str, object]) -> AbstractQueue:
+async def _ensure_queue(channel: AbstractChannel, lookup: _Lookup, name: str, arguments: dict[str, FieldValue]) -> AbstractQueue:
     """The queue ``name``: created with ``arguments`` when missing, else as it is."""
     if await lookup.exists(name):
         return await channel.get_queue(name, ensure=False)

@@ -31,7 +31,7 @@ from dispatcher.operarii import Operarius
 from dispatcher.rendering import IDENTITY_FIELDS, JobRules, Refused, RenderError, render
 from shared.envelope import Envelope, envelopes_from_webhook
 from tests.conftest import ROOT
-from tests.kubelet import container_view, expand
+from tests.kubelet import container_view
 
 SHELLS = {"sh", "/bin/sh", "bash", "/bin/bash"}
 

@@ -109,7 +109,7 @@ def start(
     for node in dispatchers_on:
         with cluster.only(node):
             pipeline.dispatchers.append(pipeline.start_dispatcher())
-            wait_for(lambda: cluster.node_of(pipeline.dispatchers[-1].proc.pid) is node, what="the dispatcher's connection")
+            wait_for(lambda: cluster.node_of(pipeline.dispatchers[-1].proc.pid) is node, what="the dispatcher's connection")  # noqa: B023  # called within the iteration
     return pipeline
 
 

@@ -113,6 +113,16 @@ async def test_an_unreachable_api_is_transient(tmp_path, monkeypatch, kube) -> N
     assert raised.value.transient and "unreachable" in str(raised.value)
 
 
+async def test_reading_a_jobs_annotations_from_an_unreachable_api_is_transient(tmp_path, monkeypatch, kube) -> None:
+    # What the silence's side asks before a Job: the same failure as a create's.
+    monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(kube, tmp_path)))
+    api_client, _ = load_api_client(timeout_s=1)
+    kube.stop()
+    with pytest.raises(ApiFailure) as raised:
+        await creator(api_client).annotations("any-job")
+    assert raised.value.transient and raised.value.status is None and "unreachable" in str(raised.value)
+
+
 async def test_a_failed_tls_handshake_is_transient(tmp_path, monkeypatch, kube) -> None:
     config = kube.kubeconfig()
     cluster = config["clusters"][0]["cluster"]

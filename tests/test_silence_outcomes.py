@@ -13,7 +13,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import pytest
 from kubernetes import client
 
 from dispatcher.alertmanager import Alertmanagers

@@ -14,7 +14,8 @@ that name; openfero uses "error", as the Go original does.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 from .builtins import BUILTINS
 from .compiling import compile_program
@@ -22,6 +23,7 @@ from .errors import TemplateError
 from .executing import Budget, Escape, Program, execute
 from .limits import Limits
 from .literals import go_quote
+from .nodes import ListNode
 from .parsing import parse_trees
 from .references import referenced_fields
 from .values import GoStruct
@@ -37,7 +39,7 @@ class Template:
 
     __slots__ = ("name", "text", "_program", "_trees")
 
-    def __init__(self, name: str, text: str, program: Program, trees: dict) -> None:
+    def __init__(self, name: str, text: str, program: Program, trees: dict[str, ListNode]) -> None:
         self.name, self.text, self._program, self._trees = name, text, program, trees
 
     def execute(self, data: Any = None, *, limits: Limits | None = None, escape: Escape | None = None,

@@ -40,7 +40,7 @@ def _index_arg(index: Any, cap: int) -> int:
     raise CallError(f"cannot index slice/array with type {type_name(index)}")
 
 
-def _map_key(st: Any, index: Any, mapping: dict) -> Any:
+def _map_key(st: Any, index: Any, mapping: dict[Any, Any]) -> Any:
     kt = st.key_type(mapping)
     if index is None:
         if kt == ANY:
@@ -143,7 +143,7 @@ def printf(st: Any, fmt: str, *args: Any) -> str:
     return _built(st, sprintf(fmt, list(args), st.max_out, st.max_width), 4)
 
 
-def _escaper_text(st: Any, args: tuple) -> str:
+def _escaper_text(st: Any, args: tuple[Any, ...]) -> str:
     if len(args) == 1 and type(args[0]) is str:
         return args[0]
     return sprint(["<no value>" if a is None else a for a in args], st.max_out)
@@ -181,7 +181,7 @@ def arity(fn: Any) -> tuple[int, int, bool] | None:
     return required, total, star
 
 
-def call_python(fn: Any, args: list) -> Any:
+def call_python(fn: Any, args: list[Any]) -> Any:
     """Call a function of the caller's; any exception becomes a CallError with its message."""
     try:
         return fn(*args)

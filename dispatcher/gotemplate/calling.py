@@ -84,7 +84,7 @@ def compile_call(compiler: Compiler, ident: IdentifierNode, cmd: Node, arg_nodes
 
     n_fixed = len(fixed)
     kinds = [fixed[i] if i < n_fixed else variadic for i in range(len(arg_nodes))]
-    args = [compiler.arg(a, k or VALUE) for a, k in zip(arg_nodes, kinds)]
+    args = [compiler.arg(a, k or VALUE) for a, k in zip(arg_nodes, kinds, strict=True)]
     given = len(args)
     final_kind = None
     if variadic is None:

@@ -99,7 +99,8 @@ def lt(st: Any, arg1: Any, arg2: Any) -> bool:
         raise CallError("invalid type for comparison")
     if k1 == "string" and len(arg1) > 256:
         st.charge(min(len(arg1), len(arg2)))
-    return arg1 < arg2
+    less: bool = arg1 < arg2
+    return less
 
 
 def le(st: Any, arg1: Any, arg2: Any) -> bool:

@@ -7,6 +7,7 @@ carries a weight, the steps its execution costs.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from .executing import Program, State, _Break, _Continue
@@ -40,7 +41,7 @@ class Compiler(PipelineCompiler):
         self.program = program
 
     # Lists and statements.
-    def list(self, node: ListNode) -> tuple[tuple, int]:
+    def list(self, node: ListNode) -> tuple[tuple[Any, ...], int]:
         fns, weight = [], 0
         for n in node.nodes:
             fns.append(self.statement(n))
@@ -162,7 +163,7 @@ class Compiler(PipelineCompiler):
                 val = pipe(st, dot)
                 t = type(val)
                 if t is list or t is tuple:
-                    items = enumerate(val) if val else None
+                    items: Iterator[tuple[Any, Any]] | None = enumerate(val) if val else None
                 elif t is dict:
                     items = ((k, val[k]) for k in st.sorted_keys(val)) if val else None
                 elif val is None:

@@ -23,7 +23,7 @@ _JS_TABLE = str.maketrans({**{chr(c): f"\\u00{c:02X}" for c in range(0x20)}, **_
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 
-def _js_non_ascii(match: re.Match) -> str:
+def _js_non_ascii(match: re.Match[str]) -> str:
     ch = match.group()
     return ch if is_print(ch) else f"\\u{ord(ch):04X}"
 

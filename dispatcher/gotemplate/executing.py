@@ -14,8 +14,8 @@ nesting are counted as the execution goes and end it with a TemplateError.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .errors import TemplateError
 from .limits import Limits
@@ -47,7 +47,7 @@ class Program:
 
     def __init__(self, name: str, text: str, functions: dict[str, Any], missingkey: str) -> None:
         self.name, self.text, self.functions, self.missingkey = name, text, functions, missingkey
-        self.trees: dict[str, tuple[tuple, int]] = {}
+        self.trees: dict[str, tuple[tuple[Any, ...], int]] = {}
 
 
 class State:
@@ -79,7 +79,7 @@ class State:
         # interface{} value, and names that type in errors (see _static).
         self.range_elem: Any = _MISSING
         self.range_container: Any = None
-        self._known: dict[int, tuple] | None = None  # per map or slice: (it, key type, element type, sorted keys)
+        self._known: dict[int, list[Any]] | None = None  # per map or slice: (it, key type, element type, sorted keys)
 
     def fail(self, message: str, limit: str | None = None) -> TemplateError:
         text, node = self.program.text, self.node
@@ -102,7 +102,7 @@ class State:
         if self.steps > self.max_steps:
             raise self.over("too many steps", "max_steps", self.max_steps)
 
-    def _facts(self, container: Any) -> list:
+    def _facts(self, container: Any) -> list[Any]:
         # Data never changes during an execution, so what a scan of a container finds is kept for the rest
         # of it: a loop over a large map pays for the scan once. The entry holds the container, so its id
         # cannot be reused meanwhile.
@@ -117,18 +117,21 @@ class State:
                                             elem_type(values), None]
         return facts
 
-    def key_type(self, mapping: dict) -> str:
-        return self._facts(mapping)[1]
+    def key_type(self, mapping: dict[Any, Any]) -> str:
+        kt: str = self._facts(mapping)[1]
+        return kt
 
     def elem_type(self, container: Any) -> str:
-        return self._facts(container)[2]
+        et: str = self._facts(container)[2]
+        return et
 
-    def sorted_keys(self, mapping: dict) -> list:
+    def sorted_keys(self, mapping: dict[Any, Any]) -> list[Any]:
         facts = self._facts(mapping)
         if facts[3] is None:
             self.charge(len(mapping), 4)
             facts[3] = sorted_keys(mapping)
-        return facts[3]
+        keys: list[Any] = facts[3]
+        return keys
 
     def write(self, s: str) -> None:
         self.size += len(s) if s.isascii() else len(s.encode("utf-8", "replace"))
@@ -165,7 +168,7 @@ def want_string(st: State, v: Any) -> str:
     raise st.fail(f"wrong type for value; expected string; got {type_name(v)}")
 
 
-def run_list(st: State, dot: Any, body: tuple, weight: int) -> None:
+def run_list(st: State, dot: Any, body: tuple[Any, ...], weight: int) -> None:
     st.steps += weight
     if st.steps > st.max_steps:
         raise st.over("too many steps", "max_steps", st.max_steps)
@@ -235,7 +238,7 @@ def _field(st: State, name: str, receiver: Any, parent: Any, has_args: bool) -> 
     raise st.fail(f"can't evaluate field {name} in type {_static(st, receiver, parent)}")
 
 
-def compile_field(node: Node, idents: list[str], has_extra_args: bool) -> Callable:
+def compile_field(node: Node, idents: list[str], has_extra_args: bool) -> Callable[..., Any]:
     """A field chain evaluated on dot, with a fast path for present map keys and exported struct fields."""
     steps = tuple((name, name[:1].isupper()) for name in idents)
 
@@ -260,7 +263,7 @@ def compile_field(node: Node, idents: list[str], has_extra_args: bool) -> Callab
     return field
 
 
-def fast_chain(recv: Any, steps: tuple) -> Any:
+def fast_chain(recv: Any, steps: tuple[Any, ...]) -> Any:
     """The chain's value when every step is a present key or exported field; _MISSING when Go's checks are needed."""
     for name, exported in steps:
         t = type(recv)

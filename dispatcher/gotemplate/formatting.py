@@ -11,7 +11,7 @@ printed by printing.Printer.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from .errors import TemplateError
 from .literals import go_quote
@@ -21,7 +21,7 @@ from .values import type_name
 _TOO_LARGE = 1_000_000  # fmt's own bound on a width, precision or argument index
 
 
-def _int_arg(args: list, i: int) -> tuple[int, bool, int]:
+def _int_arg(args: list[Any], i: int) -> tuple[int, bool, int]:
     """A '*' width or precision: (value, ok, next argument index)."""
     if i >= len(args):
         return 0, False, i
@@ -42,7 +42,7 @@ def _parse_num(s: str, start: int, end: int) -> tuple[int, bool, int]:
     return num, is_num, i
 
 
-def _arg_number(p: Printer, state: dict, arg_num: int, s: str, i: int, n_args: int) -> tuple[int, int, bool]:
+def _arg_number(p: Printer, state: dict[str, Any], arg_num: int, s: str, i: int, n_args: int) -> tuple[int, int, bool]:
     if i >= len(s) or s[i] != "[":
         return arg_num, i, False
     state["reordered"] = True
@@ -66,10 +66,10 @@ def _check_width(p: Printer, what: str, value: int) -> None:
         raise TemplateError(f"printf {what} {value} is more than {p.max_width} (limit max_width)", stage="exec", limit="max_width")
 
 
-_SIMPLE: dict[str, tuple | None] = {}
+_SIMPLE: dict[str, tuple[str, ...] | None] = {}
 
 
-def _simple_format(fmt: str) -> tuple | None:
+def _simple_format(fmt: str) -> tuple[str, ...] | None:
     """A format of plain text and bare %s, %v, %d, %q verbs, cut into (text, verb, text, verb, ..., text); None otherwise."""
     parts: list[str] = []
     i = 0
@@ -85,8 +85,8 @@ def _simple_format(fmt: str) -> tuple | None:
         i = j + 2
 
 
-def sprintf(fmt: str, args: list, max_chars: int, max_width: int) -> str:
-    simple = _SIMPLE.get(fmt, False)
+def sprintf(fmt: str, args: list[Any], max_chars: int, max_width: int) -> str:
+    simple: tuple[str, ...] | None | Literal[False] = _SIMPLE.get(fmt, False)
     if simple is False:
         simple = _simple_format(fmt) if len(fmt) <= 256 else None
         if len(_SIMPLE) < 1024:
@@ -112,7 +112,7 @@ def sprintf(fmt: str, args: list, max_chars: int, max_width: int) -> str:
     return _sprintf(fmt, args, max_chars, max_width)
 
 
-def _sprintf(fmt: str, args: list, max_chars: int, max_width: int) -> str:
+def _sprintf(fmt: str, args: list[Any], max_chars: int, max_width: int) -> str:
     p = Printer(max_chars, max_width)
     end = len(fmt)
     arg_num, i = 0, 0
@@ -220,7 +220,7 @@ def _sprintf(fmt: str, args: list, max_chars: int, max_width: int) -> str:
     return p.text()
 
 
-def sprint(args: list, max_chars: int) -> str:
+def sprint(args: list[Any], max_chars: int) -> str:
     p = Printer(max_chars, 0)
     prev_string = False
     for k, arg in enumerate(args):
@@ -232,7 +232,7 @@ def sprint(args: list, max_chars: int) -> str:
     return p.text()
 
 
-def sprintln(args: list, max_chars: int) -> str:
+def sprintln(args: list[Any], max_chars: int) -> str:
     p = Printer(max_chars, 0)
     for k, arg in enumerate(args):
         if k > 0:
@@ -246,7 +246,8 @@ def print_action(value: Any, max_chars: int) -> str:
     """What {{pipeline}} prints: fmt.Fprint of the value, and <no value> for none."""
     t = type(value)
     if t is str:
-        return value
+        text: str = value
+        return text
     if t is int:
         return str(value)
     if value is None:

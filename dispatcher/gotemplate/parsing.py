@@ -9,7 +9,7 @@ worded as Go's, ``template: NAME:LINE: ...``.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from . import lexing as lx
 from .errors import TemplateError
@@ -117,7 +117,7 @@ class _Parser:
         self.add(self.name, root)
         return self.trees
 
-    def in_new_tree(self, parse_body, *args):
+    def in_new_tree(self, parse_body: Callable[..., object], *args: object) -> object:
         saved = (self.vars, self.range_depth, self.action_line)
         self.vars, self.range_depth, self.action_line = ["$"], 0, 0
         self.nest()

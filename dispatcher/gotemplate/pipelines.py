@@ -8,7 +8,8 @@ argument is evaluated for the kind of parameter it fills. Each closure sets
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from .calling import compile_call
 from .executing import NOFINAL, RAW, _MISSING, Program, State, compile_field, fast_chain, field_chain, want_string
@@ -215,4 +216,4 @@ class PipelineCompiler:
         return constant_arg
 
     def call(self, ident: IdentifierNode, cmd: Node, arg_nodes: list[Node]) -> Closure:
-        return compile_call(self, ident, cmd, arg_nodes)  # type: ignore[arg-type]
+        return compile_call(self, ident, cmd, arg_nodes)

@@ -15,7 +15,7 @@ from .nodes import (
     RangeNode, StringNode, TemplateNode, VariableNode, WithNode,
 )
 
-Chain = tuple  # of str; None stands for "unknown"
+Chain = tuple[str, ...]  # None stands for "unknown"
 
 
 class _Walker:
@@ -28,13 +28,13 @@ class _Walker:
         if chain:
             self.found.add(tuple(chain))
 
-    def walk_list(self, node: ListNode | None, dot: Chain | None, env: dict) -> None:
+    def walk_list(self, node: ListNode | None, dot: Chain | None, env: dict[str, Chain | None]) -> None:
         if node is None:
             return
         for n in node.nodes:
             self.walk(n, dot, env)
 
-    def walk(self, node: Node, dot: Chain | None, env: dict) -> None:
+    def walk(self, node: Node, dot: Chain | None, env: dict[str, Chain | None]) -> None:
         if isinstance(node, ActionNode):
             self.pipe(node.pipe, dot, env)
         elif isinstance(node, BranchNode):
@@ -54,7 +54,7 @@ class _Walker:
                 self.seen_calls.add(key)
                 self.walk_list(self.trees[node.name], arg, {"$": arg})
 
-    def pipe(self, pipe: PipeNode, dot: Chain | None, env: dict) -> Chain | None:
+    def pipe(self, pipe: PipeNode, dot: Chain | None, env: dict[str, Chain | None]) -> Chain | None:
         value = None
         for cmd in pipe.cmds:
             value = self.command(cmd, dot, env)
@@ -62,20 +62,20 @@ class _Walker:
             env[v.ident[0]] = value if len(pipe.decl) == 1 else None
         return value
 
-    def command(self, cmd: CommandNode, dot: Chain | None, env: dict) -> Chain | None:
+    def command(self, cmd: CommandNode, dot: Chain | None, env: dict[str, Chain | None]) -> Chain | None:
         values = [self.operand(a, dot, env) for a in cmd.args]
         first = cmd.args[0]
         if isinstance(first, IdentifierNode):
             if first.ident == "index" and len(cmd.args) >= 2 and values[1] is not None:
                 keys = cmd.args[2:]
                 if keys and all(isinstance(k, StringNode) for k in keys):
-                    chain = values[1] + tuple(k.text for k in keys)  # type: ignore[union-attr]
+                    chain = values[1] + tuple(k.text for k in keys if isinstance(k, StringNode))  # all are
                     self.add(chain)
                     return chain
             return None
         return values[0]
 
-    def operand(self, node: Node, dot: Chain | None, env: dict) -> Chain | None:
+    def operand(self, node: Node, dot: Chain | None, env: dict[str, Chain | None]) -> Chain | None:
         if isinstance(node, DotNode):
             return dot
         if isinstance(node, FieldNode):

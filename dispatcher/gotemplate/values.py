@@ -67,7 +67,7 @@ def elem_type(values: Any) -> str:
     return kind or ANY
 
 
-def key_type(mapping: dict) -> str:
+def key_type(mapping: dict[Any, Any]) -> str:
     return elem_type(mapping.keys())
 
 
@@ -84,7 +84,8 @@ def type_name(value: Any) -> str:
     if t is list or t is tuple:
         return f"[]{elem_type(value)}"
     if t is GoStruct:
-        return value.type_name
+        struct_name: str = value.type_name
+        return struct_name
     if t is complex:
         return "complex128"
     if callable(value):
@@ -112,18 +113,21 @@ def is_true(value: Any) -> bool:
     t = type(value)
     if t is str or t is dict or t is list or t is tuple:
         return len(value) > 0
+    # type(value) is T does not narrow ``value`` for mypy: typed names say what it is.
     if t is bool:
-        return value
+        flag: bool = value
+        return flag
     if t is int or t is float or t is complex:
-        return value != 0
+        number: complex = value
+        return number != 0
     return True
 
 
-def _float_key(x: float) -> tuple:
+def _float_key(x: float) -> tuple[int, float]:
     return (0, 0.0) if math.isnan(x) else (1, x)  # fmtsort: NaN first
 
 
-def sorted_keys(mapping: dict) -> list:
+def sorted_keys(mapping: dict[Any, Any]) -> list[Any]:
     """Keys in the order Go's fmt and range use (internal/fmtsort)."""
     keys = list(mapping)
     kt = key_type(mapping)
