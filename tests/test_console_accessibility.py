@@ -211,3 +211,34 @@ def test_a_dead_letter_is_replayed_with_the_keyboard_alone(site: Site, browser: 
         expect(page.locator("#op-text")).to_have_text(re.compile(r"^done: 1 of 1"), timeout=20_000)
         wait_for(lambda: len(stack.jobs("ReplayMe")) == jobs + 1, what="the replayed alert's Job")
         assert dead not in dead_letter_ids(page, stack.url)
+
+
+# -- the checks themselves -------------------------------------------------------------------------
+
+FLAWED = """<!doctype html><html><head><style>
+  .faint { color: #999; } .dark { background: #1b1f24; } .dark span { color: #3b4450; }
+  input::placeholder { color: #bbb; } #bare:focus { outline: none; }
+</style></head><body>
+  <h1>One</h1><h1>Two</h1>
+  <p class="faint">grey on white</p><div class="dark"><span>dark on dark</span></div>
+  <input id="twice" placeholder="faint"><select id="twice"></select>
+  <button id="bare"></button><a href="/x"></a><svg viewBox="0 0 1 1"></svg>
+  <div class="wide" style="width: 3000px">wide</div>
+</body></html>"""
+
+
+def test_the_checks_report_each_flaw_by_selector(browser: Any) -> None:
+    with browsing(browser) as page:
+        page.set_content(FLAWED)
+        problems = "\n".join(run(page, "structure") + run(page, "contrast"))
+        for expected in (
+            "html: no lang", "2 h1 elements", "0 main landmarks", "#twice: the id is used 2 times",
+            "input#twice: a form control without", "select#twice: a form control without",
+            "button#bare: a button without", "body > a: a link without", "svg: an SVG without",
+            "p.faint: text contrast 2.85:1", "div.dark:nth-of-type(1) > span: text contrast 1.68:1", "input#twice: placeholder contrast",
+        ):
+            assert expected in problems, f"{expected!r} not in:\n{problems}"
+        page.focus("#bare")
+        assert run(page, "focus") == {"element": "button#bare", "problem": "no outline and no box-shadow"}
+        assert sideways(page).startswith("3008 px wide in 1366: html > body > div.wide")
+        assert {v.split(" ")[0] for v in axe_violations(page)} >= {"html-has-lang", "button-name", "link-name", "color-contrast", "landmark-one-main"}

@@ -104,7 +104,7 @@
       if (!this.name(el)) problems.push(`${this.selector(el)}: a form control without a label, aria-label or aria-labelledby`);
     }
     for (const el of document.querySelectorAll('button, a[href], [role="button"], [role="link"]')) {
-      if (!this.name(el) && !el.textContent.trim()) problems.push(`${this.selector(el)}: a ${el.localName} without an accessible name`);
+      if (!this.name(el) && !el.textContent.trim()) problems.push(`${this.selector(el)}: a ${el.matches('a, [role="link"]') ? "link" : "button"} without an accessible name`);
     }
     for (const el of document.querySelectorAll("img")) {
       if (!el.hasAttribute("alt")) problems.push(`${this.selector(el)}: an image without alt`);
