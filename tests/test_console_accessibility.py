@@ -33,7 +33,16 @@ AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
 # 200 % zoom on a 1280x720 screen: the page lays out in 640x360 CSS pixels, drawn at twice the density.
 ZOOMED = {"viewport": {"width": 640, "height": 360}, "device_scale_factor": 2}
 PAGES = ["timeline", "definitions", "preview", "dead-letters", "confirm", "operation", "health"]
-HOSTILE = {"alertname": "Hostile", "script": "<script>window.__pwned = 1</script>", "attribute": '"><img src=x onerror="window.__pwned = 2">', "long": "w" * 16000}
+# More than five labels, so that its row folds the rest into a <details>.
+HOSTILE = {
+    "alertname": "Hostile",
+    "script": "<script>window.__pwned = 1</script>",
+    "attribute": '"><img src=x onerror="window.__pwned = 2">',
+    "quotes": "it's \"quoted\" & 'single'",
+    "rtl": "\u202eexe.txt\u202c",
+    "long": "w" * 16000,
+    "namespace": "shop",
+}
 
 
 @contextmanager
@@ -97,7 +106,7 @@ def visit(page: Any, site: Site, name: str) -> None:
     if name == "timeline":
         page.goto(url + "/timeline")
         page.wait_for_selector("body[data-live]", timeout=10_000)
-        assert page.locator("tbody#rows tr.row", has_text="Hostile").count() == 1
+        assert page.locator("tbody#rows tr.row", has_text="Hostile").locator("details summary").count() == 1
     elif name == "preview":
         page.goto(f"{url}/definitions/preview?id={site.hostile_id}")
         assert "window.__pwned = 1" in page.locator("pre.yaml").inner_text()
@@ -175,6 +184,25 @@ def tab_to(page: Any, selector: str, *, backwards: bool = False, presses: int = 
         assert focus["problem"] is None, f"{focus['element']}: {focus['problem']}"
         passed.append(focus["element"])
     raise AssertionError(f"{selector} not reached in {presses} presses of Tab; passed {passed}")
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_every_element_the_tab_key_reaches_shows_its_focus(site: Site, browser: Any, name: str) -> None:
+    with browsing(browser) as page:
+        visit(page, site, name)
+        reached: list[str] = []
+        for _ in range(300):
+            page.keyboard.press("Tab")
+            focus = run(page, "focus")
+            if focus["element"] == "body":
+                continue  # the focus left the page, to come back at its top
+            if focus["element"] in reached:
+                break  # round the whole page
+            assert focus["problem"] is None, f"{name}: {focus['element']}: {focus['problem']}"
+            reached.append(focus["element"])
+        else:
+            raise AssertionError(f"{name}: the Tab key never came round; reached {reached}")
+        assert "html > body > a.skip" in reached and len(reached) >= 5, reached
 
 
 def test_the_skip_link_comes_first_and_moves_the_focus_to_main(site: Site, browser: Any) -> None:

@@ -6,7 +6,8 @@
     const parts = [];
     for (let e = el; e && e.nodeType === 1 && parts.length < 4; e = e.parentElement) {
       let part = e.localName;
-      if (e.id) { parts.unshift(part + "#" + CSS.escape(e.id)); break; }
+      const id = e.getAttribute("id");  // not e.id: a form with a field named "id" answers that field
+      if (id) { parts.unshift(part + "#" + CSS.escape(id)); break; }
       if (e.classList.length) part += "." + [...e.classList].map((c) => CSS.escape(c)).join(".");
       const twins = e.parentElement ? [...e.parentElement.children].filter((s) => s.localName === e.localName) : [];
       if (twins.length > 1) part += ":nth-of-type(" + (twins.indexOf(e) + 1) + ")";
@@ -98,7 +99,7 @@
     const mains = document.querySelectorAll('main, [role="main"]').length;
     if (mains !== 1) problems.push(`document: ${mains} main landmarks, not one`);
     const seen = new Map();
-    for (const el of document.querySelectorAll("[id]")) seen.set(el.id, (seen.get(el.id) || 0) + 1);
+    for (const el of document.querySelectorAll("[id]")) seen.set(el.getAttribute("id"), (seen.get(el.getAttribute("id")) || 0) + 1);
     for (const [id, count] of seen) if (count > 1) problems.push(`#${id}: the id is used ${count} times`);
     for (const el of document.querySelectorAll('input:not([type="hidden"]), select, textarea')) {
       if (!this.name(el)) problems.push(`${this.selector(el)}: a form control without a label, aria-label or aria-labelledby`);
