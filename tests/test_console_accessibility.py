@@ -245,7 +245,7 @@ def test_a_dead_letter_is_replayed_with_the_keyboard_alone(site: Site, browser: 
 
 FLAWED = """<!doctype html><html><head><style>
   .faint { color: #999; } .dark { background: #1b1f24; } .dark span { color: #3b4450; }
-  input::placeholder { color: #bbb; } #bare:focus { outline: none; }
+  input::placeholder { color: #bbb; } select { color: #aaa; } #bare:focus { outline: none; }
 </style></head><body>
   <h1>One</h1><h1>Two</h1>
   <p class="faint">grey on white</p><div class="dark"><span>dark on dark</span></div>
@@ -263,7 +263,7 @@ def test_the_checks_report_each_flaw_by_selector(browser: Any) -> None:
             "html: no lang", "2 h1 elements", "0 main landmarks", "#twice: the id is used 2 times",
             "input#twice: a form control without", "select#twice: a form control without",
             "button#bare: a button without", "body > a: a link without", "svg: an SVG without",
-            "p.faint: text contrast 2.85:1", "div.dark:nth-of-type(1) > span: text contrast 1.68:1", "input#twice: placeholder contrast",
+            "p.faint: text contrast 2.85:1", "div.dark:nth-of-type(1) > span: text contrast 1.68:1", "input#twice: placeholder contrast", "select#twice: text contrast",
         ):
             assert expected in problems, f"{expected!r} not in:\n{problems}"
         page.focus("#bare")

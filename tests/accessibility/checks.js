@@ -70,7 +70,9 @@
     };
     for (const el of document.body.querySelectorAll("*")) {
       if (el.closest(":disabled") || !this.visible(el)) continue;
-      const text = [...el.childNodes].some((n) => n.nodeType === Node.TEXT_NODE && n.textContent.trim());
+      // A field's value and a select's choice are drawn in its colour, without a text node of its own
+      const field = el.matches('input:not([type="hidden"], [type="checkbox"], [type="radio"]), select, textarea');
+      const text = field || [...el.childNodes].some((n) => n.nodeType === Node.TEXT_NODE && n.textContent.trim());
       if (text) {
         const style = getComputedStyle(el);
         const svg = el instanceof SVGElement;
