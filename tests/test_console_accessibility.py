@@ -159,14 +159,16 @@ def test_every_page_has_names_landmarks_unique_ids_and_contrast(site: Site, brow
 
 
 @pytest.mark.parametrize("screen", ["1366x768", "1280x720 at 200 %"])
-def test_no_page_scrolls_sideways_on_a_laptop(site: Site, browser: Any, screen: str) -> None:
+def test_no_page_scrolls_sideways_or_cuts_its_words_on_a_laptop(site: Site, browser: Any, screen: str) -> None:
     size = {"viewport": LAPTOP} if screen == "1366x768" else ZOOMED
     with browsing(browser, **size) as page:
-        wide = {}
+        wide, cut = {}, {}
         for name in PAGES:
             visit(page, site, name)
             wide[name] = sideways(page)
+            cut[name] = run(page, "brokenWords")
         assert wide == dict.fromkeys(PAGES), wide
+        assert cut == {name: [] for name in PAGES}, cut
 
 
 # -- the keyboard ----------------------------------------------------------------------------------
@@ -246,12 +248,14 @@ def test_a_dead_letter_is_replayed_with_the_keyboard_alone(site: Site, browser: 
 FLAWED = """<!doctype html><html><head><style>
   .faint { color: #999; } .dark { background: #1b1f24; } .dark span { color: #3b4450; }
   input::placeholder { color: #bbb; } select { color: #aaa; } #bare:focus { outline: none; }
+  .narrow { width: 40px; table-layout: fixed; } .narrow th { overflow-wrap: anywhere; }
 </style></head><body>
   <h1>One</h1><h1>Two</h1>
   <p class="faint">grey on white</p><div class="dark"><span>dark on dark</span></div>
   <input id="twice" placeholder="faint"><select id="twice"></select>
   <button id="bare"></button><a href="/x"></a><svg viewBox="0 0 1 1"></svg>
   <div class="wide" style="width: 3000px">wide</div>
+  <table class="narrow"><tr><th>Unacknowledged</th></tr></table>
 </body></html>"""
 
 
@@ -268,5 +272,7 @@ def test_the_checks_report_each_flaw_by_selector(browser: Any) -> None:
             assert expected in problems, f"{expected!r} not in:\n{problems}"
         page.focus("#bare")
         assert run(page, "focus") == {"element": "button#bare", "problem": "no outline and no box-shadow"}
+        [cut] = run(page, "brokenWords")
+        assert cut.startswith("table.narrow > tbody > tr > th: \"Unacknowledged\" broken over"), cut
         assert sideways(page).startswith("3008 px wide in 1366: html > body > div.wide")
         assert {v.split(" ")[0] for v in axe_violations(page)} >= {"html-has-lang", "button-name", "link-name", "color-contrast", "landmark-one-main"}

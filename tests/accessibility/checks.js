@@ -122,6 +122,28 @@
     return problems;
   },
 
+  // Headings, labels, buttons and links whose words the layout breaks in pieces: columns or
+  // controls too narrow for the screen. Alert data is left out: it is cut anywhere on purpose.
+  brokenWords() {
+    const problems = [];
+    const names = "h1, h2, h3, th, caption, figcaption, label, legend, button, summary, a, .outcome, .status";
+    for (const el of document.querySelectorAll(names)) {
+      if (!this.visible(el)) continue;
+      const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+      for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        if (node.parentElement.closest("bdi, code, option, .sr-only")) continue;
+        for (const match of node.textContent.matchAll(/[^\s\/-]{2,}/g)) {  // a break after - or / is fine
+          const range = document.createRange();
+          range.setStart(node, match.index);
+          range.setEnd(node, match.index + match[0].length);
+          const lines = new Set([...range.getClientRects()].filter((r) => r.width > 0).map((r) => Math.round(r.top)));
+          if (lines.size > 1) problems.push(`${this.selector(el)}: "${match[0]}" broken over ${lines.size} lines`);
+        }
+      }
+    }
+    return problems;
+  },
+
   // What shows where the keyboard is: an outline or a box-shadow, and an outline that stands out
   // at 3:1 against what is around the element.
   focus() {
