@@ -853,7 +853,7 @@ def console_timeline(amqp_url: str, alerts: int, tmp: Path, loads: int = 5) -> d
 
     from playwright.sync_api import sync_playwright
 
-    from tests.test_console_browser import launch_chromium
+    from tests.console_browser import launch_chromium
 
     double = KubeDouble().start()
     try:
