@@ -16,39 +16,12 @@ import time
 import pytest
 
 from tests.conftest import wait_for
+from tests.helpers import alerts, definition, expected, instances
 from tests.harness import LEASE_ENV, Pipeline, counted_here, dead_letters, finished_with, leader, metrics, outcome, outcome_records, queue_depths, webhook
 from tests.kube_double import KubeDouble
 from tests.own_broker import OwnBroker
 
 pytestmark = pytest.mark.e2e
-
-
-def definition(alertname: str, text: str | None = None) -> dict:
-    job = text or (
-        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: fix}\n"
-        "spec: {template: {spec: {restartPolicy: Never, containers: [{name: c, image: fixer}]}}}"
-    )
-    return {"metadata": {"name": f"openfero-{alertname.lower()}-firing", "labels": {"app": "openfero"}}, "data": {alertname: job}}
-
-
-def alerts(count: int, alertname: str = "Broken", start: int = 0) -> list[dict]:
-    return [
-        {"labels": {"alertname": alertname, "instance": f"i{n}"}, "status": "firing", "startsAt": "2025-01-01T00:00:00Z"}
-        for n in range(start, start + count)
-    ]
-
-
-def instances(kube: KubeDouble) -> list[str]:
-    """The alert each Job was made for, one entry per Job."""
-    found = []
-    for job in kube.jobs():
-        env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
-        found.append(env["OPENFERO_INSTANCE"])
-    return sorted(found)
-
-
-def expected(count: int, start: int = 0) -> list[str]:
-    return sorted(f"i{n}" for n in range(start, start + count))
 
 
 @pytest.fixture
