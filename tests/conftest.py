@@ -211,6 +211,33 @@ async def async_wait_for(predicate: Any, timeout_s: float = 20.0, what: str = "c
 
 
 @pytest.fixture
+def api(kube_double: KubeDouble, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The official client, configured for the API double as users configure it (KUBECONFIG)."""
+    from dispatcher.jobs import load_api_client
+
+    monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(kube_double, tmp_path)))
+    return load_api_client(timeout_s=2)[0]
+
+
+@pytest.fixture
+def am(tmp_path: Path) -> Iterator[Any]:
+    """Debian's Alertmanager on loopback, of this test's own (tests.alertmanager); its notifications go nowhere."""
+    from tests.alertmanager import Alertmanager, routes
+
+    manager = Alertmanager(tmp_path / "am", routes("http://127.0.0.1:9/alerts", "http://127.0.0.1:9/page")).start()
+    yield manager
+    manager.close()
+
+
+@pytest.fixture
+def raw_text_headers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Headers of type tests.helpers.RawText go out as text whatever their bytes, as some clients send them."""
+    from tests.helpers import send_raw_text
+
+    send_raw_text(monkeypatch)
+
+
+@pytest.fixture
 def processes() -> Iterator[list[Any]]:
     """Processes a test started (tests.harness.Process); stopped when it ends."""
     started: list[Any] = []

@@ -11,9 +11,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from dispatcher.jobs import load_api_client
 from dispatcher.requesting import MERGE_PATCH, call
-from tests.conftest import ROOT, write_kubeconfig
+from tests.conftest import ROOT
 from tests.kube_double import KubeDouble
 
 JOB = {
@@ -22,12 +21,6 @@ JOB = {
     "metadata": {"name": "fix-1", "finalizers": ["openfero.io/outcome"], "labels": {"app.kubernetes.io/managed-by": "openfero"}},
     "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "fixer"}]}}},
 }
-
-
-@pytest.fixture
-def api(kube_double: KubeDouble, tmp_path, monkeypatch) -> client.ApiClient:
-    monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(kube_double, tmp_path)))
-    return load_api_client(timeout_s=2)[0]
 
 
 def patch(api: client.ApiClient, path: str, body: dict, content_type: str = MERGE_PATCH):  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from openfero.cli import main
 from tests.conftest import ROOT
-from tests.test_rendering import REFERENCE_ENV
+from tests.helpers import REFERENCE_ENV, reference_definition, reference_envelope
 
 EXAMPLES = ROOT / "examples"  # alerts
 DEFINITIONS = ROOT / "k8s" / "examples"
@@ -48,7 +48,6 @@ def test_render_names_the_same_job_as_the_dispatcher() -> None:
     # Job names depend only on the alert occurrence, so two renders and the dispatcher agree.
     args = ("render", "--alert", str(EXAMPLES / "kubequotaalmostfull.alert.json"), "--definition", str(DEFINITIONS))
     names = {yaml.safe_load(run(*args)[1])["metadata"]["name"] for _ in range(2)}
-    from tests.test_rendering import reference_definition, reference_envelope
     from dispatcher.rendering import JobRules, render
 
     assert names == {render(reference_definition(), reference_envelope(), JobRules(60)).name}

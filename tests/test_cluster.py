@@ -47,7 +47,7 @@ from tests.harness import Pipeline, broker_call, queue_depths
 from tests.kube_double import KubeDouble
 from tests.own_broker import OwnBroker
 from tests.posting import Answer, Poster, unavailable_windows
-from tests.test_faults import definition, instances
+from tests.helpers import definition, instances
 
 pytestmark = pytest.mark.e2e
 

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tests.test_manifests import crd_schema
+from tests.helpers import crd_schema
 
 KUBERNETES_VERSION = "1.34.0"
 OVERLAYS = ["production", "production-hpa", "single-node"]

@@ -17,7 +17,7 @@ from shared.topology import Names
 from tests.conftest import reference_alert_bytes, reference_configmap, wait_for
 from tests.harness import Pipeline, dead_letters, get_status, queue_depths
 from tests.kube_double import KubeDouble
-from tests.test_rendering import REFERENCE_ENV
+from tests.helpers import REFERENCE_ENV
 
 pytestmark = pytest.mark.e2e
 

@@ -1,13 +1,15 @@
-"""Promises 1, 2 and 4 under faults: crashes, broker restarts, API errors and outages.
+"""Promises 1, 2 and 4 under the faults that need processes: a dispatcher killed or stopped mid-stream,
+a broker restart, the outcome leader killed.
 
 Each test runs the real processes against the real broker and the API
 double, and ends by checking exactly one Job per alert and an empty work
-queue. Retry tiers are shortened (tests.conftest.TEST_RETRY_DELAYS).
+queue. Retry tiers are shortened (tests.conftest.TEST_RETRY_DELAYS). API
+errors, hangs and outages, which need no process, are tested in process
+(tests/test_dispatching.py).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
@@ -16,39 +18,12 @@ import time
 import pytest
 
 from tests.conftest import wait_for
-from tests.harness import LEASE_ENV, Pipeline, counted_here, dead_letters, finished_with, leader, metrics, outcome, outcome_records, queue_depths, webhook
+from tests.helpers import alerts, definition, expected, instances
+from tests.harness import LEASE_ENV, Pipeline, counted_here, finished_with, leader, metrics, outcome, outcome_records, queue_depths, webhook
 from tests.kube_double import KubeDouble
 from tests.own_broker import OwnBroker
 
 pytestmark = pytest.mark.e2e
-
-
-def definition(alertname: str, text: str | None = None) -> dict:
-    job = text or (
-        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: fix}\n"
-        "spec: {template: {spec: {restartPolicy: Never, containers: [{name: c, image: fixer}]}}}"
-    )
-    return {"metadata": {"name": f"openfero-{alertname.lower()}-firing", "labels": {"app": "openfero"}}, "data": {alertname: job}}
-
-
-def alerts(count: int, alertname: str = "Broken", start: int = 0) -> list[dict]:
-    return [
-        {"labels": {"alertname": alertname, "instance": f"i{n}"}, "status": "firing", "startsAt": "2025-01-01T00:00:00Z"}
-        for n in range(start, start + count)
-    ]
-
-
-def instances(kube: KubeDouble) -> list[str]:
-    """The alert each Job was made for, one entry per Job."""
-    found = []
-    for job in kube.jobs():
-        env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
-        found.append(env["OPENFERO_INSTANCE"])
-    return sorted(found)
-
-
-def expected(count: int, start: int = 0) -> list[str]:
-    return sorted(f"i{n}" for n in range(start, start + count))
 
 
 @pytest.fixture
@@ -119,71 +94,6 @@ def test_a_broker_restart_loses_no_webhook_that_got_200(processes, env, tmp_path
         assert pipeline.dispatcher.events("broker.lost")
     finally:
         broker.remove()
-
-
-def test_api_errors_and_hangs_are_retried_until_every_job_exists(processes, env, tmp_path, double, amqp_url, prefix) -> None:
-    # Given an API that answers 500, 503 and 429, then hangs past the client timeout
-    double.add_fault("POST", r"/jobs$", status=500, times=5)
-    double.add_fault("POST", r"/jobs$", status=503, times=5)
-    double.add_fault("POST", r"/jobs$", status=429, times=5, retry_after_s=1)
-    double.add_fault("POST", r"/jobs$", status=0, times=3, delay_s=2.5)
-    pipeline = Pipeline(processes, {**env, "OPENFERO_RETRY_MAX_ATTEMPTS": "12"}, tmp_path)
-    assert pipeline.post(webhook(alerts(20)))[0] == 200
-    # Then every Job is created in the end, once
-    wait_for(lambda: len(double.jobs()) >= 20, timeout_s=60, what="20 Jobs")
-    wait_for(lambda: queue_depths(amqp_url, prefix)["work"] == 0, what="an empty work queue")
-    assert instances(double) == expected(20)
-    # and the retries are counted, each with its cause
-    retries = pipeline.dispatcher_events("message.retry")
-    statuses = [r.get("http_status") for r in retries]
-    assert statuses.count(500) == 5 and statuses.count(503) == 5 and statuses.count(429) == 5
-    assert sum(1 for r in retries if r["http_status"] is None and "timed out" in r["msg"].lower()) >= 1
-    assert all(r["delay_s"] >= 1 for r in retries if r.get("http_status") == 429)  # Retry-After honoured
-    assert queue_depths(amqp_url, prefix) == {"work": 0, "dead": 0}
-
-
-def test_an_outage_longer_than_the_retry_budget_dead_letters_with_the_reason(processes, env, tmp_path, double, amqp_url, prefix) -> None:
-    double.add_fault("POST", r"/jobs$", status=503)  # for good
-    pipeline = Pipeline(processes, env, tmp_path)
-    assert pipeline.post(webhook(alerts(10)))[0] == 200
-    wait_for(lambda: queue_depths(amqp_url, prefix)["dead"] == 10, timeout_s=60, what="10 dead letters")
-    dead = dead_letters(amqp_url, prefix)
-    assert sorted(json.loads(m.body)["alert"]["labels"]["instance"] for m in dead) == expected(10)
-    for m in dead:
-        assert m.headers["openfero-dead-reason"] == "retries-exhausted"
-        assert m.headers["openfero-error-class"] == "ApiUnavailable"
-        assert m.headers["openfero-http-status"] == 503
-        assert m.headers["openfero-attempts"] == 4  # OPENFERO_RETRY_MAX_ATTEMPTS in the tests
-        assert m.headers["openfero-first-failure"] < m.headers["openfero-last-failure"]
-        assert m.headers["openfero-worker"].endswith(f"/{pipeline.dispatcher.proc.pid}")
-        assert "gave up after 4 attempts" in m.headers["openfero-error"]
-    assert double.jobs() == [] and queue_depths(amqp_url, prefix)["work"] == 0
-
-
-def test_permanent_failures_go_straight_to_the_dead_letter_queue(processes, env, tmp_path, double, amqp_url, prefix) -> None:
-    double.apply("configmaps", "default", definition("NotYaml", "kind: Job\nspec: [unclosed"))
-    double.add_fault("POST", r"/jobs$", status=422, times=1)
-    pipeline = Pipeline(processes, env, tmp_path)
-    assert pipeline.post(webhook(alerts(1, alertname="NotYaml") + alerts(1, alertname="Broken")))[0] == 200
-    wait_for(lambda: queue_depths(amqp_url, prefix)["dead"] == 2, what="2 dead letters")
-    by_class = {m.headers["openfero-error-class"]: m for m in dead_letters(amqp_url, prefix)}
-    assert set(by_class) == {"RenderError", "ApiRejected"}
-    assert "not valid YAML" in by_class["RenderError"].headers["openfero-error"]
-    assert by_class["ApiRejected"].headers["openfero-http-status"] == 422
-    assert all(m.headers["openfero-attempts"] == 1 for m in by_class.values())
-    assert pipeline.dispatcher_events("message.retry") == []
-    assert double.jobs() == [] and queue_depths(amqp_url, prefix)["work"] == 0
-
-
-def test_the_same_webhook_three_times_makes_one_job_per_alert(processes, env, tmp_path, double, amqp_url, prefix) -> None:
-    pipeline = Pipeline(processes, env, tmp_path)
-    body = webhook(alerts(10))
-    for _ in range(3):
-        assert pipeline.post(body)[0] == 200
-    wait_for(lambda: len(pipeline.dispatcher_events("job.duplicate")) == 20, what="20 duplicates suppressed")
-    assert instances(double) == expected(10)
-    assert len(pipeline.dispatcher_events("job.created")) == 10
-    assert queue_depths(amqp_url, prefix) == {"work": 0, "dead": 0}
 
 
 @pytest.mark.parametrize("grace_s", ["20", "0.3"], ids=["finishes-in-grace", "hands-back-after-grace"])

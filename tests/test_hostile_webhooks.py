@@ -20,7 +20,7 @@ from ingest.limits import GROWTH_BOUND
 from shared.settings import IngestSettings, SettingsError, load
 from shared.topology import Names
 from tests.conftest import ROOT, queue_depth, reference_alert_bytes
-from tests.test_ingest import start_client
+from tests.helpers import start_client
 
 
 @pytest.mark.parametrize(

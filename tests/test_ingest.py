@@ -7,28 +7,14 @@ import json
 
 import aio_pika
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from ingest.app import create_app
 from shared.envelope import Envelope
 from shared.settings import BrokerSettings, IngestSettings
 from shared.topology import Names
 from tests.conftest import async_wait_for, free_port, queue_depth, reference_alert_bytes
+from tests.helpers import ingest_ready, start_client
 from tests.tcp_proxy import TcpProxy, broker_proxy_url, start_broker_proxy
-
-
-async def start_client(broker: BrokerSettings, ingest: IngestSettings | None = None, ready: bool = True) -> TestClient:
-    app = create_app(broker, ingest or IngestSettings(publish_timeout_s=2.0))
-    # As Alertmanager sends it; tests of other types say so.
-    client = TestClient(TestServer(app), headers={"Content-Type": "application/json"})
-    await client.start_server()
-    if ready:
-        await async_wait_for(lambda: _ready(client), what="ingest ready")
-    return client
-
-
-async def _ready(client: TestClient) -> bool:
-    return (await client.get("/readiness")).status == 200
 
 
 async def drain(channel: aio_pika.abc.AbstractChannel, queue_name: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
@@ -158,7 +144,7 @@ async def test_broker_away_means_503_and_not_ready_then_200_once_back(amqp_url, 
     try:
         # When the broker goes away
         await proxy.cut()
-        await async_wait_for(lambda: _not_ready(client), what="readiness to drop")
+        await async_wait_for(lambda: _notingest_ready(client), what="readiness to drop")
         # Then webhooks get 503 with a reason, and nothing is stored
         response = await client.post("/alerts", data=reference_alert_bytes())
         assert response.status == 503
@@ -167,7 +153,7 @@ async def test_broker_away_means_503_and_not_ready_then_200_once_back(amqp_url, 
         assert (await client.get("/healthz")).status == 200
         # When it comes back, the same webhook is stored
         await proxy.restore()
-        await async_wait_for(lambda: _ready(client), what="readiness to return")
+        await async_wait_for(lambda: ingest_ready(client), what="readiness to return")
         response = await client.post("/alerts", data=reference_alert_bytes())
         assert response.status == 200
         assert await queue_depth(channel, work) == 1
@@ -176,7 +162,7 @@ async def test_broker_away_means_503_and_not_ready_then_200_once_back(amqp_url, 
         await proxy.cut()
 
 
-async def _not_ready(client: TestClient) -> bool:
+async def _notingest_ready(client: TestClient) -> bool:
     return (await client.get("/readiness")).status == 503
 
 
@@ -190,7 +176,7 @@ async def test_ingest_starts_without_a_broker_and_connects_when_it_comes(amqp_ur
         assert (await client.get("/readiness")).status == 503
         assert (await client.post("/alerts", data=reference_alert_bytes())).status == 503
         await proxy.start()
-        await async_wait_for(lambda: _ready(client), what="ingest to connect")
+        await async_wait_for(lambda: ingest_ready(client), what="ingest to connect")
         assert (await client.post("/alerts", data=reference_alert_bytes())).status == 200
     finally:
         await client.close()

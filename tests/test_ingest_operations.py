@@ -20,7 +20,7 @@ from ingest.openapi import OPENAPI
 from shared.settings import IngestSettings, SettingsError
 from shared.topology import Names
 from tests.conftest import queue_depth, reference_alert_bytes
-from tests.test_ingest import start_client
+from tests.helpers import start_client
 
 
 def basic(user: str, password: str) -> dict[str, str]:

@@ -20,7 +20,7 @@ from shared.settings import KubeSettings
 from tests.cluster import ApiCluster
 from tests.conftest import reference_configmap, wait_for, write_kubeconfig
 from tests.kube_double import KubeDouble
-from tests.test_rendering import reference_definition, reference_envelope
+from tests.helpers import reference_definition, reference_envelope
 
 
 @pytest.fixture

@@ -5,25 +5,16 @@ from __future__ import annotations
 import asyncio
 import time
 
-import pytest
 from kubernetes import client
 
-from dispatcher.jobs import load_api_client
 from dispatcher.leading import LeaderElector, LeaseTimes, micro_time
-from tests.conftest import async_wait_for, write_kubeconfig
+from tests.conftest import async_wait_for
+from tests.helpers import SHORT_LEASE_TIMES
 from tests.kube_double import MICRO_TIME, KubeDouble
-
-TIMES = LeaseTimes(duration_s=1, renew_deadline_s=0.6, retry_s=0.1)
-
-
-@pytest.fixture
-def api(kube_double: KubeDouble, tmp_path, monkeypatch) -> client.ApiClient:
-    monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(kube_double, tmp_path)))
-    return load_api_client(timeout_s=2)[0]
 
 
 class Candidate:
-    def __init__(self, api: client.ApiClient, identity: str, times: LeaseTimes = TIMES):
+    def __init__(self, api: client.ApiClient, identity: str, times: LeaseTimes = SHORT_LEASE_TIMES):
         self.elector = LeaderElector(api, "default", "oftest-outcomes", identity, times, timeout_s=2)
         self.stop = asyncio.Event()
         self.task = asyncio.create_task(self.elector.run(self.stop))
@@ -73,7 +64,7 @@ async def test_a_leader_that_stops_gives_the_lease_up_and_another_takes_over_at_
     assert not first.leads and lease(kube_double).get("holderIdentity") in (None, "", "second")
     # Then the other leads within a few retry periods, not a lease duration
     await async_wait_for(lambda: second.leads, timeout_s=5, what="second leads")
-    assert time.monotonic() - stopped < TIMES.duration_s
+    assert time.monotonic() - stopped < SHORT_LEASE_TIMES.duration_s
     assert lease(kube_double)["holderIdentity"] == "second" and lease(kube_double)["leaseTransitions"] == 1
     await second.end()
 
@@ -88,7 +79,7 @@ async def test_a_leader_that_cannot_renew_stops_before_another_may_start(api, ku
     fault = kube_double.add_fault("PUT", r"/leases/oftest-outcomes$", status=500)
     await async_wait_for(lambda: not first.leads, timeout_s=5, what="first stops leading")
     # Then the leader stops within its renew deadline: before the lease may expire for anyone else
-    assert time.monotonic() - cut < TIMES.duration_s
+    assert time.monotonic() - cut < SHORT_LEASE_TIMES.duration_s
     assert not second.leads and fault.hits > 0
     # and once writes work again exactly one of them leads, and stays the only one
     kube_double.clear_faults()

@@ -9,19 +9,9 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
+from tests.helpers import DISPATCHER_NAMESPACE_GRANTS, JOB_NAMESPACE_GRANTS, crd, crd_schema
 
 DATA = Path(__file__).parent / "data" / "go-original"
-
-
-def crd() -> dict:
-    return yaml.safe_load((ROOT / "k8s" / "base" / "operarius-crd.yaml").read_text())
-
-
-def crd_schema() -> dict:
-    crd_ = crd()
-    [version] = crd_["spec"]["versions"]
-    assert (crd_["spec"]["group"], version["name"], crd_["spec"]["names"]["kind"]) == ("openfero.io", "v1alpha1", "Operarius")
-    return version["schema"]["openAPIV3Schema"]
 
 
 def operariuses_shipped() -> list[tuple[str, dict]]:
@@ -66,22 +56,6 @@ def granted(path: Path) -> set[tuple[str, str, str]]:
     return {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
 
 
-def test_the_schema_lets_through_every_matcher_text_openfero_accepts() -> None:
-    from dispatcher.matching import InvalidMatcher, parse
-    from tests.test_matching import CLASSIC, UTF8
-
-    accepted = ['{}', "", '"service.name"="api"', '{team="web", env!="dev"}', 'a!~"x"']
-    for text, *_ in CLASSIC + UTF8:
-        try:
-            parse(text)
-        except InvalidMatcher:
-            continue
-        accepted.append(text)
-    doc = yaml.safe_load((DATA / "kubepodcrashlooping.operarius.yaml").read_text())
-    doc["spec"]["alertSelector"]["matchers"] = accepted
-    jsonschema.validate(doc, crd_schema())
-
-
 def granted_by_name(path: Path) -> set[tuple[str, str, str, str]]:
     """(group, resource, verb, name) of the Role in ``path``; name "*" where the rule names none."""
     [role] = [d for d in yaml.safe_load_all(path.read_text()) if d["kind"] == "Role"]
@@ -93,30 +67,6 @@ def granted_by_name(path: Path) -> set[tuple[str, str, str, str]]:
         for v in rule["verbs"]
         for n in rule.get("resourceNames") or ["*"]
     }
-
-
-# What the dispatcher does, by namespace: tests/test_outcomes_end_to_end.py checks that a run of
-# two dispatchers asks for exactly these, so that a grant nobody uses fails as surely as a 403.
-DISPATCHER_NAMESPACE_GRANTS = {
-    ("", "configmaps", "get", "*"),  # an Event's object (a ConfigMap definition)
-    ("", "configmaps", "list", "*"),
-    ("", "configmaps", "watch", "*"),
-    ("openfero.io", "operariuses", "get", "*"),  # read before each status write
-    ("openfero.io", "operariuses", "list", "*"),
-    ("openfero.io", "operariuses", "watch", "*"),
-    ("openfero.io", "operariuses/status", "update", "*"),  # resourceVersion-checked replaces
-    ("", "events", "create", "*"),  # RemediationSucceeded / RemediationFailed / RemediationDeleted
-    ("coordination.k8s.io", "leases", "create", "*"),  # the outcome leader's Lease, the first time
-    ("coordination.k8s.io", "leases", "get", "openfero-outcomes"),
-    ("coordination.k8s.io", "leases", "update", "openfero-outcomes"),
-}
-JOB_NAMESPACE_GRANTS = {
-    ("batch", "jobs", "create", "*"),
-    ("batch", "jobs", "get", "*"),
-    ("batch", "jobs", "list", "*"),  # the outcome leader follows the Jobs
-    ("batch", "jobs", "watch", "*"),
-    ("batch", "jobs", "patch", "*"),  # marks an outcome, removes the finalizer
-}
 
 
 def test_the_dispatcher_may_do_what_it_needs_and_nothing_more() -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 
+import jsonschema
 import pytest
 import re2
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,6 +15,8 @@ from dispatcher import matching
 from dispatcher.matching import InvalidMatcher, MatchType, parse, parse_classic, parse_utf8
 from dispatcher.operarii import InvalidOperarius, Operarius, select
 from shared.envelope import envelopes_from_webhook
+from tests.conftest import ROOT
+from tests.helpers import crd_schema
 
 SAME = object()  # openfero's (fallback) reading equals the one upstream expects from that file's parser
 
@@ -344,3 +348,16 @@ def test_any_text_either_parses_or_makes_the_operarius_invalid(text: str) -> Non
         return
     assert all(isinstance(m, matching.Matcher) for m in o.matchers)
     o.matches(alert({"alertname": "A", "a": "x"}))
+
+
+def test_the_crd_schema_lets_through_every_matcher_text_openfero_accepts() -> None:
+    accepted = ['{}', "", '"service.name"="api"', '{team="web", env!="dev"}', 'a!~"x"']
+    for text, *_ in CLASSIC + UTF8:
+        try:
+            parse(text)
+        except InvalidMatcher:
+            continue
+        accepted.append(text)
+    doc = yaml.safe_load((ROOT / "tests" / "data" / "go-original" / "kubepodcrashlooping.operarius.yaml").read_text())
+    doc["spec"]["alertSelector"]["matchers"] = accepted
+    jsonschema.validate(doc, crd_schema())

@@ -6,6 +6,7 @@ import asyncio
 import json
 
 import aio_pika
+import pytest
 from click.testing import CliRunner
 
 from openfero.cli import main
@@ -14,7 +15,9 @@ from shared.envelope import envelopes_from_webhook
 from shared.topology import DEAD_ROUTING_KEY, Names, declare
 from tests.conftest import reference_alert_bytes
 from tests.harness import queue_depths
-from tests.test_poison import RawText, publish_without_id, raw_text_headers  # noqa: F401 (an autouse fixture)
+from tests.helpers import RawText, publish_without_id
+
+pytestmark = pytest.mark.usefixtures("raw_text_headers")
 
 
 GOOD = envelopes_from_webhook(json.loads(reference_alert_bytes()))[0].to_json()

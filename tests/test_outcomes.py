@@ -30,7 +30,7 @@ from dispatcher.rendering import FINALIZER_OUTCOME, JobRules, render
 from openfero.records import Record
 from openfero.timeline import HistoryFilter, join, table
 from shared.envelope import envelopes_from_webhook
-from tests.test_rendering import reference_definition, reference_envelope
+from tests.helpers import reference_definition, reference_envelope
 
 T0 = datetime(2026, 1, 2, 3, 0, 0, tzinfo=timezone.utc)
 

@@ -16,8 +16,7 @@ from dispatcher.naming import dns_label
 from tests.conftest import ROOT, reference_configmap, wait_for
 from tests.harness import LEASE_ENV, Pipeline, counted_here, finished_with, leader, outcome, summed
 from tests.kube_double import KubeDouble
-from tests.test_manifests import DISPATCHER_NAMESPACE_GRANTS, JOB_NAMESPACE_GRANTS
-from tests.test_replay import openfero_json
+from tests.helpers import DISPATCHER_NAMESPACE_GRANTS, JOB_NAMESPACE_GRANTS, openfero, openfero_json
 
 pytestmark = pytest.mark.e2e
 
@@ -186,7 +185,6 @@ def test_the_uninstall_script_removes_only_openferos_finalizer(kube_double: Kube
 
 
 def test_history_before_anything_was_recorded_says_so(env, prefix) -> None:
-    from tests.test_replay import openfero
 
     # A prefix no process has declared yet: neither the archive nor the outcome stream exists
     code, output = openfero(env, "history")

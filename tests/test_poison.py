@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import struct
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import aio_pika
-import pamqp.encode
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -34,6 +32,9 @@ from shared.envelope import envelopes_from_webhook
 from shared.settings import BrokerSettings
 from shared.topology import RETRY_ROUTING_KEY, Names, declare
 from tests.conftest import reference_alert_bytes, reference_configmap
+from tests.helpers import RawText, publish_without_id
+
+pytestmark = pytest.mark.usefixtures("raw_text_headers")  # headers of any bytes, as some clients send them
 
 DELAYS = (0.2, 0.5)
 
@@ -50,22 +51,6 @@ class Sink:
             return False
         self.names.add(name)
         return True
-
-
-class RawText(bytes):
-    """Sent as an AMQP text header whatever its bytes, as other clients can; pamqp itself sends only UTF-8."""
-
-
-@pytest.fixture(autouse=True)
-def raw_text_headers(monkeypatch: pytest.MonkeyPatch) -> None:
-    original = pamqp.encode.encode_table_value
-
-    def encode(value: Any) -> bytes:
-        if isinstance(value, RawText):
-            return b"S" + struct.pack(">I", len(value)) + bytes(value)
-        return original(value)
-
-    monkeypatch.setattr(pamqp.encode, "encode_table_value", encode)
 
 
 SCALARS = (
@@ -102,31 +87,6 @@ BODIES = (
 MESSAGES = st.fixed_dictionaries(
     {"body": BODIES, "headers": HEADERS, "message_id": st.none() | st.text(max_size=40), "content_type": st.none() | st.text(max_size=20)}
 )
-
-
-def _for_pika(value: Any) -> Any:
-    """Header values as pika can send them: it has no floats, and sends bytes as a byte array."""
-    if isinstance(value, float):
-        return str(value)
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value)
-    if isinstance(value, dict):
-        return {k: _for_pika(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_for_pika(v) for v in value]
-    return value
-
-
-def publish_without_id(amqp_url: str, exchange: str, routing_key: str, body: bytes, headers: dict[str, Any] | None, content_type: str | None = None) -> None:
-    """Publish as a client that sets no message id (aio-pika always sets one): pika, blocking."""
-    import pika
-
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    try:
-        properties = pika.BasicProperties(headers=_for_pika(headers) if headers else None, content_type=content_type)
-        connection.channel().basic_publish(exchange, routing_key, body, properties)
-    finally:
-        connection.close()
 
 
 async def _depth(channel: aio_pika.abc.AbstractChannel, queue: str) -> int:

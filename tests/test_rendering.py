@@ -11,32 +11,8 @@ from dispatcher.definitions import Definition
 from dispatcher.naming import label_value
 from dispatcher.rendering import JobRules, RenderError, job_name, render
 from shared.envelope import Envelope, envelopes_from_webhook
-from tests.conftest import reference_alert_bytes, reference_configmap
-
-REFERENCE_ENV = {
-    "OPENFERO_ALERTNAME": "KubeQuotaAlmostFull",
-    "OPENFERO_CLUSTER": "dev-dmz",
-    "OPENFERO_CONTAINER": "kube-state-metrics",
-    "OPENFERO_ENDPOINT": "http",
-    "OPENFERO_NAMESPACE": "namespace",
-    "OPENFERO_POD": "mmop-kube-state-metrics-79fb6b966c-xrkgb",
-    "OPENFERO_PROMETHEUS": "monitoring/mmop-kube-prometheus-stack-prometheus",
-    "OPENFERO_RESOURCE": "requests.cpu",
-    "OPENFERO_RESOURCEQUOTA": "std-quota",
-    "OPENFERO_SERVICE": "mmop-kube-state-metrics",
-    "OPENFERO_SEVERITY": "info",
-    "OPENFERO_STAGE": "dev",
-    "OPENFERO_ZONE": "internal",
-}
-
-
-def reference_definition() -> Definition:
-    cm = reference_configmap()
-    return Definition.parse("default/" + cm["metadata"]["name"], "KubeQuotaAlmostFull", cm["data"]["KubeQuotaAlmostFull"])
-
-
-def reference_envelope() -> Envelope:
-    return envelopes_from_webhook(json.loads(reference_alert_bytes()))[0]
+from tests.conftest import reference_alert_bytes
+from tests.helpers import REFERENCE_ENV, reference_definition, reference_envelope
 
 
 def alert(labels: dict[str, str], status: str = "firing", starts: str = "2025-01-01T00:00:00Z") -> Envelope:

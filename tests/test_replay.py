@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -10,14 +9,12 @@ import time
 
 import aio_pika
 import pytest
-from click.testing import CliRunner
 
-from openfero.cli import main
 from shared.envelope import envelopes_from_webhook
 from shared.topology import DEAD_ROUTING_KEY, Names
 from tests.conftest import ROOT, wait_for
 from tests.harness import Pipeline, broker_call, queue_depths, webhook
-from tests.test_faults import alerts, definition, expected, instances
+from tests.helpers import alerts, definition, expected, instances, openfero, openfero_json
 
 pytestmark = pytest.mark.e2e
 
@@ -25,17 +22,6 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def env(double_env) -> dict[str, str]:
     return double_env
-
-
-def openfero(env: dict[str, str], *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
-    return result.exit_code, result.output
-
-
-def openfero_json(env: dict[str, str], *args: str) -> dict:
-    code, output = openfero(env, *args, "--json")
-    assert code == 0, output
-    return json.loads(output)
 
 
 BROKEN = "kind: Job\nspec: [unclosed"

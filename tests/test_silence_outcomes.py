@@ -29,8 +29,7 @@ from shared.topology import Names
 from tests.alertmanager import Alertmanager, routes
 from tests.conftest import async_wait_for, free_port
 from tests.kube_double import KubeDouble
-from tests.test_silencing import Dispatcher, alert, am, api, counter, silenced_configmap  # noqa: F401 (fixtures)
-from tests.test_tracking import TIMES
+from tests.helpers import SHORT_LEASE_TIMES, SilencingHandler, counter, quota_alert, silenced_configmap
 
 FINALIZER = "openfero.io/outcome"
 
@@ -40,7 +39,7 @@ class Leader:
         self.link = BrokerLink(broker)
         self.alertmanagers = Alertmanagers(AlertmanagerSettings(urls=urls, timeout_s=1))
         self.status = OperariusStatusWriter(api, 2)
-        self.elector = LeaderElector(api, "default", "oftest-outcomes", "leader", TIMES, 2)
+        self.elector = LeaderElector(api, "default", "oftest-outcomes", "leader", SHORT_LEASE_TIMES, 2)
         self.tracker = OutcomeTracker(api, "default", catalog, RecordPublisher(self.link), "leader", self.status, EventWriter(api, "leader", 2), timeout_s=2, silences=SilenceEnder(self.alertmanagers))
         self.stop = asyncio.Event()
         self.tasks = [asyncio.create_task(self.link.run()), asyncio.create_task(self.elector.run(self.stop)), asyncio.create_task(self.tracker.run(self.elector, self.stop))]
@@ -67,9 +66,9 @@ async def records(amqp: Any, prefix: str) -> dict[str, dict[str, Any]]:
 
 async def make(kube: KubeDouble, api: client.ApiClient, urls: str, namespace: str, after_success: str = "keep", deadline_s: int = 600, margin_s: float = 60) -> tuple[str, str]:
     """A silenced Job for a quota alert of ``namespace``: (Job name, silence id)."""
-    dispatcher = Dispatcher(kube, api, urls, silenced_configmap(after_success, deadline_s), margin_s=margin_s)
+    dispatcher = SilencingHandler(kube, api, urls, silenced_configmap(after_success, deadline_s), margin_s=margin_s)
     try:
-        outcome = await dispatcher.handle(alert(namespace=namespace))
+        outcome = await dispatcher.handle(quota_alert(namespace=namespace))
     finally:
         await dispatcher.close()
     job = kube.get("jobs", "default", outcome.job)
@@ -87,7 +86,7 @@ async def test_failed_deleted_and_succeeded_jobs_do_to_their_silence_what_the_de
     quick, quick_s = await make(kube_double, api, am.url, "d", after_success="expire")
     assert {state(am, s) for s in (failed_s, deleted_s, kept_s, quick_s)} == {"active"}
     before = {why: counter(SILENCES_EXPIRED_EARLY.labels(why)) for why in ("failed", "deleted", "succeeded")}
-    catalog = Dispatcher(kube_double, api, am.url, silenced_configmap()).handler.catalog
+    catalog = SilencingHandler(kube_double, api, am.url, silenced_configmap()).handler.catalog
     leader = Leader(api, catalog, broker_settings, am.url)
     try:
         # When the Jobs end: one runs out of time, one is deleted, two succeed
@@ -112,8 +111,8 @@ async def test_alertmanager_away_at_the_outcome_is_retried_for_that_job_only(kub
     config = routes("http://127.0.0.1:9/a", "http://127.0.0.1:9/p")
     am = Alertmanager(tmp_path / "am", config, port=port).start()
     silenced, silence_id = await make(kube_double, api, am.url, "a")
-    plain = Dispatcher(kube_double, api, am.url, silenced_configmap(silence="false"))
-    other = (await plain.handle(alert(namespace="b"))).job
+    plain = SilencingHandler(kube_double, api, am.url, silenced_configmap(silence="false"))
+    other = (await plain.handle(quota_alert(namespace="b"))).job
     await plain.close()
     leader = Leader(api, plain.handler.catalog, broker_settings, am.url)
     try:
@@ -142,7 +141,7 @@ async def test_a_silence_past_its_end_is_not_waited_for(kube_double: KubeDouble,
     # Given a silence of two seconds (deadline 1 s, margin 1 s), and its Alertmanager gone for good
     name, _ = await make(kube_double, api, am.url, "a", deadline_s=1, margin_s=1)
     am.close()
-    leader = Leader(api, Dispatcher(kube_double, api, am.url, silenced_configmap()).handler.catalog, broker_settings, am.url)
+    leader = Leader(api, SilencingHandler(kube_double, api, am.url, silenced_configmap()).handler.catalog, broker_settings, am.url)
     try:
         kube_double.job_failed(name)
         # Then the Job is recorded once the silence has ended by itself, saying so

@@ -20,8 +20,7 @@ from tests.alertmanager import Alertmanager, Pager, routes
 from tests.conftest import free_port, wait_for
 from tests.harness import LEASE_ENV, Pipeline, finished_with
 from tests.kube_double import KubeDouble
-from tests.test_replay import openfero_json
-from tests.test_silencing import silenced_configmap
+from tests.helpers import openfero_json, silenced_configmap
 
 pytestmark = pytest.mark.e2e
 

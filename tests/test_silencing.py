@@ -14,83 +14,20 @@ from threading import Thread
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 
 from dispatcher.alertmanager import Alertmanagers
-from dispatcher.catalog import Catalog
-from dispatcher.handling import Handler
-from dispatcher.jobs import JobCreator, load_api_client
 from dispatcher.metrics import SILENCE_CREATE_FAILURES, SILENCES_CREATED, SILENCES_EXPIRED_EARLY
-from dispatcher.rendering import JobRules
 from dispatcher.results import Failure, Kind, Result
-from dispatcher.silencing import SilenceKeeper
-from shared.envelope import Envelope, envelopes_from_webhook
-from shared.settings import AlertmanagerSettings, KubeSettings
+from shared.envelope import envelopes_from_webhook
+from shared.settings import AlertmanagerSettings
 from tests.alertmanager import Alertmanager, routes
-from tests.conftest import free_port, write_kubeconfig
+from tests.conftest import free_port
+from tests.helpers import SilencingHandler, counter, quota_alert, silenced_configmap
 from tests.kube_double import KubeDouble
 
 # A bcrypt hash of "silence-please" (cost 4), for Alertmanager's --web.config.file.
 PASSWORD, PASSWORD_HASH = "silence-please", "$2b$04$U3BDXkHuUJ6m6SJ8gWHLT.bhfXMhphl4dw5zAb1tK7UWGnnk9RLza"
-
-
-def silenced_configmap(after_success: str = "keep", deadline_s: int | None = 600, silence: str = "true") -> dict[str, Any]:
-    spec: dict[str, Any] = {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "fix", "image": "fixer:1"}]}}}
-    if deadline_s is not None:
-        spec["activeDeadlineSeconds"] = deadline_s
-    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "fix-quota"}, "spec": spec}
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": "openfero-kubequotaalmostfull-firing",
-            "labels": {"app": "openfero"},
-            "annotations": {"openfero.io/silence": silence, "openfero.io/silence-after-success": after_success},
-        },
-        "data": {"KubeQuotaAlmostFull": yaml.safe_dump(job)},
-    }
-
-
-def alert(**labels: str) -> Envelope:
-    [envelope] = envelopes_from_webhook({"alerts": [{"labels": {"alertname": "KubeQuotaAlmostFull", **labels}, "startsAt": "2026-01-01T00:00:00Z"}]})
-    return envelope
-
-
-def counter(metric: Any) -> float:
-    return metric._value.get()
-
-
-@pytest.fixture
-def am(tmp_path: Path) -> Any:
-    manager = Alertmanager(tmp_path / "am", routes("http://127.0.0.1:9/alerts", "http://127.0.0.1:9/page")).start()
-    yield manager
-    manager.close()
-
-
-@pytest.fixture
-def api(kube_double: KubeDouble, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> client.ApiClient:
-    monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(kube_double, tmp_path)))
-    return load_api_client(timeout_s=2)[0]
-
-
-class Dispatcher:
-    """One dispatcher's handler, with silences, in this process."""
-
-    def __init__(self, kube: KubeDouble, api: client.ApiClient, urls: str, configmap: dict[str, Any], margin_s: float = 60, **settings: Any):
-        catalog = Catalog()
-        catalog.replace_configmaps([kube.apply("configmaps", "default", configmap)])
-        self.creator = JobCreator(api, KubeSettings(job_namespace="default", request_timeout_s=2), concurrency=2)
-        self.alertmanagers = Alertmanagers(AlertmanagerSettings(urls=urls, timeout_s=2, **settings))
-        self.keeper = SilenceKeeper(self.alertmanagers, self.creator.annotations, "default", 900, margin_s)
-        self.handler = Handler(catalog, self.creator, JobRules(60, "default", track_outcomes=True), None, self.keeper)
-
-    async def handle(self, envelope: Envelope) -> Result:
-        return await self.handler.handle(envelope.to_json())
-
-    async def close(self) -> None:
-        await self.alertmanagers.close()
-        self.creator.close()
 
 
 def retried(result: Result) -> Failure:
@@ -111,12 +48,12 @@ def ours(am: Alertmanager, job: str) -> list[dict[str, Any]]:
 
 @pytest.fixture
 async def dispatcher(kube_double: KubeDouble, api: client.ApiClient, am: Alertmanager) -> Any:
-    made = Dispatcher(kube_double, api, am.url, silenced_configmap())
+    made = SilencingHandler(kube_double, api, am.url, silenced_configmap())
     yield made
     await made.close()
 
 
-async def test_the_silence_is_made_before_the_job_matches_exactly_the_alert_and_is_written_on_it(dispatcher: Dispatcher, am: Alertmanager, kube_double: KubeDouble) -> None:
+async def test_the_silence_is_made_before_the_job_matches_exactly_the_alert_and_is_written_on_it(dispatcher: SilencingHandler, am: Alertmanager, kube_double: KubeDouble) -> None:
     created_before = counter(SILENCES_CREATED)
     seen_at_create: list[int] = []
     create = dispatcher.creator.create
@@ -128,7 +65,7 @@ async def test_the_silence_is_made_before_the_job_matches_exactly_the_alert_and_
     dispatcher.handler.sink = dispatcher.creator  # the keeper is handed sink.create: watch it
     dispatcher.creator.create = watching_create  # type: ignore[method-assign]
     started = datetime.now(timezone.utc)
-    outcome = await dispatcher.handle(alert(namespace="shop", NAMESPACE_x="y"))
+    outcome = await dispatcher.handle(quota_alert(namespace="shop", NAMESPACE_x="y"))
     assert outcome.kind is Kind.CREATED
     assert seen_at_create == [1]  # the silence existed when the Job was created
     [job] = kube_double.jobs()
@@ -148,10 +85,10 @@ async def test_the_silence_is_made_before_the_job_matches_exactly_the_alert_and_
     assert counter(SILENCES_CREATED) - created_before == 1
 
 
-async def test_a_retried_message_finds_its_silence_and_makes_no_second(dispatcher: Dispatcher, am: Alertmanager, kube_double: KubeDouble) -> None:
+async def test_a_retried_message_finds_its_silence_and_makes_no_second(dispatcher: SilencingHandler, am: Alertmanager, kube_double: KubeDouble) -> None:
     # Given the Job create failing once, after the silence was made (the API away for a moment)
     kube_double.add_fault("POST", r"/jobs$", status=503, times=1)
-    envelope = alert(namespace="shop")
+    envelope = quota_alert(namespace="shop")
     first = await dispatcher.handle(envelope)
     assert retried(first) and kube_double.jobs() == []
     [silence] = am.silences()
@@ -168,8 +105,8 @@ async def test_a_retried_message_finds_its_silence_and_makes_no_second(dispatche
     assert len(am.silences()) == 1
 
 
-async def test_a_repeat_notification_of_a_failed_remediation_does_not_silence_the_alert_again(dispatcher: Dispatcher, am: Alertmanager, kube_double: KubeDouble) -> None:
-    envelope = alert(namespace="shop")
+async def test_a_repeat_notification_of_a_failed_remediation_does_not_silence_the_alert_again(dispatcher: SilencingHandler, am: Alertmanager, kube_double: KubeDouble) -> None:
+    envelope = quota_alert(namespace="shop")
     assert (await dispatcher.handle(envelope)).done
     [silence] = am.silences()
     # Given the remediation failed and its silence was expired (the outcome leader's part)
@@ -183,10 +120,10 @@ async def test_a_repeat_notification_of_a_failed_remediation_does_not_silence_th
 
 async def test_alertmanager_unreachable_is_a_retry_and_no_job_is_made_without_its_silence(kube_double: KubeDouble, api: client.ApiClient, tmp_path: Path) -> None:
     port = free_port()
-    dispatcher = Dispatcher(kube_double, api, f"http://127.0.0.1:{port}", silenced_configmap())
+    dispatcher = SilencingHandler(kube_double, api, f"http://127.0.0.1:{port}", silenced_configmap())
     failures = counter(SILENCE_CREATE_FAILURES.labels("unavailable"))
     try:
-        envelope = alert(namespace="shop")
+        envelope = quota_alert(namespace="shop")
         # Given no Alertmanager answering
         outcome = await dispatcher.handle(envelope)
         # Then the message is retried and no Job exists
@@ -205,25 +142,25 @@ async def test_alertmanager_unreachable_is_a_retry_and_no_job_is_made_without_it
         await dispatcher.close()
 
 
-async def test_a_silence_alertmanager_refuses_is_a_dead_letter_and_no_job(dispatcher: Dispatcher, am: Alertmanager, kube_double: KubeDouble) -> None:
+async def test_a_silence_alertmanager_refuses_is_a_dead_letter_and_no_job(dispatcher: SilencingHandler, am: Alertmanager, kube_double: KubeDouble) -> None:
     # Alertmanager 0.25 allows only classic label names in a silence's matchers
-    outcome = await dispatcher.handle(alert(**{"service.name": "api"}))
+    outcome = await dispatcher.handle(quota_alert(**{"service.name": "api"}))
     assert dead(outcome).error_class == "AlertmanagerRejected" and dead(outcome).status == 400
     assert "invalid label name" in dead(outcome).reason
     assert kube_double.jobs() == [] and am.silences() == []
 
 
-async def test_a_job_the_api_refuses_for_good_gets_its_silence_expired(dispatcher: Dispatcher, am: Alertmanager, kube_double: KubeDouble) -> None:
+async def test_a_job_the_api_refuses_for_good_gets_its_silence_expired(dispatcher: SilencingHandler, am: Alertmanager, kube_double: KubeDouble) -> None:
     before = counter(SILENCES_EXPIRED_EARLY.labels("not_created"))
     kube_double.add_fault("POST", r"/jobs$", status=422, times=1)
-    outcome = await dispatcher.handle(alert(namespace="shop"))
+    outcome = await dispatcher.handle(quota_alert(namespace="shop"))
     assert dead(outcome)
     assert [s["status"]["state"] for s in am.silences()] == ["expired"]  # nothing will fix it: let it page
     assert counter(SILENCES_EXPIRED_EARLY.labels("not_created")) - before == 1
 
 
-async def test_a_silence_made_while_another_delivery_made_the_job_is_expired(dispatcher: Dispatcher, am: Alertmanager, kube_double: KubeDouble) -> None:
-    envelope = alert(namespace="shop")
+async def test_a_silence_made_while_another_delivery_made_the_job_is_expired(dispatcher: SilencingHandler, am: Alertmanager, kube_double: KubeDouble) -> None:
+    envelope = quota_alert(namespace="shop")
     assert (await dispatcher.handle(envelope)).done
     [theirs] = am.silences()
     # Given a copy of the message that did not see the Job (it was made between its check and its create)
@@ -244,16 +181,16 @@ async def test_a_silence_made_while_another_delivery_made_the_job_is_expired(dis
 
 
 async def test_a_definition_that_does_not_ask_gets_no_silence(kube_double: KubeDouble, api: client.ApiClient, am: Alertmanager) -> None:
-    dispatcher = Dispatcher(kube_double, api, am.url, silenced_configmap(silence="false"))
+    dispatcher = SilencingHandler(kube_double, api, am.url, silenced_configmap(silence="false"))
     try:
-        assert (await dispatcher.handle(alert(namespace="shop"))).done
+        assert (await dispatcher.handle(quota_alert(namespace="shop"))).done
         assert am.silences() == []
         assert "openfero.io/silence-id" not in kube_double.jobs()[0]["metadata"]["annotations"]
     finally:
         await dispatcher.close()
 
 
-async def test_a_resolved_alert_gets_no_silence(dispatcher: Dispatcher, am: Alertmanager, kube_double: KubeDouble) -> None:
+async def test_a_resolved_alert_gets_no_silence(dispatcher: SilencingHandler, am: Alertmanager, kube_double: KubeDouble) -> None:
     # (a silence over it would hide the alert firing again)
     configmap = silenced_configmap()
     configmap["metadata"]["name"] = "openfero-kubequotaalmostfull-resolved"
@@ -264,9 +201,9 @@ async def test_a_resolved_alert_gets_no_silence(dispatcher: Dispatcher, am: Aler
 
 
 async def test_no_alertmanager_configured_waits_for_an_operator(kube_double: KubeDouble, api: client.ApiClient) -> None:
-    dispatcher = Dispatcher(kube_double, api, "", silenced_configmap())
+    dispatcher = SilencingHandler(kube_double, api, "", silenced_configmap())
     try:
-        outcome = await dispatcher.handle(alert(namespace="shop"))
+        outcome = await dispatcher.handle(quota_alert(namespace="shop"))
         assert retried(outcome).needs_operator and retried(outcome).error_class == "AlertmanagerNotConfigured"
         assert kube_double.jobs() == []
     finally:
@@ -304,18 +241,18 @@ async def test_basic_auth_and_tls_with_a_ca_of_its_own(kube_double: KubeDouble, 
     web = {"basic_auth_users": {"openfero": PASSWORD_HASH}, "tls_server_config": {"cert_file": str(cert), "key_file": str(key)}}
     am = Alertmanager(tmp_path / "am", routes("http://127.0.0.1:9/a", "http://127.0.0.1:9/p"), web_config=web).start()
     (tmp_path / "password").write_text(PASSWORD + "\n")
-    good = Dispatcher(kube_double, api, am.url, silenced_configmap(), auth_mode="basic", auth_username="openfero", auth_password_file=str(tmp_path / "password"), ca_file=str(ca))
-    wrong = Dispatcher(kube_double, api, am.url, silenced_configmap(), auth_mode="basic", auth_username="openfero", auth_password="guess", ca_file=str(ca))
-    untrusted = Dispatcher(kube_double, api, am.url, silenced_configmap(), auth_mode="basic", auth_username="openfero", auth_password=PASSWORD)
+    good = SilencingHandler(kube_double, api, am.url, silenced_configmap(), auth_mode="basic", auth_username="openfero", auth_password_file=str(tmp_path / "password"), ca_file=str(ca))
+    wrong = SilencingHandler(kube_double, api, am.url, silenced_configmap(), auth_mode="basic", auth_username="openfero", auth_password="guess", ca_file=str(ca))
+    untrusted = SilencingHandler(kube_double, api, am.url, silenced_configmap(), auth_mode="basic", auth_username="openfero", auth_password=PASSWORD)
     try:
         # the wrong password: an operator must fix it, and nothing runs meanwhile
-        outcome = await wrong.handle(alert(namespace="a"))
+        outcome = await wrong.handle(quota_alert(namespace="a"))
         assert retried(outcome).needs_operator and retried(outcome).status == 401
         # a certificate the system's CAs do not know: no answer worth the name, retried
-        outcome = await untrusted.handle(alert(namespace="a"))
+        outcome = await untrusted.handle(quota_alert(namespace="a"))
         assert retried(outcome).error_class == "AlertmanagerUnavailable" and "certificate" in retried(outcome).reason.lower()
         assert kube_double.jobs() == []
-        assert (await good.handle(alert(namespace="a"))).done
+        assert (await good.handle(quota_alert(namespace="a"))).done
         assert len(am.request("GET", "/api/v2/silences", headers={"Authorization": _basic("openfero", PASSWORD)})[1]) == 1
     finally:
         for d in (good, wrong, untrusted):
@@ -329,13 +266,13 @@ async def test_a_client_certificate_for_an_alertmanager_that_asks_for_one(kube_d
     am = Alertmanager(tmp_path / "am", routes("http://127.0.0.1:9/a", "http://127.0.0.1:9/p"), web_config={"tls_server_config": tls})
     am._ready = lambda: am.proc is not None and _listening(am.port)  # type: ignore[method-assign]  # /-/ready wants a certificate too
     am.start()
-    with_cert = Dispatcher(kube_double, api, am.url, silenced_configmap(), ca_file=str(ca), cert_file=str(client_cert), key_file=str(client_key))
-    without = Dispatcher(kube_double, api, am.url, silenced_configmap(), ca_file=str(ca))
+    with_cert = SilencingHandler(kube_double, api, am.url, silenced_configmap(), ca_file=str(ca), cert_file=str(client_cert), key_file=str(client_key))
+    without = SilencingHandler(kube_double, api, am.url, silenced_configmap(), ca_file=str(ca))
     try:
-        refused = await without.handle(alert(namespace="a"))
+        refused = await without.handle(quota_alert(namespace="a"))
         assert "bad certificate" in retried(refused).reason  # like a TLS failure to the Kubernetes API: retried
         assert kube_double.jobs() == []
-        assert (await with_cert.handle(alert(namespace="a"))).done
+        assert (await with_cert.handle(quota_alert(namespace="a"))).done
         [job] = kube_double.jobs()
         assert job["metadata"]["annotations"]["openfero.io/silence-id"]
     finally:

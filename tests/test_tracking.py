@@ -19,8 +19,8 @@ import yaml
 from kubernetes import client
 
 from dispatcher.catalog import Catalog
-from dispatcher.jobs import JobCreator, OperariusStatusWriter, load_api_client
-from dispatcher.leading import LeaderElector, LeaseTimes
+from dispatcher.jobs import JobCreator, OperariusStatusWriter
+from dispatcher.leading import LeaderElector
 from dispatcher.metrics import JOBS_FAILED, JOBS_SUCCEEDED, REMEDIATIONS
 from dispatcher.rendering import FINALIZER_OUTCOME, JobRules, render
 from dispatcher.reporting import EventWriter, RecordPublisher
@@ -30,18 +30,12 @@ from shared.broker import BrokerLink
 from shared.envelope import envelopes_from_webhook
 from shared.settings import BrokerSettings, KubeSettings
 from shared.topology import Names
-from tests.conftest import ROOT, async_wait_for, reference_configmap, write_kubeconfig
+from tests.conftest import ROOT, async_wait_for, reference_configmap
+from tests.helpers import SHORT_LEASE_TIMES
 from tests.kube_double import KubeDouble
 
-TIMES = LeaseTimes(duration_s=1, renew_deadline_s=0.6, retry_s=0.1)
 OPERARIUS = yaml.safe_load((ROOT / "k8s" / "examples" / "podcrashlooping.operarius.yaml").read_text())
 CONFIGMAP = "openfero-kubequotaalmostfull-firing"
-
-
-@pytest.fixture
-def api(kube_double: KubeDouble, tmp_path, monkeypatch) -> client.ApiClient:
-    monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(kube_double, tmp_path)))
-    return load_api_client(timeout_s=2)[0]
 
 
 @pytest.fixture
@@ -71,7 +65,7 @@ class Leader:
     def __init__(self, api: client.ApiClient, catalog: Catalog, broker: BrokerSettings, identity: str):
         self.link = BrokerLink(broker)
         self.status = OperariusStatusWriter(api, 2)
-        self.elector = LeaderElector(api, "default", "oftest-outcomes", identity, TIMES, 2)
+        self.elector = LeaderElector(api, "default", "oftest-outcomes", identity, SHORT_LEASE_TIMES, 2)
         self.tracker = OutcomeTracker(api, "default", catalog, RecordPublisher(self.link), identity, self.status, EventWriter(api, identity, 2), timeout_s=2)
         self.stop = asyncio.Event()
         self.tasks = [
