@@ -17,6 +17,8 @@ def test_fingerprint_matches_prometheus_label_set_fingerprint() -> None:
     assert int(fingerprint({}), 16) == 14695981039346656037
     assert int(fingerprint({"name": "garland, briggs", "fear": "love is not enough"}), 16) == 5799056148416392346
     assert fingerprint({"a": "b"}) != fingerprint({"a": "c"})
+    # FNV-1a 64 over b"alertname\xffA\xff": the top bit set, as it is for half of all label sets
+    assert fingerprint({"alertname": "A"}) == "d2c6efc389df0927"
     assert len(fingerprint({"service.name": "café"})) == 16
 
 
@@ -45,6 +47,17 @@ def test_field_names_match_in_any_case_and_a_sent_fingerprint_is_kept() -> None:
     assert e.alert.status == "resolved"  # the alert's own status wins over the group's
     assert e.alert.fingerprint == "00000000000000ff"
     assert e.group.group_key == "g" and e.group.truncated_alerts == 3
+
+
+def test_an_alert_without_a_status_takes_the_webhooks() -> None:
+    payload = {"status": "resolved", "alerts": [{"labels": {"alertname": "A"}, "endsAt": "0001-01-01T00:00:00Z"}, {"labels": {"alertname": "B"}, "status": "firing"}]}
+    assert [e.alert.status for e in envelopes_from_webhook(payload)] == ["resolved", "firing"]
+
+
+def test_the_alerts_generator_url_and_times_are_kept() -> None:
+    alert = {"labels": {"alertname": "A"}, "startsAt": "s", "endsAt": "e", "generatorURL": "http://prom/graph?g0.expr=up"}
+    [e] = envelopes_from_webhook({"alerts": [alert]})
+    assert (e.alert.starts_at, e.alert.ends_at, e.alert.generator_url) == ("s", "e", "http://prom/graph?g0.expr=up")
 
 
 def test_status_missing_everywhere_follows_ends_at() -> None:
