@@ -134,3 +134,27 @@ def test_the_original_deduplication_window_becomes_rerun_after() -> None:
     templated = Operarius.from_resource(yaml.safe_load((DATA / "podrestart-templated.operarius.yaml").read_text()))
     assert templated.definition.annotations == {"openfero.io/rerun-after": "600s"}
     assert operarius("x", deduplication={"enabled": False, "ttl": 600}).definition.annotations == {}
+
+
+@pytest.mark.parametrize(
+    ("deduplication", "rerun_after"),
+    [
+        ({"enabled": True, "ttl": 1}, "1s"),
+        ({"enabled": True, "ttl": "90"}, "90s"),
+        ({"enabled": True, "ttl": 0}, None),
+        ({"enabled": True}, None),
+        ({"enabled": False, "ttl": 600}, None),
+        ({"ttl": 600}, None),
+    ],
+)
+def test_deduplication_becomes_rerun_after_only_when_enabled_with_a_window(deduplication: dict, rerun_after: str | None) -> None:
+    assert operarius("x", deduplication=deduplication).definition.annotations.get("openfero.io/rerun-after") == rerun_after
+
+
+def test_the_job_is_named_after_its_template_else_after_the_operarius() -> None:
+    named = {"metadata": {"name": "restart-pod", "labels": {"team": "web"}}, "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}}}
+    chosen = operarius("pod-restarter", jobTemplate=named).definition.manifest["metadata"]
+    assert chosen == {"name": "restart-pod", "labels": {"team": "web"}}
+    assert operarius("pod-restarter").definition.manifest["metadata"] == {"name": "pod-restarter"}
+    job = render(operarius("pod-restarter", jobTemplate=named).definition, envelopes_from_webhook({"alerts": [{"labels": {"alertname": "A"}}]})[0], JobRules(60))
+    assert job.name.startswith("restart-pod-")
