@@ -1,10 +1,10 @@
 """One module's score from a scripts/mutation run: mutants killed of those that can be killed.
 
 A survivor listed in scripts/mutation-equivalent.txt (by module, operator and the
-source line it changes) behaves as the original does and is not counted. The others
-are written to .mutation/<module>.survivors with their diffs.
+line as the mutant has it) behaves as the original does and is not counted. The
+others are written to .mutation/<module>.survivors, each as such a line and its diff.
 
-    python scripts/mutation_score.py MODULE DB EQUIVALENT_FILE TREE
+    python scripts/mutation_score.py MODULE DB EQUIVALENT_FILE
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from cosmic_ray.work_item import TestOutcome, WorkerOutcome
 
 
 def equivalent_mutants(path: Path) -> set[tuple[str, str, str]]:
-    """(module, operator, source line) of every mutant listed as equivalent."""
+    """(module, operator, mutated line) of every mutant listed as equivalent."""
     found = set()
     for line in path.read_text().splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
@@ -26,9 +26,13 @@ def equivalent_mutants(path: Path) -> set[tuple[str, str, str]]:
     return found
 
 
-def main(module: str, db: str, equivalent_file: str, tree: str) -> None:
+def mutated_line(diff: str) -> str:
+    """The first line the mutant changed, as the mutant has it, stripped."""
+    return next((line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")), "")
+
+
+def main(module: str, db: str, equivalent_file: str) -> None:
     equivalent = equivalent_mutants(Path(equivalent_file))
-    source = (Path(tree) / module).read_text().splitlines()
     killed, survivors, listed, errors, pending = 0, [], 0, 0, 0
     with use_db(db, WorkDB.Mode.open) as work_db:
         pending = len(work_db.pending_work_items)
@@ -42,7 +46,7 @@ def main(module: str, db: str, equivalent_file: str, tree: str) -> None:
                 killed += 1
                 continue
             [mutation] = item.mutations
-            line = source[mutation.start_pos[0] - 1].strip()
+            line = mutated_line(result.diff or "")
             if (module, mutation.operator_name, line) in equivalent:
                 listed += 1
             else:
