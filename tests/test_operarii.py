@@ -158,3 +158,37 @@ def test_the_job_is_named_after_its_template_else_after_the_operarius() -> None:
     assert operarius("pod-restarter").definition.manifest["metadata"] == {"name": "pod-restarter"}
     job = render(operarius("pod-restarter", jobTemplate=named).definition, envelopes_from_webhook({"alerts": [{"labels": {"alertname": "A"}}]})[0], JobRules(60))
     assert job.name.startswith("restart-pod-")
+
+
+def _sized(total: int) -> list[str]:
+    """Five matchers compiling to ``total`` RE2 instructions (8000 or 8001)."""
+    return ['a=~"[a-z]{999}[a-z]{999}"'] * 3 + [f'a=~"[a-z]{{1000}}[a-z]{{{total - 8000 + 994}}}"', 'a=~"x"']
+
+
+def test_an_operarius_may_have_64_matchers_and_8000_re2_instructions_and_no_more() -> None:
+    assert len(operarius("x", alertSelector={"matchers": ["a=b"] * 64}).matchers) == 64
+    with pytest.raises(InvalidOperarius, match="65 matchers"):
+        operarius("x", alertSelector={"matchers": ["a=b"] * 65})
+    assert len(operarius("x", alertSelector={"matchers": _sized(8000)}).matchers) == 5
+    with pytest.raises(InvalidOperarius, match="8001 RE2 instructions"):
+        operarius("x", alertSelector={"matchers": _sized(8001)})
+
+
+def test_an_operarius_without_a_priority_has_priority_0() -> None:
+    unset, one, minus_one = operarius("a-unset"), operarius("z-one", priority=1), operarius("b-minus-one", priority=-1)
+    assert select([unset, one], alert({"alertname": "A"})) is one
+    assert select([unset, minus_one], alert({"alertname": "A"})) is unset
+
+
+@pytest.mark.parametrize(
+    ("silence", "annotations"),
+    [
+        ({"enabled": True, "afterSuccess": "5m"}, {"openfero.io/silence": "true", "openfero.io/silence-after-success": "5m"}),
+        ({"enabled": False}, {"openfero.io/silence": "false"}),
+        ({"enabled": "yes"}, {"openfero.io/silence": "false"}),  # only true is true, as the CRD's boolean
+        ({"afterSuccess": None}, {}),
+        ("on", {}),
+    ],
+)
+def test_spec_silence_becomes_the_silence_annotations(silence: object, annotations: dict[str, str]) -> None:
+    assert operarius("x", silence=silence).definition.annotations == annotations
