@@ -192,3 +192,10 @@ def test_an_operarius_without_a_priority_has_priority_0() -> None:
 )
 def test_spec_silence_becomes_the_silence_annotations(silence: object, annotations: dict[str, str]) -> None:
     assert operarius("x", silence=silence).definition.annotations == annotations
+
+
+def test_a_job_template_may_hold_100000_values_and_no_more() -> None:
+    # The template, its spec, the list and the numbers in it: 3 + n values
+    assert operarius("x", jobTemplate={"spec": {"x": [0] * 99_997}}).definition.manifest["spec"]["x"][-1] == 0
+    with pytest.raises(InvalidOperarius, match="over 100000 values"):
+        operarius("x", jobTemplate={"spec": {"x": [0] * 99_998}})
