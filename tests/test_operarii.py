@@ -175,7 +175,8 @@ def test_an_operarius_may_have_64_matchers_and_8000_re2_instructions_and_no_more
 
 
 def test_an_operarius_without_a_priority_has_priority_0() -> None:
-    unset, one, minus_one = operarius("a-unset"), operarius("z-one", priority=1), operarius("b-minus-one", priority=-1)
+    # named so that a tie would choose the wrong one
+    unset, one, minus_one = operarius("m-unset"), operarius("z-one", priority=1), operarius("a-minus-one", priority=-1)
     assert select([unset, one], alert({"alertname": "A"})) is one
     assert select([unset, minus_one], alert({"alertname": "A"})) is unset
 
