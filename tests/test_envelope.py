@@ -262,3 +262,53 @@ def test_any_message_either_decodes_or_raises_invalid_envelope(message: dict) ->
         Envelope.from_json(json.dumps(message).encode())
     except InvalidEnvelope:
         pass
+
+
+def test_empty_fields_are_left_out_of_a_message_but_the_labels() -> None:
+    bare = Envelope("i", "t", Alert("firing", {}), Group())
+    assert bare.to_json() == b'{"schema":2,"id":"i","receivedAt":"t","alert":{"status":"firing","labels":{}},"group":{}}'
+    assert Envelope.from_json(bare.to_json()).alert.fingerprint == fingerprint({})  # a fingerprint left out is the labels'
+
+
+@pytest.mark.parametrize(
+    ("ends_at", "status"),
+    [
+        ("0002-01-01T00:00:00Z", "resolved"),  # past; only year 1 means "not set"
+        ("0001-01-01T00:00:00Z", "firing"),
+        ("2001-01-01T00:00:00", "firing"),  # no time zone: not a time Alertmanager sends
+        ("not a time", "firing"),
+        ("2999-01-01T00:00:00+00:00", "firing"),
+    ],
+)
+def test_a_missing_status_follows_ends_at_as_alertmanager_does(ends_at: str, status: str) -> None:
+    [e] = envelopes_from_webhook({"alerts": [{"labels": {"alertname": "A"}, "endsAt": ends_at}]})
+    assert e.alert.status == status
+
+
+@pytest.mark.parametrize(("version", "read"), [("4", "4"), (4, "4"), (True, ""), (None, ""), (4.0, "")])
+def test_the_webhook_version_is_read_as_text(version: object, read: str) -> None:
+    assert envelopes_from_webhook({"version": version, "alerts": [{"labels": {}}]})[0].group.version == read
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"schema":2,"receivedAt":"t","alert":{"labels":{}},"group":{}}',
+        b'{"schema":2,"id":"x","alert":{"labels":{}},"group":{}}',
+        b'{"schema":2,"id":"x","receivedAt":"t","alert":{"labels":{}},"group":{"truncatedAlerts":true}}',
+        b'{"schema":2,"id":"x","receivedAt":"t","alert":{"labels":{}},"group":{"version":4}}',
+        b'{"schema":2,"id":"x","receivedAt":"t","alert":{"labels":[]},"group":{}}',
+        b'{"schema":2,"id":"x","receivedAt":"t","alert":{"labels":{},"status":1},"group":{}}',
+        b'{"schema":2,"id":"x","receivedAt":"t","alert":{"labels":{}},"group":[]}',
+        b'{"schema":2,"id":"x","receivedAt":"t","alert":{"labels":{}}}',
+    ],
+)
+def test_a_message_missing_a_required_field_or_with_a_wrong_type_is_invalid(body: bytes) -> None:
+    with pytest.raises(InvalidEnvelope):
+        Envelope.from_json(body)
+
+
+def test_a_webhooks_truncated_alerts_must_be_a_number() -> None:
+    assert envelopes_from_webhook({"truncatedAlerts": None, "alerts": [{"labels": {}}]})[0].group.truncated_alerts == 0
+    with pytest.raises(InvalidWebhook, match="truncatedAlerts"):
+        envelopes_from_webhook({"truncatedAlerts": True, "alerts": []})
