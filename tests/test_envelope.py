@@ -312,3 +312,15 @@ def test_a_webhooks_truncated_alerts_must_be_a_number() -> None:
     assert envelopes_from_webhook({"truncatedAlerts": None, "alerts": [{"labels": {}}]})[0].group.truncated_alerts == 0
     with pytest.raises(InvalidWebhook, match="truncatedAlerts"):
         envelopes_from_webhook({"truncatedAlerts": True, "alerts": []})
+
+
+def test_schema_true_is_not_schema_1() -> None:
+    with pytest.raises(InvalidEnvelope, match="schema True"):
+        Envelope.from_json(SCHEMA_1.replace(b'"schema":1', b'"schema":true'))
+
+
+def test_an_unreadable_group_entry_is_quoted_in_the_error_cut_to_80_characters() -> None:
+    body = b'{"schema":2,"id":"x","receivedAt":"t","alert":{"labels":{}},"group":{"groupLabels":["' + b"n" * 200 + b'"]}}'
+    with pytest.raises(InvalidEnvelope) as raised:
+        Envelope.from_json(body)
+    assert f"groupLabels: {'n' * 80!r} is neither" in str(raised.value)
