@@ -111,7 +111,7 @@ class Console:
         alert = record.envelope.alert
         definition, refused = self.lookup(alert) if self.catalog.synced else ("", "")
         self.timeline.add_alert(
-            AlertEntry(record.id, record.when, alert.alertname, alert.status, alert.labels, alert.fingerprint, alert.startsAt, definition, refused, body=record.body)
+            AlertEntry(record.id, record.when, alert.alertname, alert.status, alert.labels, alert.fingerprint, alert.starts_at, definition, refused, body=record.body)
         )
 
     def definitions_changed(self) -> None:
@@ -125,7 +125,7 @@ class Console:
         entries = list(self.timeline.alerts.values())
 
         def work() -> list[tuple[AlertEntry, tuple[str, str]]]:
-            return [(e, self.lookup(Alert(e.status, e.labels, fingerprint=e.fingerprint, startsAt=e.starts_at))) for e in entries]
+            return [(e, self.lookup(Alert(e.status, e.labels, fingerprint=e.fingerprint, starts_at=e.starts_at))) for e in entries]
 
         for entry, (definition, refused) in await asyncio.to_thread(work):
             if (entry.definition, entry.refused) != (definition, refused):

@@ -268,11 +268,11 @@ def _webhook_of(envelope: Envelope) -> str:
         "version": group.version or "4",
         "status": envelope.alert.status,
         "receiver": group.receiver,
-        "groupKey": group.groupKey,
-        "groupLabels": group.groupLabels,
-        "commonLabels": group.commonLabels,
-        "commonAnnotations": group.commonAnnotations,
-        "externalURL": group.externalURL,
+        "groupKey": group.group_key,
+        "groupLabels": group.group_labels,
+        "commonLabels": group.common_labels,
+        "commonAnnotations": group.common_annotations,
+        "externalURL": group.external_url,
         "alerts": [envelope.alert.__dict__],
     }
     return json.dumps(payload, indent=2, ensure_ascii=False)

@@ -59,7 +59,6 @@ class Operarius:
     matchers: tuple[Matcher, ...] = ()
     priority: int = 0
     enabled: bool = True
-    status_view: dict[str, Any] = field(default_factory=dict)  # .status as last seen
 
     @property
     def key(self) -> tuple[str, str]:
@@ -118,7 +117,6 @@ class Operarius:
             matchers=_read_matchers(selector.get("matchers")),
             priority=int(spec.get("priority") or 0),
             enabled=spec.get("enabled", True) is not False,
-            status_view=dict(obj.get("status") or {}),
         )
 
 

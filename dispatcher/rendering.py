@@ -132,8 +132,8 @@ def escape_expansion(value: str) -> str:
 
 def rerun_window(envelope: Envelope, rerun_after_s: float) -> int:
     """Which window of ``rerun_after_s`` after startsAt the alert was received in."""
-    received = _timestamp(envelope.receivedAt) or 0.0
-    starts = _timestamp(envelope.alert.startsAt)
+    received = _timestamp(envelope.received_at) or 0.0
+    starts = _timestamp(envelope.alert.starts_at)
     return int((received - (starts if starts is not None else 0.0)) // rerun_after_s)
 
 
@@ -146,7 +146,7 @@ def _timestamp(text: str) -> float | None:
 
 def occurrence_hash(envelope: Envelope, rerun_after_s: float | None = None, run_id: str = "") -> str:
     alert = envelope.alert
-    parts = [alert.fingerprint, alert.status, alert.startsAt]
+    parts = [alert.fingerprint, alert.status, alert.starts_at]
     if rerun_after_s:
         parts.append(str(rerun_window(envelope, rerun_after_s)))
     if run_id:
@@ -207,7 +207,7 @@ def render(definition: Definition, envelope: Envelope, rules: JobRules, run_id: 
             LABEL_FINGERPRINT: label_value(alert.fingerprint),
             GO_MANAGED_BY[0]: GO_MANAGED_BY[1],
             LABEL_GO_ALERT: label_value(alert.alertname),
-            LABEL_GO_GROUP_KEY: group_key_label(envelope.group.groupKey),
+            LABEL_GO_GROUP_KEY: group_key_label(envelope.group.group_key),
         }
     )
     if definition.operarius:
@@ -217,7 +217,7 @@ def render(definition: Definition, envelope: Envelope, rules: JobRules, run_id: 
         {
             ANNOTATION_MESSAGE_ID: envelope.id,
             ANNOTATION_DEFINITION: f"{definition.source}/{definition.key}",
-            ANNOTATION_STARTS_AT: alert.startsAt,
+            ANNOTATION_STARTS_AT: alert.starts_at,
         }
     )
     if run_id:

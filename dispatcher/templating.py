@@ -201,31 +201,31 @@ def _views(envelope: Envelope) -> tuple[dict[str, Any], dict[str, Any], dict[str
     go_alert = {
         "Labels": alert.labels,
         "Annotations": alert.annotations,
-        "StartsAt": alert.startsAt,
-        "EndsAt": alert.endsAt,
+        "StartsAt": alert.starts_at,
+        "EndsAt": alert.ends_at,
         "Status": alert.status,
         "Fingerprint": alert.fingerprint,
-        "GeneratorURL": alert.generatorURL,
+        "GeneratorURL": alert.generator_url,
     }
     hook = {
         "Version": group.version,
-        "GroupKey": group.groupKey,
-        "TruncatedAlerts": group.truncatedAlerts,
+        "GroupKey": group.group_key,
+        "TruncatedAlerts": group.truncated_alerts,
         "Status": group.status,
         "Receiver": group.receiver,
-        "GroupLabels": group.groupLabels,
-        "CommonLabels": group.commonLabels,
-        "CommonAnnotations": group.commonAnnotations,
-        "ExternalURL": group.externalURL,
+        "GroupLabels": group.group_labels,
+        "CommonLabels": group.common_labels,
+        "CommonAnnotations": group.common_annotations,
+        "ExternalURL": group.external_url,
     }
     top = {
         "Labels": alert.labels,
         "Annotations": alert.annotations,
         "Status": alert.status,
         "Fingerprint": alert.fingerprint,
-        "GroupKey": group.groupKey,
+        "GroupKey": group.group_key,
         "Receiver": group.receiver,
-        "ExternalURL": group.externalURL,
+        "ExternalURL": group.external_url,
     }
     return go_alert, hook, top
 
@@ -245,19 +245,19 @@ def jinja_data(envelope: Envelope) -> dict[str, Any]:
         "labels": alert.labels,
         "annotations": alert.annotations,
         "status": alert.status,
-        "startsAt": alert.startsAt,
-        "endsAt": alert.endsAt,
+        "startsAt": alert.starts_at,
+        "endsAt": alert.ends_at,
         "fingerprint": alert.fingerprint,
-        "generatorURL": alert.generatorURL,
+        "generatorURL": alert.generator_url,
     }
     group_view = {
-        "groupKey": group.groupKey,
+        "groupKey": group.group_key,
         "receiver": group.receiver,
         "status": group.status,
-        "groupLabels": group.groupLabels,
-        "commonLabels": group.commonLabels,
-        "commonAnnotations": group.commonAnnotations,
-        "externalURL": group.externalURL,
+        "groupLabels": group.group_labels,
+        "commonLabels": group.common_labels,
+        "commonAnnotations": group.common_annotations,
+        "externalURL": group.external_url,
     }
     go_alert, hook, top = _views(envelope)
     return {"alert": alert_view, "group": group_view, "Alert": go_alert, "HookMessage": hook, **top}

@@ -72,7 +72,7 @@ class Record:
             if when is None and _deaths(headers):  # dead-lettered by the broker itself
                 when = _when(_deaths(headers)[0].get("time"))
         else:
-            when = _when(envelope.receivedAt) if envelope else None
+            when = _when(envelope.received_at) if envelope else None
         # A message without an id (published by hand) is named by its body.
         key = message_id or ("sha-" + hashlib.sha256(body).hexdigest()[:16])
         return cls(key, body, headers, envelope, when)

@@ -32,6 +32,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from dispatcher.naming import ENV_PREFIX
+
 SHELLS = {"sh", "bash", "dash", "ash", "zsh", "ksh"}
 _ACTION = re.compile(r"{{.*?}}", re.S)
 _PLACEHOLDER = "\x00{}\x00"
@@ -211,7 +213,7 @@ class _Lint:
         self.warnings: list[str] = []
 
     def _alert(self, e: Expansion) -> bool:
-        return e.kind == "action" or e.name.startswith("OPENFERO_") or e.name in self.derived
+        return e.kind == "action" or e.name.startswith(ENV_PREFIX) or e.name in self.derived
 
     def _shown(self, e: Expansion) -> str:
         return self.actions[int(e.name)] if e.kind == "action" else f"${e.name}"
@@ -293,7 +295,7 @@ def _exec_form_warnings(container: dict[str, Any], derived: set[str], where: str
     """A command run without a shell: alert data is one argument, but may still be an option."""
     argv = [str(part) for part in [*(container.get("command") or []), *(container.get("args") or [])]]
     warnings = []
-    alert_reference = re.compile(r"\$\((OPENFERO_[A-Za-z0-9_]+|" + "|".join(map(re.escape, sorted(derived)) or ["(?!)"]) + r")\)")
+    alert_reference = re.compile(r"\$\((" + ENV_PREFIX + r"[A-Za-z0-9_]+|" + "|".join(map(re.escape, sorted(derived)) or ["(?!)"]) + r")\)")
     for position, part in enumerate(argv[1:], 1):
         if part == "--":
             break

@@ -85,10 +85,10 @@ def join(alerts: list[Record], outcomes: list[dict[str, Any]], selector: History
             continue
         assert record.envelope is not None and record.when is not None
         alert = record.envelope.alert
-        key = (alert.fingerprint, alert.status, alert.startsAt)
+        key = (alert.fingerprint, alert.status, alert.starts_at)
         found = occurrences.get(key)
         if found is None:
-            found = occurrences[key] = Occurrence(alert.alertname, alert.status, alert.fingerprint, alert.startsAt, record.when)
+            found = occurrences[key] = Occurrence(alert.alertname, alert.status, alert.fingerprint, alert.starts_at, record.when)
         found.received = min(found.received, record.when)
         found.notifications += 1
         found.message_ids.add(record.id)

@@ -2,10 +2,12 @@
 
 This module is the only definition of the format: ``Envelope.to_json`` writes
 it, ``Envelope.from_json`` reads it (the current schema and every older one
-that may still wait in a queue, the dead-letter queue or the archive). It
-also reads Alertmanager's webhook (version 4) leniently, as Alertmanager and
-the Go original do: field names in any case, optional fields missing. No
-I/O here.
+that may still wait in a queue, the dead-letter queue or the archive), each
+field by the name below and nothing else; in memory the fields have
+Python's names (``received_at``, ``starts_at``, ``group_key`` ...). It also
+reads Alertmanager's webhook (version 4), leniently as Alertmanager and the
+Go original do: field names in any case, optional fields missing. No I/O
+here.
 
 Envelope, schema version 2 (JSON; fields with empty values are left out)::
 
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -67,9 +69,9 @@ class Alert:
     status: str
     labels: dict[str, str]
     annotations: dict[str, str] = field(default_factory=dict)
-    startsAt: str = ""
-    endsAt: str = ""
-    generatorURL: str = ""
+    starts_at: str = ""
+    ends_at: str = ""
+    generator_url: str = ""
     fingerprint: str = ""
 
     @property
@@ -82,18 +84,18 @@ class Group:
     version: str = ""
     status: str = ""
     receiver: str = ""
-    groupKey: str = ""
-    groupLabels: dict[str, str] = field(default_factory=dict)
-    commonLabels: dict[str, str] = field(default_factory=dict)
-    commonAnnotations: dict[str, str] = field(default_factory=dict)
-    externalURL: str = ""
-    truncatedAlerts: int = 0
+    group_key: str = ""
+    group_labels: dict[str, str] = field(default_factory=dict)
+    common_labels: dict[str, str] = field(default_factory=dict)
+    common_annotations: dict[str, str] = field(default_factory=dict)
+    external_url: str = ""
+    truncated_alerts: int = 0
 
 
 @dataclass(frozen=True)
 class Envelope:
     id: str
-    receivedAt: str
+    received_at: str
     alert: Alert
     group: Group
     schema: int = SCHEMA_VERSION
@@ -121,16 +123,15 @@ class Envelope:
         reader = _READERS.get(schema) if isinstance(schema, int) and not isinstance(schema, bool) else None
         if reader is None:
             raise InvalidEnvelope(f"schema {schema!r} is not one of {sorted(_READERS)}")
-        try:
-            alert, group = reader(data)
-            return cls(id=_field(data, "id"), receivedAt=_field(data, "receivedAt"), alert=alert, group=group)
-        except InvalidWebhook as exc:
-            raise InvalidEnvelope(str(exc)) from None
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise InvalidEnvelope(f"missing or unexpected field: {exc!r}") from None
+        alert, group = reader(data)
+        return cls(id=_required(data, "id", ""), received_at=_required(data, "receivedAt", ""), alert=alert, group=group)
 
 
-# -- the wire format ----------------------------------------------------------------------
+# -- the wire format: its writer and its reader ------------------------------------------------
+#
+# Field names are exactly as written (Alertmanager's spelling); a field the
+# writer leaves out is read as empty. Unknown fields are ignored, so that a
+# message of a newer minor revision still reads.
 
 
 def shared_entries(entries: dict[str, str], own: dict[str, str]) -> list[str | list[str]]:
@@ -144,35 +145,50 @@ def _write(envelope: Envelope) -> dict[str, Any]:
         "status": alert.status,
         "labels": alert.labels,
         "annotations": alert.annotations,
-        "startsAt": alert.startsAt,
-        "endsAt": alert.endsAt,
-        "generatorURL": alert.generatorURL,
+        "startsAt": alert.starts_at,
+        "endsAt": alert.ends_at,
+        "generatorURL": alert.generator_url,
         "fingerprint": alert.fingerprint,
     }
     wire_group = {
         "version": group.version,
         "status": group.status,
         "receiver": group.receiver,
-        "groupKey": group.groupKey,
-        "externalURL": group.externalURL,
-        "truncatedAlerts": group.truncatedAlerts,
-        "groupLabels": shared_entries(group.groupLabels, alert.labels),
-        "commonLabels": shared_entries(group.commonLabels, alert.labels),
-        "commonAnnotations": shared_entries(group.commonAnnotations, alert.annotations),
+        "groupKey": group.group_key,
+        "externalURL": group.external_url,
+        "truncatedAlerts": group.truncated_alerts,
+        "groupLabels": shared_entries(group.group_labels, alert.labels),
+        "commonLabels": shared_entries(group.common_labels, alert.labels),
+        "commonAnnotations": shared_entries(group.common_annotations, alert.annotations),
     }
     return {
         "schema": SCHEMA_VERSION,
         "id": envelope.id,
-        "receivedAt": envelope.receivedAt,
+        "receivedAt": envelope.received_at,
         "alert": {k: v for k, v in wire_alert.items() if v or k == "labels"},
         "group": {k: v for k, v in wire_group.items() if v},
     }
 
 
-def _field(data: dict[str, Any], name: str) -> str:
-    value = data[name]
+def _required(data: dict[str, Any], name: str, where: str) -> str:
+    if name not in data:
+        raise InvalidEnvelope(f"{where}{name}: required")
+    return _text(data, name, where)
+
+
+def _text(data: dict[str, Any], name: str, where: str) -> str:
+    value = data.get(name, "")
     if not isinstance(value, str):
-        raise InvalidEnvelope(f"{name}: must be a string")
+        raise InvalidEnvelope(f"{where}{name}: must be a string")
+    return value
+
+
+def _texts(data: dict[str, Any], name: str, where: str, required: bool = False) -> dict[str, str]:
+    value = data.get(name)
+    if value is None and not required:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(item, str) for item in value.values()):
+        raise InvalidEnvelope(f"{where}{name}: must be an object of strings")
     return value
 
 
@@ -181,6 +197,22 @@ def _object(data: dict[str, Any], name: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidEnvelope(f"{name}: must be an object")
     return value
+
+
+def _read_alert(data: dict[str, Any]) -> Alert:
+    """The alert of a message, schema 1 and 2 alike; a message left out status or fingerprint only if written by hand."""
+    raw = _object(data, "alert")
+    labels = _texts(raw, "labels", "alert.", required=True)
+    ends_at = _text(raw, "endsAt", "alert.")
+    return Alert(
+        status=_text(raw, "status", "alert.") or _status_from(ends_at),
+        labels=labels,
+        annotations=_texts(raw, "annotations", "alert."),
+        starts_at=_text(raw, "startsAt", "alert."),
+        ends_at=ends_at,
+        generator_url=_text(raw, "generatorURL", "alert."),
+        fingerprint=_text(raw, "fingerprint", "alert.") or fingerprint(labels),
+    )
 
 
 def _restored(entries: Any, own: dict[str, str], where: str) -> dict[str, str]:
@@ -205,38 +237,41 @@ def _group_fields(raw: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(truncated, int) or isinstance(truncated, bool):
         raise InvalidEnvelope("group.truncatedAlerts: must be an integer")
     return {
-        "version": _string(raw.get("version"), "group.version"),
-        "status": _string(raw.get("status"), "group.status"),
-        "receiver": _string(raw.get("receiver"), "group.receiver"),
-        "groupKey": _string(raw.get("groupKey"), "group.groupKey"),
-        "externalURL": _string(raw.get("externalURL"), "group.externalURL"),
-        "truncatedAlerts": truncated,
+        "version": _text(raw, "version", "group."),
+        "status": _text(raw, "status", "group."),
+        "receiver": _text(raw, "receiver", "group."),
+        "group_key": _text(raw, "groupKey", "group."),
+        "external_url": _text(raw, "externalURL", "group."),
+        "truncated_alerts": truncated,
     }
 
 
 def _read_schema_2(data: dict[str, Any]) -> tuple[Alert, Group]:
-    alert = _read_alert(_object(data, "alert"), "alert", default_status="")
+    alert = _read_alert(data)
     raw = _object(data, "group")
     group = Group(
         **_group_fields(raw),
-        groupLabels=_restored(raw.get("groupLabels"), alert.labels, "groupLabels"),
-        commonLabels=_restored(raw.get("commonLabels"), alert.labels, "commonLabels"),
-        commonAnnotations=_restored(raw.get("commonAnnotations"), alert.annotations, "commonAnnotations"),
+        group_labels=_restored(raw.get("groupLabels"), alert.labels, "groupLabels"),
+        common_labels=_restored(raw.get("commonLabels"), alert.labels, "commonLabels"),
+        common_annotations=_restored(raw.get("commonAnnotations"), alert.annotations, "commonAnnotations"),
     )
     return alert, group
 
 
+_SCHEMA_1_GROUP = {"version", "status", "receiver", "groupKey", "groupLabels", "commonLabels", "commonAnnotations", "externalURL", "truncatedAlerts"}
+
+
 def _read_schema_1(data: dict[str, Any]) -> tuple[Alert, Group]:
-    alert = _read_alert(_object(data, "alert"), "alert", default_status="")
+    alert = _read_alert(data)
     raw = _object(data, "group")
-    unknown = set(raw) - {f.name for f in fields(Group)}
+    unknown = set(raw) - _SCHEMA_1_GROUP
     if unknown:
         raise InvalidEnvelope(f"group: unexpected fields {sorted(unknown)}")
     group = Group(
         **_group_fields(raw),
-        groupLabels=_string_map(raw.get("groupLabels"), "group.groupLabels"),
-        commonLabels=_string_map(raw.get("commonLabels"), "group.commonLabels"),
-        commonAnnotations=_string_map(raw.get("commonAnnotations"), "group.commonAnnotations"),
+        group_labels=_texts(raw, "groupLabels", "group."),
+        common_labels=_texts(raw, "commonLabels", "group."),
+        common_annotations=_texts(raw, "commonAnnotations", "group."),
     )
     return alert, group
 
@@ -284,7 +319,7 @@ def _status_from(ends_at: str) -> str:
     return "resolved" if ends <= datetime.now(timezone.utc) else "firing"
 
 
-def _read_alert(raw: Any, where: str, default_status: str) -> Alert:
+def _webhook_alert(raw: Any, where: str, default_status: str) -> Alert:
     if not isinstance(raw, dict):
         raise InvalidWebhook(f"{where}: must be an object")
     f = _folded(raw)
@@ -294,14 +329,14 @@ def _read_alert(raw: Any, where: str, default_status: str) -> Alert:
         status=_string(f.get("status"), f"{where}.status") or default_status or _status_from(ends_at),
         labels=labels,
         annotations=_string_map(f.get("annotations"), f"{where}.annotations"),
-        startsAt=_string(f.get("startsat"), f"{where}.startsAt"),
-        endsAt=ends_at,
-        generatorURL=_string(f.get("generatorurl"), f"{where}.generatorURL"),
+        starts_at=_string(f.get("startsat"), f"{where}.startsAt"),
+        ends_at=ends_at,
+        generator_url=_string(f.get("generatorurl"), f"{where}.generatorURL"),
         fingerprint=_string(f.get("fingerprint"), f"{where}.fingerprint") or fingerprint(labels),
     )
 
 
-def _read_group(f: dict[str, Any]) -> Group:
+def _webhook_group(f: dict[str, Any]) -> Group:
     truncated = f.get("truncatedalerts") or 0
     if not isinstance(truncated, int) or isinstance(truncated, bool):
         raise InvalidWebhook("truncatedAlerts: must be an integer")
@@ -310,12 +345,12 @@ def _read_group(f: dict[str, Any]) -> Group:
         version=str(version) if isinstance(version, (str, int)) and not isinstance(version, bool) else "",
         status=_string(f.get("status"), "status"),
         receiver=_string(f.get("receiver"), "receiver"),
-        groupKey=_string(f.get("groupkey"), "groupKey"),
-        groupLabels=_string_map(f.get("grouplabels"), "groupLabels"),
-        commonLabels=_string_map(f.get("commonlabels"), "commonLabels"),
-        commonAnnotations=_string_map(f.get("commonannotations"), "commonAnnotations"),
-        externalURL=_string(f.get("externalurl"), "externalURL"),
-        truncatedAlerts=truncated,
+        group_key=_string(f.get("groupkey"), "groupKey"),
+        group_labels=_string_map(f.get("grouplabels"), "groupLabels"),
+        common_labels=_string_map(f.get("commonlabels"), "commonLabels"),
+        common_annotations=_string_map(f.get("commonannotations"), "commonAnnotations"),
+        external_url=_string(f.get("externalurl"), "externalURL"),
+        truncated_alerts=truncated,
     )
 
 
@@ -333,13 +368,13 @@ def envelopes_from_webhook(payload: Any, now: datetime | None = None) -> list[En
         alerts = []
     if not isinstance(alerts, list):
         raise InvalidWebhook("alerts: must be a list")
-    group = _read_group(f)
+    group = _webhook_group(f)
     received = (now or datetime.now(timezone.utc)).isoformat(timespec="microseconds")
     return [
         Envelope(
             id=uuid.uuid4().hex,
-            receivedAt=received,
-            alert=_read_alert(raw, f"alerts[{i}]", default_status=group.status),
+            received_at=received,
+            alert=_webhook_alert(raw, f"alerts[{i}]", default_status=group.status),
             group=group,
         )
         for i, raw in enumerate(alerts)

@@ -38,7 +38,7 @@ async def test_reference_webhook_is_stored_as_one_persistent_message(broker_sett
         assert message.headers["alertname"] == "KubeQuotaAlmostFull"
         assert message.headers["fingerprint"] == envelope.alert.fingerprint
         assert envelope.alert.labels["zone"] == "internal"
-        assert envelope.group.groupLabels["zone"] == "dmz"
+        assert envelope.group.group_labels["zone"] == "dmz"
     finally:
         await client.close()
 

@@ -134,3 +134,69 @@ def test_the_original_deduplication_window_becomes_rerun_after() -> None:
     templated = Operarius.from_resource(yaml.safe_load((DATA / "podrestart-templated.operarius.yaml").read_text()))
     assert templated.definition.annotations == {"openfero.io/rerun-after": "600s"}
     assert operarius("x", deduplication={"enabled": False, "ttl": 600}).definition.annotations == {}
+
+
+@pytest.mark.parametrize(
+    ("deduplication", "rerun_after"),
+    [
+        ({"enabled": True, "ttl": 1}, "1s"),
+        ({"enabled": True, "ttl": "90"}, "90s"),
+        ({"enabled": True, "ttl": 0}, None),
+        ({"enabled": True}, None),
+        ({"enabled": False, "ttl": 600}, None),
+        ({"ttl": 600}, None),
+    ],
+)
+def test_deduplication_becomes_rerun_after_only_when_enabled_with_a_window(deduplication: dict, rerun_after: str | None) -> None:
+    assert operarius("x", deduplication=deduplication).definition.annotations.get("openfero.io/rerun-after") == rerun_after
+
+
+def test_the_job_is_named_after_its_template_else_after_the_operarius() -> None:
+    named = {"metadata": {"name": "restart-pod", "labels": {"team": "web"}}, "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}}}
+    chosen = operarius("pod-restarter", jobTemplate=named).definition.manifest["metadata"]
+    assert chosen == {"name": "restart-pod", "labels": {"team": "web"}}
+    assert operarius("pod-restarter").definition.manifest["metadata"] == {"name": "pod-restarter"}
+    job = render(operarius("pod-restarter", jobTemplate=named).definition, envelopes_from_webhook({"alerts": [{"labels": {"alertname": "A"}}]})[0], JobRules(60))
+    assert job.name.startswith("restart-pod-")
+
+
+def _sized(total: int) -> list[str]:
+    """Five matchers compiling to ``total`` RE2 instructions (8000 or 8001)."""
+    return ['a=~"[a-z]{999}[a-z]{999}"'] * 3 + [f'a=~"[a-z]{{1000}}[a-z]{{{total - 8000 + 994}}}"', 'a=~"x"']
+
+
+def test_an_operarius_may_have_64_matchers_and_8000_re2_instructions_and_no_more() -> None:
+    assert len(operarius("x", alertSelector={"matchers": ["a=b"] * 64}).matchers) == 64
+    with pytest.raises(InvalidOperarius, match="65 matchers"):
+        operarius("x", alertSelector={"matchers": ["a=b"] * 65})
+    assert len(operarius("x", alertSelector={"matchers": _sized(8000)}).matchers) == 5
+    with pytest.raises(InvalidOperarius, match="8001 RE2 instructions"):
+        operarius("x", alertSelector={"matchers": _sized(8001)})
+
+
+def test_an_operarius_without_a_priority_has_priority_0() -> None:
+    # named so that a tie would choose the wrong one
+    unset, one, minus_one = operarius("m-unset"), operarius("z-one", priority=1), operarius("a-minus-one", priority=-1)
+    assert select([unset, one], alert({"alertname": "A"})) is one
+    assert select([unset, minus_one], alert({"alertname": "A"})) is unset
+
+
+@pytest.mark.parametrize(
+    ("silence", "annotations"),
+    [
+        ({"enabled": True, "afterSuccess": "5m"}, {"openfero.io/silence": "true", "openfero.io/silence-after-success": "5m"}),
+        ({"enabled": False}, {"openfero.io/silence": "false"}),
+        ({"enabled": "yes"}, {"openfero.io/silence": "false"}),  # only true is true, as the CRD's boolean
+        ({"afterSuccess": None}, {}),
+        ("on", {}),
+    ],
+)
+def test_spec_silence_becomes_the_silence_annotations(silence: object, annotations: dict[str, str]) -> None:
+    assert operarius("x", silence=silence).definition.annotations == annotations
+
+
+def test_a_job_template_may_hold_100000_values_and_no_more() -> None:
+    # The template, its spec, the list and the numbers in it: 3 + n values
+    assert operarius("x", jobTemplate={"spec": {"x": [0] * 99_997}}).definition.manifest["spec"]["x"][-1] == 0
+    with pytest.raises(InvalidOperarius, match="over 100000 values"):
+        operarius("x", jobTemplate={"spec": {"x": [0] * 99_998}})

@@ -242,7 +242,7 @@ def outcome_of(alert: Record, job: str, outcome: str, uid: str, **more: Any) -> 
         "messageId": alert.id,
         "fingerprint": alert.fingerprint,
         "alertStatus": alert.status,
-        "startsAt": alert.envelope.alert.startsAt,
+        "startsAt": alert.envelope.alert.starts_at,
         "remediationSeconds": 4.0,
         **more,
     }

@@ -9,7 +9,7 @@ import pytest
 
 from dispatcher.definitions import Definition
 from dispatcher.naming import label_value
-from dispatcher.rendering import JobRules, RenderError, job_name, render
+from dispatcher.rendering import JobRules, RenderError, job_name, render, rerun_window
 from shared.envelope import Envelope, envelopes_from_webhook
 from tests.conftest import reference_alert_bytes
 from tests.helpers import REFERENCE_ENV, reference_definition, reference_envelope
@@ -94,6 +94,12 @@ def test_job_names_are_dns_labels_of_at_most_63(base: str) -> None:
     assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name)
 
 
+def test_a_long_definition_name_is_cut_to_leave_exactly_room_for_the_hash() -> None:
+    name = job_name("x" * 200, alert({"alertname": "A"}))
+    assert len(name) == 63 and re.fullmatch(r"x{52}-[0-9a-f]{10}", name)
+    assert re.fullmatch(r"x{52}-[0-9a-f]{10}", job_name("x" * 52, alert({"alertname": "A"})))
+
+
 def test_definition_env_wins_and_init_containers_get_labels_too() -> None:
     job = render(definition(SIMPLE_JOB), alert({"alertname": "A", "pod": "from-alert"}), JobRules(60))
     pod = job.body["spec"]["template"]["spec"]
@@ -111,7 +117,7 @@ def test_definition_ttl_is_kept() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("KubeQuotaAlmostFull", "KubeQuotaAlmostFull"), ("a b/c", "a_b_c"), ("-x-", "x"), ("é" * 80, ""), ("y" * 70, "y" * 63)],
+    [("KubeQuotaAlmostFull", "KubeQuotaAlmostFull"), ("a b/c", "a_b_c"), ("-x-", "x"), ("é" * 80, ""), ("y" * 70, "y" * 63), ("y" * 63, "y" * 63), ("y" * 62 + "-z", "y" * 62)],
 )
 def test_label_values_are_made_valid(value: str, expected: str) -> None:
     assert label_value(value) == expected
@@ -164,6 +170,13 @@ def test_rerun_after_gives_one_name_per_window_of_the_definition() -> None:
     # without the annotation, Alertmanager's repeat four hours later finds the first Job
     plain = definition(SIMPLE_JOB)
     assert render(plain, received_at(labels, "2025-01-01T00:10:00+00:00"), JobRules(60)).name == render(plain, received_at(labels, "2025-01-01T04:10:00+00:00"), JobRules(60)).name
+
+
+def test_rerun_windows_are_counted_from_the_alerts_start() -> None:
+    # Received at the same time, an alert that started at midnight is in its fifth hour, one that started at 04:00 in its first
+    assert rerun_window(received_at({"alertname": "A"}, "2025-01-01T04:10:00+00:00"), 3600) == 4
+    assert rerun_window(received_at({"alertname": "A"}, "2025-01-01T04:10:00+00:00", starts="2025-01-01T04:00:00+00:00"), 3600) == 0
+    assert rerun_window(received_at({"alertname": "A"}, "2025-01-01T04:10:00+00:00", starts="2025-01-01T03:10:00+00:00"), 3600) == 1
 
 
 def test_rerun_after_may_sit_on_the_job_manifest_too() -> None:

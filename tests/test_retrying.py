@@ -36,3 +36,8 @@ def test_delays_setting_is_parsed_sorted_and_checked() -> None:
     for wrong in ("1,soon", "0", ""):
         with pytest.raises(SettingsError, match="OPENFERO_RETRY_DELAYS_SECONDS"):
             load(RetrySettings, {"OPENFERO_RETRY_DELAYS_SECONDS": wrong})
+
+
+def test_a_sub_second_tier_is_waited_as_it_is() -> None:
+    policy = RetryPolicy((0.25, 2.0), max_attempts=3, operator_min_delay_s=30)
+    assert [policy.delay_after(1), policy.delay_after(1, retry_after_s=0.1)] == [0.25, 0.25]

@@ -15,6 +15,7 @@ from dispatcher.templating import (
     referenced_annotations,
     referenced_labels,
     render_string,
+    templated_fields,
 )
 from shared.envelope import envelopes_from_webhook
 
@@ -279,3 +280,115 @@ def test_go_dots_are_dropped_for_jinja_only_where_a_name_starts() -> None:
     assert go_to_jinja("{{ .Labels.pod }} and .Labels outside") == "{{ Labels.pod }} and .Labels outside"
     assert go_to_jinja("{{ alert.labels['a.b'] }}") == "{{ alert.labels['a.b'] }}"
     assert go_to_jinja("{{ 1.5 }}") == "{{ 1.5 }}"
+
+
+# -- every variable a template can read ------------------------------------------------------
+
+# Each value different, so that a variable bound to the wrong field shows.
+EVERY_FIELD = envelopes_from_webhook(
+    {
+        "version": "4",
+        "status": "firing",
+        "receiver": "on-call",
+        "groupKey": "group-key",
+        "truncatedAlerts": 7,
+        "externalURL": "http://am:9093",
+        "groupLabels": {"g": "group-label"},
+        "commonLabels": {"c": "common-label"},
+        "commonAnnotations": {"ca": "common-annotation"},
+        "alerts": [
+            {
+                "status": "resolved",
+                "labels": {"l": "alert-label"},
+                "annotations": {"a": "alert-annotation"},
+                "startsAt": "2025-01-01T00:00:00Z",
+                "endsAt": "2025-01-01T01:00:00Z",
+                "generatorURL": "http://prom/graph",
+                "fingerprint": "00000000000000ab",
+            }
+        ],
+    }
+)[0]
+GO_ALERT = {
+    "Labels": {"l": "alert-label"},
+    "Annotations": {"a": "alert-annotation"},
+    "StartsAt": "2025-01-01T00:00:00Z",
+    "EndsAt": "2025-01-01T01:00:00Z",
+    "Status": "resolved",
+    "Fingerprint": "00000000000000ab",
+    "GeneratorURL": "http://prom/graph",
+}
+GO_HOOK_MESSAGE = {
+    "Version": "4",
+    "GroupKey": "group-key",
+    "TruncatedAlerts": 7,
+    "Status": "firing",
+    "Receiver": "on-call",
+    "GroupLabels": {"g": "group-label"},
+    "CommonLabels": {"c": "common-label"},
+    "CommonAnnotations": {"ca": "common-annotation"},
+    "ExternalURL": "http://am:9093",
+}
+GO_TOP = {
+    "Labels": {"l": "alert-label"},
+    "Annotations": {"a": "alert-annotation"},
+    "Status": "resolved",  # the alert's, not the webhook's
+    "Fingerprint": "00000000000000ab",
+    "GroupKey": "group-key",
+    "Receiver": "on-call",
+    "ExternalURL": "http://am:9093",
+}
+
+
+def _leaves(tree: dict, prefix: str = "") -> list[tuple[str, str]]:
+    found = []
+    for key, value in tree.items():
+        found += _leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else [(f"{prefix}{key}", str(value))]
+    return found
+
+
+@pytest.mark.parametrize(("name", "value"), _leaves({"Alert": GO_ALERT, "HookMessage": GO_HOOK_MESSAGE, **GO_TOP}))
+def test_every_variable_of_the_go_originals_data_model(name: str, value: str) -> None:
+    assert render_string("{{ ." + name + " }}", "go", go_data(EVERY_FIELD)) == value
+    assert render_string("{{ ." + name + " }}", "jinja", jinja_data(EVERY_FIELD)) == value
+
+
+def test_jinja_sees_the_lower_case_names_and_the_go_originals_and_nothing_else() -> None:
+    assert jinja_data(EVERY_FIELD) == {
+        "alert": {
+            "labels": {"l": "alert-label"},
+            "annotations": {"a": "alert-annotation"},
+            "status": "resolved",
+            "startsAt": "2025-01-01T00:00:00Z",
+            "endsAt": "2025-01-01T01:00:00Z",
+            "fingerprint": "00000000000000ab",
+            "generatorURL": "http://prom/graph",
+        },
+        "group": {
+            "groupKey": "group-key",
+            "receiver": "on-call",
+            "status": "firing",
+            "groupLabels": {"g": "group-label"},
+            "commonLabels": {"c": "common-label"},
+            "commonAnnotations": {"ca": "common-annotation"},
+            "externalURL": "http://am:9093",
+        },
+        "Alert": GO_ALERT,
+        "HookMessage": GO_HOOK_MESSAGE,
+        **GO_TOP,
+    }
+
+
+def test_templated_fields_are_every_template_string_by_its_path_in_order() -> None:
+    tree = {
+        "metadata": {"name": "fix", "labels": {"pod": "{{ .Labels.pod }}"}},
+        "spec": {"containers": [{"args": ["plain", "{{ .Status }}", 3, None]}, {"image": "{{ .Labels.image }}"}]},
+        "top": "{{ .GroupKey }}",
+    }
+    assert templated_fields(tree) == [
+        ("metadata.labels.pod", "{{ .Labels.pod }}"),
+        ("spec.containers[0].args[1]", "{{ .Status }}"),
+        ("spec.containers[1].image", "{{ .Labels.image }}"),
+        ("top", "{{ .GroupKey }}"),
+    ]
+    assert templated_fields("{{ x }}") == [("", "{{ x }}")] and templated_fields(["a", 1]) == []
