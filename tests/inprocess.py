@@ -36,7 +36,7 @@ from ingest.reading import Refused, read_webhook
 from shared.broker import BrokerLink
 from shared.logs import JsonFormatter
 from shared.settings import BrokerSettings, DispatcherSettings, IngestSettings, RetrySettings, load
-from shared.topology import Names
+from shared.topology import ALERT_ROUTING_KEY, Names
 from tests.conftest import TEST_RETRY_DELAYS
 
 FINAL = ("created", "duplicate", "no_definition", "dead_lettered")  # what a message can end as (a retry comes back)
@@ -116,6 +116,11 @@ class Running:
         assert not isinstance(envelopes, Refused), envelopes
         await self._publisher.publish(envelopes)
         return len(envelopes)
+
+    async def publish_raw(self, body: bytes, routing_key: str = ALERT_ROUTING_KEY) -> None:
+        """Publish ``body`` as it is, as a client other than ingest could."""
+        exchange = await self._channel().get_exchange(self.names.exchange)
+        await exchange.publish(aio_pika.Message(body), routing_key=routing_key)
 
     def events(self, name: str) -> list[dict[str, Any]]:
         return self.log.events(name)
