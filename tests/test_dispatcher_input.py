@@ -138,7 +138,6 @@ def test_a_taken_metrics_address_is_a_one_line_usage_error(tmp_path: Path, amqp_
     assert f"OPENFERO_METRICS_ADDR=127.0.0.1:{port}" in error and "in use" in error
 
 
-@pytest.mark.e2e
 async def test_a_flood_of_unknown_alertnames_leaves_metrics_bounded(amqp_url: str, prefix: str) -> None:
     handled, created = HANDLED.labels("no_definition", "other"), HANDLED.labels("created", "KubeQuotaAlmostFull")
     created_before = created._value.get()
