@@ -31,6 +31,7 @@ from dispatcher.jobs import ApiFailure
 from dispatcher.rendering import JobRules
 from dispatcher.results import Failure
 from dispatcher.retrying import RetryPolicy
+from dispatcher.silencing import SilenceKeeper
 from ingest.publishing import Publisher
 from ingest.reading import Refused, read_webhook
 from shared.broker import BrokerLink
@@ -176,8 +177,10 @@ async def running_dispatcher(
     max_attempts: int = 4,
     prefetch: int = 16,
     retry: RetryPolicy | None = None,
+    silences: SilenceKeeper | None = None,
 ) -> AsyncIterator[Running]:
-    """The real Dispatcher on topology ``prefix`` with the ConfigMap definitions ``configmaps``, Jobs going to ``sink``.
+    """The real Dispatcher on topology ``prefix`` with the ConfigMap definitions ``configmaps``, Jobs going to ``sink``
+    (after their silence, with ``silences``).
 
     Retries as the subprocess tests have them (tests.conftest.TEST_RETRY_DELAYS, ``max_attempts``),
     unless ``retry`` says otherwise. Stopped, with its links, when the block ends.
@@ -190,7 +193,7 @@ async def running_dispatcher(
     catalog.replace_configmaps(configmaps)
     catalog.replace_operarii([])
     rules = JobRules(load(DispatcherSettings, {}).job_ttl_s, "default")
-    dispatcher = Dispatcher(broker, Handler(catalog, sink, rules), prefetch, retry)
+    dispatcher = Dispatcher(broker, Handler(catalog, sink, rules, None, silences), prefetch, retry)
     ingest = BrokerLink(broker)
     stop = asyncio.Event()
     with log_events() as log:
