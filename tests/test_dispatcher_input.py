@@ -13,7 +13,6 @@ import uuid
 from pathlib import Path
 
 import aio_pika
-import pytest
 import yaml
 from prometheus_client import generate_latest
 from click.testing import CliRunner
