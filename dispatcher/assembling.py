@@ -14,8 +14,10 @@ import asyncio
 import contextlib
 import functools
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kubernetes import client
 
@@ -108,6 +110,7 @@ class Sink:
     silences: SilenceKeeper | None = None  # the silence before a Job, for the definitions that ask
     tracking: OutcomeTracking | None = None  # the outcome leader, when outcomes are tracked
     alertmanagers: tuple[str, ...] = ()  # for the start-up line
+    log_fields: Mapping[str, Any] = field(default_factory=dict)  # on every line about a message
 
 
 def job_sink(
@@ -123,7 +126,7 @@ def job_sink(
     """Jobs printed (a dry run: nothing else, no status, no silence, no outcome), or created through
     the API with their status, silences and outcomes, each closed when ``stack`` closes."""
     if settings.dry_run:
-        return Sink(PrintingSink())
+        return Sink(PrintingSink(), log_fields={"dry_run": True})
     assert api_client is not None, "the cluster is the Job sink: its client is loaded"
     creator = JobCreator(api_client, kube, settings.kube_concurrency)
     stack.callback(creator.close)

@@ -119,7 +119,7 @@ async def _serve(
             sink.tracking.start(stop)
         rules = JobRules(settings.job_ttl_s, kube.job_namespace, forbidden_accounts, track_outcomes=sink.tracking is not None)
         handler = Handler(catalog, sink.jobs, rules, sink.status, sink.silences)
-        dispatcher = Dispatcher(broker, handler, settings.prefetch, retry, settings.stall_s, log_fields={"dry_run": True} if settings.dry_run else {})
+        dispatcher = Dispatcher(broker, handler, settings.prefetch, retry, settings.stall_s, log_fields=sink.log_fields)
         health.dispatcher = dispatcher
         await dispatcher.run(stop, exit_when_idle_s, service.shutdown_grace_s)
 

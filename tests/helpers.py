@@ -81,6 +81,20 @@ def alerts(count: int, alertname: str = "Broken", start: int = 0) -> list[dict[s
     ]
 
 
+def job_definition(name: str, image: str) -> str:
+    """A Job of one container, named ``name``, running ``image``: a definition's text."""
+    return (
+        f"apiVersion: batch/v1\nkind: Job\nmetadata: {{name: {name}}}\n"
+        f"spec: {{template: {{spec: {{restartPolicy: Never, containers: [{{name: c, image: {image}}}]}}}}}}"
+    )
+
+
+def job_env(job: dict[str, Any]) -> dict[str, str]:
+    """The env vars of a Job's one container, by name."""
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e["value"] for e in container["env"]}
+
+
 def instances(kube: KubeDouble) -> list[str]:
     """The alert each Job was made for, one entry per Job."""
     found = []

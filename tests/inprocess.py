@@ -31,12 +31,13 @@ from dispatcher.jobs import ApiFailure
 from dispatcher.rendering import JobRules
 from dispatcher.results import Failure
 from dispatcher.retrying import RetryPolicy
+from dispatcher.silencing import SilenceKeeper
 from ingest.publishing import Publisher
 from ingest.reading import Refused, read_webhook
 from shared.broker import BrokerLink
 from shared.logs import JsonFormatter
 from shared.settings import BrokerSettings, DispatcherSettings, IngestSettings, RetrySettings, load
-from shared.topology import Names
+from shared.topology import ALERT_ROUTING_KEY, Names
 from tests.conftest import TEST_RETRY_DELAYS
 
 FINAL = ("created", "duplicate", "no_definition", "dead_lettered")  # what a message can end as (a retry comes back)
@@ -117,6 +118,11 @@ class Running:
         await self._publisher.publish(envelopes)
         return len(envelopes)
 
+    async def publish_raw(self, body: bytes, routing_key: str = ALERT_ROUTING_KEY) -> None:
+        """Publish ``body`` as it is, as a client other than ingest could."""
+        exchange = await self._channel().get_exchange(self.names.exchange)
+        await exchange.publish(aio_pika.Message(body), routing_key=routing_key)
+
     def events(self, name: str) -> list[dict[str, Any]]:
         return self.log.events(name)
 
@@ -171,8 +177,10 @@ async def running_dispatcher(
     max_attempts: int = 4,
     prefetch: int = 16,
     retry: RetryPolicy | None = None,
+    silences: SilenceKeeper | None = None,
 ) -> AsyncIterator[Running]:
-    """The real Dispatcher on topology ``prefix`` with the ConfigMap definitions ``configmaps``, Jobs going to ``sink``.
+    """The real Dispatcher on topology ``prefix`` with the ConfigMap definitions ``configmaps``, Jobs going to ``sink``
+    (after their silence, with ``silences``).
 
     Retries as the subprocess tests have them (tests.conftest.TEST_RETRY_DELAYS, ``max_attempts``),
     unless ``retry`` says otherwise. Stopped, with its links, when the block ends.
@@ -185,7 +193,7 @@ async def running_dispatcher(
     catalog.replace_configmaps(configmaps)
     catalog.replace_operarii([])
     rules = JobRules(load(DispatcherSettings, {}).job_ttl_s, "default")
-    dispatcher = Dispatcher(broker, Handler(catalog, sink, rules), prefetch, retry)
+    dispatcher = Dispatcher(broker, Handler(catalog, sink, rules, None, silences), prefetch, retry)
     ingest = BrokerLink(broker)
     stop = asyncio.Event()
     with log_events() as log:

@@ -20,8 +20,9 @@ from kubernetes import client
 from dispatcher.jobs import JobCreator
 from dispatcher.results import Failure
 from shared.settings import KubeSettings
+from tests.conftest import reference_alert_bytes, reference_configmap
 from tests.harness import webhook
-from tests.helpers import alerts, definition, expected, instances
+from tests.helpers import alerts, definition, expected, instances, job_definition, job_env
 from tests.inprocess import RecordingSink, running_dispatcher
 from tests.kube_double import KubeDouble
 
@@ -128,3 +129,46 @@ async def test_an_alert_with_no_definition_is_acknowledged_and_makes_nothing(amq
         assert dict(running.dispatcher.outcomes) == {"no_definition": 3}
         assert await running.dead_depth() == 0
     assert sink.calls == 0
+
+
+async def test_a_group_with_resolved_alerts_gets_one_job_per_alert_from_its_own_status(amqp_url: str, prefix: str) -> None:
+    # Given a definition for DiskFull firing and one for DiskFull resolved
+    configmaps = [
+        {"metadata": {"name": f"openfero-diskfull-{status}", "labels": {"app": "openfero"}}, "data": {"DiskFull": job_definition(f"disk-{status}", f"fix-{status}")}}
+        for status in ("firing", "resolved")
+    ]
+    alerts = [
+        {"labels": {"alertname": "DiskFull", "node": f"n{i}"}, "status": "resolved" if i % 4 == 0 else "firing", "startsAt": "2025-01-01T00:00:00Z"}
+        for i in range(24)
+    ]
+    sink = RecordingSink()
+    async with running_dispatcher(amqp_url, prefix, configmaps, sink) as running:
+        # When one webhook of a firing group carries both
+        assert await running.post(json.dumps({"status": "firing", "alerts": alerts}).encode()) == 24
+        await running.settled(24)
+    # Then each alert's Job comes from the definition of its own status
+    by_node = {job_env(job)["OPENFERO_NODE"]: job for job in sink.jobs}
+    assert len(by_node) == 24
+    for a in alerts:
+        job = by_node[a["labels"]["node"]]
+        assert job["metadata"]["name"].startswith(f"disk-{a['status']}-")
+        assert job["spec"]["template"]["spec"]["containers"][0]["image"] == f"fix-{a['status']}"
+        assert job["metadata"]["labels"]["openfero.io/status"] == a["status"]
+
+
+async def test_an_undecodable_message_is_dead_lettered_and_the_next_alert_handled(amqp_url: str, prefix: str) -> None:
+    sink = RecordingSink()
+    async with running_dispatcher(amqp_url, prefix, [reference_configmap()], sink) as running:
+        # Given a message no ingest wrote
+        await running.publish_raw(b"\x00 not json")
+        await running.settled(1)
+        # When an alert follows it
+        await running.post(reference_alert_bytes())
+        await running.settled(2)
+        [dead] = await running.dead_letters()
+        [logged] = running.events("message.dead")
+    # Then the poison is a dead letter that says why, and the alert has its Job
+    assert dead.body == b"\x00 not json"
+    assert (dead.headers["openfero-error-class"], dead.headers["openfero-dead-reason"]) == ("InvalidEnvelope", "permanent")
+    assert "undecodable message" in logged["msg"]
+    assert len(sink.jobs) == 1 and job_env(sink.jobs[0])["OPENFERO_ALERTNAME"] == "KubeQuotaAlmostFull"

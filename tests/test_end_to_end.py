@@ -6,18 +6,15 @@ real broker and the Kubernetes API double.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 
-import aio_pika
 import pytest
 
-from shared.topology import Names
 from tests.conftest import reference_alert_bytes, reference_configmap, wait_for
-from tests.harness import Pipeline, dead_letters, get_status, queue_depths
+from tests.harness import Pipeline, get_status, queue_depths
 from tests.kube_double import KubeDouble
-from tests.helpers import REFERENCE_ENV
+from tests.helpers import REFERENCE_ENV, job_definition, job_env
 
 pytestmark = pytest.mark.e2e
 
@@ -26,18 +23,6 @@ pytestmark = pytest.mark.e2e
 def pipeline(processes, service_env, tmp_path, kube: KubeDouble) -> Pipeline:
     kube.apply("configmaps", "default", reference_configmap())
     return Pipeline(processes, service_env, tmp_path)
-
-
-def containers_env(job: dict) -> dict[str, str]:
-    [container] = job["spec"]["template"]["spec"]["containers"]
-    return {e["name"]: e["value"] for e in container["env"]}
-
-
-def job_definition(name: str, image: str) -> str:
-    return (
-        f"apiVersion: batch/v1\nkind: Job\nmetadata: {{name: {name}}}\n"
-        f"spec: {{template: {{spec: {{restartPolicy: Never, containers: [{{name: c, image: {image}}}]}}}}}}"
-    )
 
 
 @pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
@@ -51,7 +36,7 @@ def test_the_reference_alert_becomes_the_reference_job(processes, service_env, t
     assert container["name"] == "python-job"
     assert container["image"] == "ubuntu:latest"
     assert container["args"] == ["bash", "-c", 'echo "Hallo Welt"']
-    assert containers_env(job) == REFERENCE_ENV
+    assert job_env(job) == REFERENCE_ENV
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
     assert job["metadata"]["name"].startswith("openfero-kubequotaalmostfull-firing-")
     # the Job exists a moment before the dispatcher has logged it
@@ -62,29 +47,6 @@ def test_the_reference_alert_becomes_the_reference_job(processes, service_env, t
     [configured] = pipeline.dispatcher.events("dispatcher.configured")
     [starting] = pipeline.ingest.events("ingest.starting")
     assert configured["event_loop"] == starting["event_loop"] == event_loop
-
-
-def test_a_group_with_resolved_alerts_gets_one_job_per_alert_from_its_own_status(pipeline: Pipeline, kube: KubeDouble) -> None:
-    for status in ("firing", "resolved"):
-        kube.apply(
-            "configmaps",
-            "default",
-            {"metadata": {"name": f"openfero-diskfull-{status}", "labels": {"app": "openfero"}}, "data": {"DiskFull": job_definition(f"disk-{status}", f"fix-{status}")}},
-        )
-    alerts = [
-        {"labels": {"alertname": "DiskFull", "node": f"n{i}"}, "status": "resolved" if i % 4 == 0 else "firing", "startsAt": "2025-01-01T00:00:00Z"}
-        for i in range(24)
-    ]
-    status, _ = pipeline.post(json.dumps({"status": "firing", "alerts": alerts}).encode())
-    assert status == 200
-    jobs = wait_for(lambda: len(kube.jobs()) == 24 and kube.jobs(), what="24 Jobs")
-    by_node = {containers_env(j)["OPENFERO_NODE"]: j for j in jobs}
-    assert len(by_node) == 24
-    for a in alerts:
-        job = by_node[a["labels"]["node"]]
-        assert job["metadata"]["name"].startswith(f"disk-{a['status']}-")
-        assert job["spec"]["template"]["spec"]["containers"][0]["image"] == f"fix-{a['status']}"
-        assert job["metadata"]["labels"]["openfero.io/status"] == a["status"]
 
 
 def test_a_definition_added_while_running_is_used_for_the_next_alert(pipeline: Pipeline, kube: KubeDouble) -> None:
@@ -101,27 +63,7 @@ def test_a_definition_added_while_running_is_used_for_the_next_alert(pipeline: P
     second = {"alerts": [{"labels": {"alertname": "NewThing", "n": "2"}}]}
     assert pipeline.post(json.dumps(second).encode())[0] == 200
     [job] = wait_for(kube.jobs, what="the Job")
-    assert containers_env(job)["OPENFERO_N"] == "2"
-
-
-def test_an_undecodable_message_does_not_stop_the_worker(pipeline: Pipeline, kube: KubeDouble, amqp_url: str, prefix: str) -> None:
-    async def publish_poison() -> None:
-        connection = await aio_pika.connect(amqp_url)
-        channel = await connection.channel()
-        exchange = await channel.get_exchange(Names(prefix).exchange)
-        await exchange.publish(aio_pika.Message(b"\x00 not json"), routing_key="alert")
-        await connection.close()
-
-    asyncio.run(publish_poison())
-    wait_for(lambda: "undecodable message" in pipeline.dispatcher.logs(), what="poison logged")
-    assert pipeline.post(reference_alert_bytes())[0] == 200
-    wait_for(kube.jobs, what="a Job after the poison message")
-    assert pipeline.dispatcher.proc.poll() is None
-    [dead] = dead_letters(amqp_url, prefix)
-    assert dead.body == b"\x00 not json"
-    assert dead.headers["openfero-error-class"] == "InvalidEnvelope"
-    assert dead.headers["openfero-dead-reason"] == "permanent"
-    assert queue_depths(amqp_url, prefix) == {"work": 0, "dead": 0}
+    assert job_env(job)["OPENFERO_N"] == "2"
 
 
 def test_bad_input_leaves_the_real_service_healthy(pipeline: Pipeline) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
@@ -15,8 +16,7 @@ from shared.topology import DEAD_ROUTING_KEY, Names
 from tests.conftest import ROOT, wait_for
 from tests.harness import Pipeline, broker_call, queue_depths, webhook
 from tests.helpers import alerts, definition, expected, instances, openfero, openfero_json
-
-pytestmark = pytest.mark.e2e
+from tests.inprocess import RecordingSink, running_dispatcher
 
 
 @pytest.fixture
@@ -27,6 +27,7 @@ def env(double_env) -> dict[str, str]:
 BROKEN = "kind: Job\nspec: [unclosed"
 
 
+@pytest.mark.e2e
 def test_after_a_definition_is_fixed_dlq_replay_creates_exactly_their_jobs(processes, env, tmp_path, kube_double, amqp_url, prefix) -> None:
     # Given a broken definition that sends its alerts to the dead-letter queue
     kube_double.apply("configmaps", "default", definition("Broken", BROKEN))
@@ -70,7 +71,7 @@ def _fill_dead_letter_queue(amqp_url: str, prefix: str, count: int) -> set[str]:
     async def publish(channel: aio_pika.abc.AbstractChannel) -> None:
         exchange = await channel.get_exchange(Names(prefix).exchange)
         for start in range(0, count, 500):
-            await __import__("asyncio").gather(
+            await asyncio.gather(
                 *(
                     exchange.publish(
                         aio_pika.Message(e.to_json(), message_id=e.id, headers={"openfero-attempts": 8, "openfero-error": "x"}),
@@ -95,6 +96,7 @@ def _ids(amqp_url: str, queue: str) -> list[str]:
     return broker_call(amqp_url, drain)
 
 
+@pytest.mark.e2e
 def test_a_dlq_replay_killed_halfway_loses_nothing_and_a_second_run_finishes(env, amqp_url, prefix, processes, tmp_path) -> None:
     # Given a pipeline (for the topology) and 2000 dead letters
     Pipeline(processes, env, tmp_path, dispatchers=0)
@@ -136,45 +138,52 @@ def _still_dead(amqp_url: str, names: Names) -> list[str]:
     return broker_call(amqp_url, peek)
 
 
-def test_replay_from_the_archive_over_a_window(processes, env, tmp_path, kube_double, amqp_url, prefix) -> None:
-    kube_double.apply("configmaps", "default", definition("Broken"))
-    pipeline = Pipeline(processes, env, tmp_path)
-    # Given three webhooks, received one after the other
-    for n in range(3):
-        assert pipeline.post(webhook(alerts(3, start=n * 3)))[0] == 200
-        time.sleep(1.2)
-    wait_for(lambda: len(kube_double.jobs()) == 9, what="9 Jobs")
-    received = sorted({e["receivedAt"] for e in _archived(env)})
-    assert len(received) == 3  # one time per webhook
-    window = ["--since", received[1], "--until", received[2]]
+async def test_replay_from_the_archive_over_a_window(amqp_url, prefix) -> None:
+    env = {"OPENFERO_AMQP_URL": amqp_url, "OPENFERO_QUEUE_PREFIX": prefix}
 
-    # --dry-run says what the window holds and changes nothing; the edges are [since, until)
-    dry = openfero_json(env, "replay", *window, "--dry-run")
-    assert sorted(a["id"] for a in dry["alerts"]) == sorted(e["id"] for e in _archived(env) if e["receivedAt"] == received[1])
-    assert dry["matched"] == 3 and dry["done"] == 0
-    time.sleep(0.5)
-    assert queue_depths(amqp_url, prefix)["work"] == 0 and not pipeline.dispatcher.events("job.duplicate")
+    async def replay(*args: str) -> dict:
+        return await asyncio.to_thread(openfero_json, env, "replay", *args)
 
-    # filters select exactly
-    by_label = openfero_json(env, "replay", "--since", received[0], "--label", "instance=i4", "--dry-run")
-    assert [a["fingerprint"] for a in by_label["alerts"]] == [_fingerprint_of(env, "i4")]
-    assert openfero_json(env, "replay", "--since", received[0], "--fingerprint", _fingerprint_of(env, "i7"), "--dry-run")["matched"] == 1
-    assert openfero_json(env, "replay", "--since", received[0], "--alertname", "Nope", "--dry-run")["matched"] == 0
-    assert openfero_json(env, "replay", "--since", received[0], "--status", "resolved", "--dry-run")["matched"] == 0
-    assert openfero_json(env, "replay", "--since", received[0], "--dry-run")["matched"] == 9
+    sink = RecordingSink()
+    async with running_dispatcher(amqp_url, prefix, [definition("Broken")], sink) as running:
+        # Given three webhooks, received one after the other
+        for n in range(3):
+            await running.post(webhook(alerts(3, start=n * 3)))
+            await asyncio.sleep(1.2)
+        await running.settled(9)
+        archived = await asyncio.to_thread(_archived, env)
+        received = sorted({e["receivedAt"] for e in archived})
+        assert len(received) == 3  # one time per webhook
+        window = ["--since", received[1], "--until", received[2]]
 
-    # replaying what already ran creates nothing new, twice over
-    for run in (1, 2):
-        assert openfero_json(env, "replay", *window)["done"] == 3
-        wait_for(lambda run=run: len(pipeline.dispatcher.events("job.duplicate")) == 3 * run, what="duplicates suppressed")
-    assert len(kube_double.jobs()) == 9
-    # --force runs the remediation again, with new names
-    forced = openfero_json(env, "replay", *window, "--force")
-    assert forced["done"] == 3 and forced["run_id"]
-    wait_for(lambda: len(kube_double.jobs()) == 12, what="3 new Jobs")
-    again = [j for j in kube_double.jobs() if j["metadata"]["annotations"].get("openfero.io/run-id") == forced["run_id"]]
-    assert sorted(instances_of(again)) == ["i3", "i4", "i5"]
-    assert queue_depths(amqp_url, prefix) == {"work": 0, "dead": 0}
+        # --dry-run says what the window holds and changes nothing; the edges are [since, until)
+        dry = await replay(*window, "--dry-run")
+        assert sorted(a["id"] for a in dry["alerts"]) == sorted(e["id"] for e in archived if e["receivedAt"] == received[1])
+        assert dry["matched"] == 3 and dry["done"] == 0
+        await asyncio.sleep(0.5)
+        assert (await running.depths())["work"] == 0 and not running.events("job.duplicate")
+
+        # filters select exactly
+        by_label = await replay("--since", received[0], "--label", "instance=i4", "--dry-run")
+        assert [a["fingerprint"] for a in by_label["alerts"]] == [_fingerprint_of("i4")]
+        assert (await replay("--since", received[0], "--fingerprint", _fingerprint_of("i7"), "--dry-run"))["matched"] == 1
+        assert (await replay("--since", received[0], "--alertname", "Nope", "--dry-run"))["matched"] == 0
+        assert (await replay("--since", received[0], "--status", "resolved", "--dry-run"))["matched"] == 0
+        assert (await replay("--since", received[0], "--dry-run"))["matched"] == 9
+
+        # replaying what already ran creates nothing new, twice over
+        for run in (1, 2):
+            assert (await replay(*window))["done"] == 3
+            await running.settled(9 + 3 * run)
+            assert len(running.events("job.duplicate")) == 3 * run
+        assert len(sink.jobs) == 9
+        # --force runs the remediation again, with new names
+        forced = await replay(*window, "--force")
+        assert forced["done"] == 3 and forced["run_id"]
+        await running.settled(18)
+        assert await running.dead_depth() == 0
+    again = [j for j in sink.jobs if j["metadata"]["annotations"].get("openfero.io/run-id") == forced["run_id"]]
+    assert len(sink.jobs) == 12 and sorted(instances_of(again)) == ["i3", "i4", "i5"]
 
 
 def instances_of(jobs: list[dict]) -> list[str]:
@@ -187,7 +196,7 @@ def _archived(env: dict[str, str]) -> list[dict]:
     return [{"id": a["id"], "receivedAt": a["when"], "fingerprint": a["fingerprint"]} for a in found]
 
 
-def _fingerprint_of(env: dict[str, str], instance: str) -> str:
+def _fingerprint_of(instance: str) -> str:
     from shared.envelope import fingerprint
 
     return fingerprint({"alertname": "Broken", "instance": instance})
@@ -195,8 +204,6 @@ def _fingerprint_of(env: dict[str, str], instance: str) -> str:
 
 def test_dead_letters_are_replayed_and_purged_by_message_id(env, amqp_url, prefix) -> None:
     # Given three dead letters (the exchange and queues declared as the services declare them)
-    import asyncio
-
     from shared.topology import declare
 
     async def declared() -> None:

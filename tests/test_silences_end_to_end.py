@@ -161,20 +161,6 @@ def test_openfero_killed_mid_remediation_leaves_a_silence_that_ends_by_itself(pr
     assert time.time() >= ended.timestamp()
 
 
-def test_alertmanager_down_when_the_job_should_start_is_retried_on_the_broker(processes, double_env, tmp_path, kube_double: KubeDouble, pager: Pager, setups) -> None:
-    setup = Setup(processes, double_env, tmp_path, kube_double, pager, OPENFERO_RETRY_MAX_ATTEMPTS="30")
-    setups.append(setup)
-    # Given no Alertmanager answering, an alert posted straight to ingest
-    assert setup.pipeline.post(_webhook(ALERT))[0] == 200
-    retries = wait_for(lambda: len(setup.pipeline.dispatcher_events("message.retry")) >= 2 and setup.pipeline.dispatcher_events("message.retry"), what="retries")
-    assert {r["error_class"] for r in retries} == {"AlertmanagerUnavailable"}
-    assert kube_double.jobs() == []  # never a Job without its silence
-    # When Alertmanager starts, the next retry makes the silence, then the Job
-    [am] = setup.start_alertmanagers()
-    job = setup.job()
-    assert [s["id"] for s in am.silences()] == [silence_of(job)]
-
-
 def test_two_alertmanagers_in_a_cluster(processes, double_env, tmp_path, kube_double: KubeDouble, pager: Pager, setups) -> None:
     setup = Setup(processes, double_env, tmp_path, kube_double, pager, peers=2)
     setups.append(setup)

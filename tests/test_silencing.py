@@ -1,12 +1,14 @@
 """The silence before the Job, against the real Alertmanager (Debian's 0.25) and the Kubernetes API double.
 
-The handler runs in process; Alertmanager is the real one, started per
+The handler (or, where the broker's retries matter, the whole dispatcher:
+tests.inprocess) runs in process; Alertmanager is the real one, started per
 test on loopback (tests.alertmanager), so every silence it keeps is one
 this test made.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,13 +19,17 @@ import pytest
 from kubernetes import client
 
 from dispatcher.alertmanager import Alertmanagers
+from dispatcher.jobs import JobCreator
 from dispatcher.metrics import SILENCE_CREATE_FAILURES, SILENCES_CREATED, SILENCES_EXPIRED_EARLY
 from dispatcher.results import Failure, Kind, Result
+from dispatcher.silencing import SilenceKeeper
 from shared.envelope import envelopes_from_webhook
-from shared.settings import AlertmanagerSettings
+from shared.settings import AlertmanagerSettings, KubeSettings
 from tests.alertmanager import Alertmanager, routes
-from tests.conftest import free_port
+from tests.conftest import async_wait_for, free_port
+from tests.harness import webhook
 from tests.helpers import SilencingHandler, counter, quota_alert, silenced_configmap
+from tests.inprocess import running_dispatcher
 from tests.kube_double import KubeDouble
 
 # A bcrypt hash of "silence-please" (cost 4), for Alertmanager's --web.config.file.
@@ -356,3 +362,29 @@ async def test_the_silence_never_matches_a_neighbour(am: Alertmanager) -> None:
     assert {name: by(labels) for name, labels in neighbours.items()} == {name: [] for name in neighbours}
     # The edge of equality on every label: the same labels plus more match too (documented)
     assert by(superset) == [ids["hostile"]]
+
+
+async def test_alertmanager_down_when_the_job_should_start_is_retried_on_the_broker(kube_double: KubeDouble, api: client.ApiClient, amqp_url: str, prefix: str, tmp_path: Path) -> None:
+    # Given no Alertmanager answering where the dispatcher looks for one
+    port = free_port()
+    creator = JobCreator(api, KubeSettings(job_namespace="default", request_timeout_s=2), concurrency=2)
+    alertmanagers = Alertmanagers(AlertmanagerSettings(urls=f"http://127.0.0.1:{port}", timeout_s=1))
+    keeper = SilenceKeeper(alertmanagers, creator.annotations, "default", 900, 60)
+    am = None
+    try:
+        async with running_dispatcher(amqp_url, prefix, [silenced_configmap()], creator, max_attempts=30, silences=keeper) as running:
+            # When an alert arrives, it is retried on the broker, and never a Job without its silence
+            await running.post(webhook([{"labels": {"alertname": "KubeQuotaAlmostFull", "namespace": "shop"}, "startsAt": "2026-01-01T00:00:00Z"}]))
+            retries = await async_wait_for(lambda: len(running.events("message.retry")) >= 2 and running.events("message.retry"), what="retries")
+            assert {r["error_class"] for r in retries} == {"AlertmanagerUnavailable"}
+            assert kube_double.jobs() == []
+            # Then once Alertmanager starts, the next retry makes the silence, then the Job
+            am = await asyncio.to_thread(lambda: Alertmanager(tmp_path / "am", routes("http://127.0.0.1:9/alerts", "http://127.0.0.1:9/page"), port=port).start())
+            await running.settled(1)
+        [job] = kube_double.jobs()
+        assert [s["id"] for s in am.silences()] == [job["metadata"]["annotations"]["openfero.io/silence-id"]]
+    finally:
+        await alertmanagers.close()
+        creator.close()
+        if am is not None:
+            am.close()
