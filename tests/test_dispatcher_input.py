@@ -26,8 +26,7 @@ from dispatcher.rendering import JobRules
 from dispatcher.retrying import RetryPolicy
 from openfero.cli import main as openfero_main
 from shared.envelope import envelopes_from_webhook
-from shared.settings import BrokerSettings
-from shared.topology import ALERT_ROUTING_KEY, Names, declare, delete
+from shared.topology import ALERT_ROUTING_KEY, Names
 from tests.conftest import DEFINITIONS, ROOT, reference_alert_bytes, reference_configmap
 from tests.inprocess import RecordingSink, running_dispatcher
 
