@@ -33,6 +33,7 @@ from shared.settings import (
     SERVICE_ACCOUNT_NAMESPACE_FILE,
     RetrySettings,
     ServiceSettings,
+    StormSettings,
     SettingsError,
     help_epilog,
     load,
@@ -209,6 +210,7 @@ async def _serve(
     tracking: OutcomeTracking | None = None
     keeper = None
     alertmanagers = None
+    storm = None
     closers: list[Any] = []
     if kube.definitions_path and settings.dry_run:
         load_files(Path(kube.definitions_path), catalog)
@@ -243,6 +245,16 @@ async def _serve(
             )
             if outcomes.track:
                 tracking = OutcomeTracking(api_client, kube, broker, outcomes, catalog, status, SilenceEnder(alertmanagers))
+            # -- storm control (dispatcher.storming): its Job watch, guard and wait leader --------
+            from dispatcher.leading import LeaseTimes
+            from dispatcher.storming import StormControl
+
+            lease_namespace = kube.own_namespace or (SERVICE_ACCOUNT_NAMESPACE_FILE.read_text().strip() if SERVICE_ACCOUNT_NAMESPACE_FILE.exists() else "")
+            storm = StormControl(
+                api_client, kube.job_namespace, lease_namespace or kube.definitions_namespace, broker, load(StormSettings),
+                LeaseTimes.from_settings(outcomes), kube.request_timeout_s, kube.watch_timeout_s,
+            )
+            # -- end of storm control ------------------------------------------------------------
         log.info(
             "dispatcher configured",
             extra={
@@ -265,17 +277,21 @@ async def _serve(
             )
     freeze_startup_heap()
     try:
-        if await _wait_synced(catalog, stop):
+        if storm is not None:
+            storm.start(stop)
+        if await _wait_synced(catalog, stop) and (storm is None or await storm.synced(stop)):
             if tracking is not None:
                 tracking.start(stop)
             rules = JobRules(settings.job_ttl_s, kube.job_namespace, forbidden_accounts, track_outcomes=tracking is not None)
-            handler = Handler(catalog, sink, rules, status, keeper)
+            handler = Handler(catalog, sink, rules, status, keeper, storm.guard if storm is not None else None)
             dispatcher = Dispatcher(broker, handler, settings.prefetch, retry, settings.stall_s)
             health.dispatcher = dispatcher
             await dispatcher.run(stop, exit_when_idle_s, service.shutdown_grace_s)
     finally:
         if tracking is not None:
             await tracking.close()
+        if storm is not None:
+            await storm.close()
         if alertmanagers is not None:
             await alertmanagers.close()
         for close in closers:
@@ -319,7 +335,7 @@ async def _serve_metrics(addr: HostPort, health: Health) -> web.AppRunner:
 
 @click.command(
     "dispatcher",
-    epilog=help_epilog(BrokerSettings, KubeSettings, DispatcherSettings, OutcomeSettings, AlertmanagerSettings, RetrySettings, ServiceSettings),
+    epilog=help_epilog(BrokerSettings, KubeSettings, DispatcherSettings, OutcomeSettings, AlertmanagerSettings, StormSettings, RetrySettings, ServiceSettings),
     context_settings={"max_content_width": 100},
 )
 @click.option("--dry-run", is_flag=True, default=None, help="Print Jobs as YAML instead of creating them.")

@@ -50,6 +50,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from kubernetes.client import ApiClient
+from prometheus_client import Gauge
 
 from dispatcher.metrics import LEADER
 from dispatcher.requesting import Answer, Unreachable, call
@@ -77,7 +78,8 @@ class LeaseTimes:
 
 
 class LeaderElector:
-    def __init__(self, api_client: ApiClient, namespace: str, name: str, identity: str, times: LeaseTimes, timeout_s: float):
+    def __init__(self, api_client: ApiClient, namespace: str, name: str, identity: str, times: LeaseTimes, timeout_s: float, gauge: Gauge = LEADER):
+        self.gauge = gauge  # 1 while leading: each Lease has a gauge of its own
         self.api_client = api_client
         self.namespace = namespace
         self.name = name
@@ -126,13 +128,13 @@ class LeaderElector:
         self.terms += 1
         self.following.clear()
         self.leading.set()
-        LEADER.set(1)
+        self.gauge.set(1)
         log.info("leading: this dispatcher follows the Jobs", extra={"event": "leader.elected", "lease": f"{self.namespace}/{self.name}", "identity": self.identity})
 
     def _stop_leading(self, why: str, warn: bool = True) -> None:
         self.leading.clear()
         self.following.set()
-        LEADER.set(0)
+        self.gauge.set(0)
         log.log(logging.WARNING if warn else logging.INFO, "stopped leading: %s", why, extra={"event": "leader.lost", "lease": f"{self.namespace}/{self.name}", "reason": why})
 
     async def _attempt(self) -> bool:

@@ -41,6 +41,7 @@ import pydantic
 from kubernetes.client import V1Job
 
 from dispatcher.definitions import Definition
+from dispatcher.storm import ANNOTATION_TARGET, InvalidStormRule, StormRules
 from dispatcher.naming import MAX_NAME, dns_label, env_collisions, env_name, group_key_label, label_value
 from dispatcher.templating import MissingValue, TemplateError, is_template, render_tree
 from shared.durations import parse_duration
@@ -101,6 +102,8 @@ class RenderedJob:
     name: str
     body: dict[str, Any]
     dropped_fields: list[str] = field(default_factory=list)
+    storm: StormRules = field(default_factory=StormRules)  # what the definition asks of storm control
+    target: str = ""  # the target the alert is for, by the definition's target key
 
 
 # Where the kubelet expands $(VAR): a container's command, args, env values and subPathExpr,
@@ -184,6 +187,10 @@ def render(definition: Definition, envelope: Envelope, rules: JobRules, run_id: 
     except ValueError as exc:
         raise RenderError(f"{where}: annotation {ANNOTATION_RERUN_AFTER}: {exc}") from None
     name = job_name(str(base), envelope, rerun_after_s, run_id)
+    try:
+        storm = StormRules.of({**definition.annotations, **{str(k): str(v) for k, v in (metadata.get("annotations") or {}).items()}})
+    except InvalidStormRule as exc:
+        raise RenderError(f"{where}: {exc}") from None
     metadata["name"] = name
     metadata.pop("namespace", None)  # the dispatcher decides where Jobs go
     if rules.track_outcomes:
@@ -215,6 +222,9 @@ def render(definition: Definition, envelope: Envelope, rules: JobRules, run_id: 
     )
     if run_id:
         annotations[ANNOTATION_RUN_ID] = run_id
+    target = storm.target(alert.labels)
+    if target:
+        annotations[ANNOTATION_TARGET] = target
 
     spec = _mapping(job, "spec", where)
     spec.setdefault("ttlSecondsAfterFinished", rules.default_ttl_s)
@@ -239,7 +249,7 @@ def render(definition: Definition, envelope: Envelope, rules: JobRules, run_id: 
         if size - injected <= MAX_RENDERED_BYTES:
             raise Refused(f"{where}: {message}, because of the alert's labels", "too_large")
         raise RenderError(f"{where}: {message}")
-    return RenderedJob(name=name, body=body, dropped_fields=dropped)
+    return RenderedJob(name=name, body=body, dropped_fields=dropped, storm=storm, target=target)
 
 
 # Where a Job runs and with which rights is the definition's to say, never an alert's.

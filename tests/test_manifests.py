@@ -106,14 +106,16 @@ DISPATCHER_NAMESPACE_GRANTS = {
     ("openfero.io", "operariuses", "watch", "*"),
     ("openfero.io", "operariuses/status", "update", "*"),  # resourceVersion-checked replaces
     ("", "events", "create", "*"),  # RemediationSucceeded / RemediationFailed / RemediationDeleted
-    ("coordination.k8s.io", "leases", "create", "*"),  # the outcome leader's Lease, the first time
+    ("coordination.k8s.io", "leases", "create", "*"),  # the outcome and wait leaders' Leases, the first time
     ("coordination.k8s.io", "leases", "get", "openfero-outcomes"),
     ("coordination.k8s.io", "leases", "update", "openfero-outcomes"),
+    ("coordination.k8s.io", "leases", "get", "openfero-storm"),  # storm control's wait leader
+    ("coordination.k8s.io", "leases", "update", "openfero-storm"),
 }
 JOB_NAMESPACE_GRANTS = {
     ("batch", "jobs", "create", "*"),
     ("batch", "jobs", "get", "*"),
-    ("batch", "jobs", "list", "*"),  # the outcome leader follows the Jobs
+    ("batch", "jobs", "list", "*"),  # the outcome leader follows the Jobs; every dispatcher's storm control counts them
     ("batch", "jobs", "watch", "*"),
     ("batch", "jobs", "patch", "*"),  # marks an outcome, removes the finalizer
 }
@@ -130,7 +132,7 @@ def test_the_lease_the_role_names_is_the_one_the_shipped_prefix_makes() -> None:
 
     settings = yaml.safe_load((ROOT / "k8s" / "base" / "settings.yaml").read_text())["data"]
     named = {n for (_, r, _, n) in DISPATCHER_NAMESPACE_GRANTS if r == "leases" and n != "*"}
-    assert named == {dns_label(f"{settings['OPENFERO_QUEUE_PREFIX']}-outcomes")}
+    assert named == {dns_label(f"{settings['OPENFERO_QUEUE_PREFIX']}-{leader}") for leader in ("outcomes", "storm")}
 
 
 # -- the Go original's CRD -----------------------------------------------------------------

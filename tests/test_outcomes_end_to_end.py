@@ -54,10 +54,10 @@ def jobs_by_target(kube: KubeDouble) -> dict[str, str]:
 
 def check_rbac(kube: KubeDouble, prefix: str) -> None:
     """Every request was one the shipped Roles allow, and every grant was used."""
-    lease = dns_label(f"{prefix}-outcomes")
+    leases = {dns_label(f"{prefix}-{leader}"): f"openfero-{leader}" for leader in ("outcomes", "storm")}
     asked = set()
     for verb, group, resource, name in kube.authorized:
-        granted_name = "openfero-outcomes" if resource == "leases" and name == lease and verb != "create" else "*"
+        granted_name = leases[name] if resource == "leases" and name in leases and verb != "create" else "*"
         asked.add((group, resource, verb, granted_name))
     grants = DISPATCHER_NAMESPACE_GRANTS | JOB_NAMESPACE_GRANTS
     assert asked - grants == set(), "asked for what the Roles do not grant"
