@@ -271,7 +271,7 @@ class StormControl:
         self.link = BrokerLink(broker)
         self.leader = WaitLeader(self.link, self.book, self.guard, settings.wait_window, settings.transit_s)
         self.lease = f"{lease_namespace}/{dns_label(f'{broker.queue_prefix}-storm')}"
-        self.elector = LeaderElector(api_client, lease_namespace, dns_label(f"{broker.queue_prefix}-storm"), WORKER, lease_times, timeout_s, gauge=WAIT_LEADER)
+        self.elector = LeaderElector(api_client, lease_namespace, dns_label(f"{broker.queue_prefix}-storm"), WORKER, lease_times, timeout_s, gauge=WAIT_LEADER, role="wait_leader", duty="releases waiting alerts")
         self.stop = asyncio.Event()
         self.tasks: list[asyncio.Task[Any]] = []
         self.watch: Any = None

@@ -127,7 +127,7 @@ class Storm:
             link = BrokerLink(broker)
             leader = WaitLeader(link, book, guard, tick_s=0.2)
             leader_box.append(leader)
-            elector = LeaderElector(api, "default", f"{broker.queue_prefix}-storm", f"dispatcher-{i}", LeaseTimes(2, 1.5, 0.2), 2.0, gauge=WAIT_LEADER)
+            elector = LeaderElector(api, "default", f"{broker.queue_prefix}-storm", f"dispatcher-{i}", LeaseTimes(2, 1.5, 0.2), 2.0, gauge=WAIT_LEADER, role="wait_leader", duty="releases waiting alerts")
             self.parts.append({"book": book, "guard": guard, "dispatcher": dispatcher, "leader": leader, "elector": elector, "link": link})
             self.closers.append(creator.close)
 
