@@ -150,3 +150,19 @@ def test_decide_acknowledges_a_suppressed_alert_and_sets_waiting_and_parked_ones
     parked = decide(Result(Kind.PARKED, hold=Hold("ns/cm/Key", why="breaker")), 1, policy, {h.WAITING_SINCE: "before"}, "now", "w")
     assert isinstance(parked, SetAside) and parked.routing_key == "parked"
     assert parked.headers[h.PARKED_AT] == "now" and parked.headers[h.WAITING_SINCE] == "before" and h.LIMIT not in parked.headers
+
+
+def test_an_operariuss_storm_control_maps_onto_the_configmap_forms_annotations() -> None:
+    from dispatcher.operarii import Operarius
+
+    operarius = Operarius.from_resource(
+        {
+            "metadata": {"name": "restart", "namespace": "openfero", "annotations": {"openfero.io/concurrency": "9"}},
+            "spec": {
+                "alertSelector": {"alertname": "KubePodCrashLooping"},
+                "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}}},
+                "stormControl": {"concurrency": 2, "targetKey": ["namespace", "pod"], "cooldown": "5m", "breaker": {"failures": 4, "cooldown": 300}},
+            },
+        }
+    )
+    assert StormRules.of(operarius.definition.annotations) == StormRules(2, ("namespace", "pod"), 300.0, 4, 300.0)
