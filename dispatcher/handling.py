@@ -26,7 +26,8 @@ from dispatcher.metrics import OTHER, alertname_label
 from dispatcher.naming import env_collisions
 from dispatcher.rendering import JobRules, Refused, RenderError, RenderedJob, render
 from dispatcher.results import INVALID_ENVELOPE, RENDER_ERROR, Failure, Hold, Kind, Result
-from dispatcher.storm import Gate
+from dispatcher.requesting import Unreachable
+from dispatcher.storm import Gate, Verdict
 from dispatcher.storming import StormGuard
 from dispatcher.silencing import SilenceFailure, SilenceKeeper
 from shared.envelope import Envelope, InvalidEnvelope
@@ -186,6 +187,15 @@ class Handler:
             )
         if self.storm is not None:
             verdict = self.storm.verdict(known.definition, job, admitted)
+            if verdict.gate is Gate.GO and verdict.trial:
+                try:
+                    if not await self.storm.claim_trial(known.definition, job.name):
+                        verdict = Verdict(Gate.PARK)  # another dispatcher's alert is the trial
+                except Unreachable as exc:
+                    self.storm.book.unclaim(job.name)
+                    return replace(known, kind=Kind.FAILED, failure=Failure.from_api(None, f"claiming the breaker's trial: {exc}"))
+                if verdict.gate is Gate.PARK:
+                    self.storm.book.unclaim(job.name)
             if verdict.gate is Gate.SUPPRESS:
                 reason = f"alert suppressed: Job {verdict.covering_job} ran for its target within the cool-down"
                 return replace(known, kind=Kind.SUPPRESSED, reason=reason, covering_job=verdict.covering_job)

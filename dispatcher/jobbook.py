@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from dispatcher.rendering import ANNOTATION_DEFINITION
-from dispatcher.storm import ANNOTATION_TARGET
+from dispatcher.storm import ANNOTATION_TARGET, InvalidStormRule, StormRules
 
 CLAIM_TTL_S = 30.0  # a claim the watch never confirms (the create failed) is forgotten after this
 
@@ -41,8 +41,9 @@ class Entry:
     definition: str
     target: str
     created: float  # seconds since the epoch
-    ended: str = ""  # "", "Succeeded", "Failed" (deleted before finishing counts as Failed)
+    ended: str = ""  # "", "Succeeded", "Failed", "Deleted" (before it finished)
     ended_at: float | None = None
+    breaker: tuple[int, float] | None = None  # the definition's breaker when the Job was made: failures, cool-down (s)
 
     @classmethod
     def of(cls, job: dict[str, Any]) -> Entry | None:
@@ -60,8 +61,13 @@ class Entry:
                 ended = "Succeeded" if condition["type"] == "Complete" else "Failed"
                 ended_at = _epoch(condition.get("lastTransitionTime")) or time.time()
         if not ended and meta.get("deletionTimestamp"):
-            ended, ended_at = "Failed", _epoch(meta.get("deletionTimestamp")) or time.time()
-        return cls(meta.get("name", ""), definition, str(annotations.get(ANNOTATION_TARGET, "")), created, ended, ended_at)
+            ended, ended_at = "Deleted", _epoch(meta.get("deletionTimestamp")) or time.time()
+        try:
+            rules = StormRules.of(annotations)
+        except InvalidStormRule:
+            rules = StormRules()
+        breaker = (rules.breaker_failures, rules.breaker_cooldown_s) if rules.breaker_failures is not None else None
+        return cls(meta.get("name", ""), definition, str(annotations.get(ANNOTATION_TARGET, "")), created, ended, ended_at, breaker)
 
 
 class JobBook:
@@ -82,7 +88,7 @@ class JobBook:
             for name, entry in entries.items():
                 known = self._jobs.get(name) or (self._claims.get(name) or (None, 0.0))[0]
                 if known is not None and known.created < entry.created:
-                    entries[name] = Entry(name, entry.definition, entry.target, known.created, entry.ended, entry.ended_at)
+                    entries[name] = Entry(name, entry.definition, entry.target, known.created, entry.ended, entry.ended_at, entry.breaker)
             self._jobs = entries
             self._sorted = None
             for name in entries:
@@ -100,11 +106,11 @@ class JobBook:
             if event_type == "DELETED":
                 self._jobs.pop(entry.name, None)
                 ended_now = before is not None and not before.ended
-                entry = Entry(entry.name, entry.definition, entry.target, entry.created, "Failed", time.time())
+                entry = Entry(entry.name, entry.definition, entry.target, entry.created, before.ended if before and before.ended else "Deleted", time.time(), entry.breaker)
             else:
                 known = before or (self._claims.get(entry.name) or (None, 0.0))[0]
                 if known is not None and known.created < entry.created:  # the first sight is the closer figure
-                    entry = Entry(entry.name, entry.definition, entry.target, known.created, entry.ended, entry.ended_at)
+                    entry = Entry(entry.name, entry.definition, entry.target, known.created, entry.ended, entry.ended_at, entry.breaker)
                 self._jobs[entry.name] = entry
                 ended_now = bool(entry.ended) and (before is None or not before.ended)
             claimed = self._claims.pop(entry.name, None)

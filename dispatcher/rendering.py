@@ -41,7 +41,7 @@ import pydantic
 from kubernetes.client import V1Job
 
 from dispatcher.definitions import Definition
-from dispatcher.storm import ANNOTATION_TARGET, InvalidStormRule, StormRules
+from dispatcher.storm import ANNOTATION_BREAKER_COOLDOWN, ANNOTATION_BREAKER_FAILURES, ANNOTATION_TARGET, InvalidStormRule, StormRules
 from dispatcher.naming import MAX_NAME, dns_label, env_collisions, env_name, group_key_label, label_value
 from dispatcher.templating import MissingValue, TemplateError, is_template, render_tree
 from shared.durations import parse_duration
@@ -225,6 +225,10 @@ def render(definition: Definition, envelope: Envelope, rules: JobRules, run_id: 
     target = storm.target(alert.labels)
     if target:
         annotations[ANNOTATION_TARGET] = target
+    if storm.breaker_failures is not None:
+        # The wait leader reads from the ended Job what its failure does to the breaker
+        annotations[ANNOTATION_BREAKER_FAILURES] = str(storm.breaker_failures)
+        annotations[ANNOTATION_BREAKER_COOLDOWN] = f"{storm.breaker_cooldown_s:g}s"
 
     spec = _mapping(job, "spec", where)
     spec.setdefault("ttlSecondsAfterFinished", rules.default_ttl_s)

@@ -200,39 +200,55 @@ def releasable(
 class BreakerState:
     state: Breaker = Breaker.CLOSED
     failures: int = 0  # failed Jobs in a row
-    since: float = 0.0  # when it opened (seconds)
-    trial_job: str = ""  # the trial Job, once one was created
+    since: float = 0.0  # when it opened (seconds since the epoch)
+    cooldown_s: float = DEFAULT_BREAKER_COOLDOWN_S  # how long it stays open, as the definition said when it opened
+    trial_job: str = ""  # the trial Job, once one was claimed
+
+    @property
+    def parks(self) -> bool:
+        """Whether new alerts are parked: open, or trying with its one trial Job claimed."""
+        return self.state is Breaker.OPEN or (self.state is Breaker.TRIAL and bool(self.trial_job))
 
     def to_text(self) -> str:
-        return f"{self.state.value} {self.failures} {self.since:.3f} {self.trial_job}".strip()
+        return f"{self.state.value} {self.failures} {self.since:.3f} {self.cooldown_s:g} {self.trial_job}".strip()
 
     @classmethod
     def from_text(cls, text: str) -> BreakerState:
+        """A state as ``to_text`` wrote it; anything else reads as closed."""
         parts = str(text).split()
         try:
-            return cls(Breaker(parts[0]), int(parts[1]), float(parts[2]), parts[3] if len(parts) > 3 else "")
+            return cls(Breaker(parts[0]), int(parts[1]), float(parts[2]), float(parts[3]), parts[4] if len(parts) > 4 else "")
         except (IndexError, ValueError):
             return cls()
 
 
-def breaker_after(state: BreakerState, job: str, failed: bool, threshold: int, now: float) -> BreakerState:
+def breaker_after(state: BreakerState, job: str, failed: bool, threshold: int, cooldown_s: float, now: float) -> BreakerState:
     """A definition's breaker once its Job ``job`` has ended (``failed`` or not)."""
     if state.state is Breaker.TRIAL and state.trial_job:
         if job != state.trial_job:
             return state  # a Job from before it opened: only the trial decides
-        return BreakerState() if not failed else BreakerState(Breaker.OPEN, state.failures + 1, now)
+        return BreakerState() if not failed else BreakerState(Breaker.OPEN, state.failures + 1, now, cooldown_s)
     if state.state is not Breaker.CLOSED:
         return state
     if not failed:
-        return BreakerState()
+        return BreakerState() if state.failures else state
     failures = state.failures + 1
     if failures >= threshold:
-        return BreakerState(Breaker.OPEN, failures, now)
+        return BreakerState(Breaker.OPEN, failures, now, cooldown_s)
     return BreakerState(Breaker.CLOSED, failures)
 
 
-def breaker_now(state: BreakerState, cooldown_s: float, now: float) -> BreakerState:
+def breaker_now(state: BreakerState, now: float) -> BreakerState:
     """An open breaker whose cool-down has passed lets one trial Job through."""
-    if state.state is Breaker.OPEN and now - state.since >= cooldown_s:
-        return BreakerState(Breaker.TRIAL, state.failures, state.since)
+    if state.state is Breaker.OPEN and now - state.since >= state.cooldown_s:
+        return BreakerState(Breaker.TRIAL, state.failures, state.since, state.cooldown_s)
     return state
+
+
+def trial_claimed(state: BreakerState, job: str) -> BreakerState | None:
+    """The state with ``job`` as its trial; None when it is not waiting for one (another dispatcher's came first)."""
+    if state.state is Breaker.TRIAL and not state.trial_job:
+        return BreakerState(Breaker.TRIAL, state.failures, state.since, state.cooldown_s, job)
+    if state.state is Breaker.TRIAL and state.trial_job == job:
+        return state  # a redelivery of the trial's own alert
+    return None

@@ -33,7 +33,8 @@ from aio_pika.abc import AbstractIncomingMessage
 from dispatcher.jobbook import JobBook
 from dispatcher.metrics import STORM_RELEASED, STORM_WAITING, WAIT_LEADER
 from dispatcher.rendering import RenderedJob
-from dispatcher.storm import Breaker, Gate, Verdict, Waiting, gate, releasable
+from dispatcher.breaking import BreakerBoard, BreakerLeader, BreakerStore
+from dispatcher.storm import Breaker, Gate, Verdict, Waiting, gate, releasable, trial_claimed
 from shared import headers as h
 from shared.broker import BrokerLink
 from shared.confirming import publish_confirmed
@@ -52,14 +53,16 @@ class StormGuard:
         self,
         book: JobBook,
         global_per_window: int | None = None,
-        breakers: Callable[[str], Breaker] | None = None,
+        board: BreakerBoard | None = None,
+        store: BreakerStore | None = None,
         window_s: float = GLOBAL_WINDOW_S,
         clock: Callable[[], float] = time.time,
     ):
         self.book = book
         self.global_per_window = global_per_window  # None: no global limit
         self.window_s = window_s
-        self.breakers = breakers
+        self.board = board  # the breakers as the dispatcher last saw them
+        self.store = store  # where a trial is claimed
         self.clock = clock
 
     def global_full(self) -> bool:
@@ -74,12 +77,21 @@ class StormGuard:
             return Verdict(Gate.GO)
         now = self.clock()
         last = self.book.last_job(definition, job.target) if rules.cooldown_s is not None else None
-        breaker = self.breakers(definition) if self.breakers is not None and rules.breaker_failures is not None else Breaker.CLOSED
+        breaker = self.board.breaker(definition) if self.board is not None and rules.breaker_failures is not None else Breaker.CLOSED
         # A released alert took its share of the global limit when it was released.
         verdict = gate(rules, job.name, admitted, last, now, breaker, global_full=not admitted and self.global_full())
         if verdict.gate is Gate.GO:
             self.book.claim(job.name, definition, job.target)
         return verdict
+
+    async def claim_trial(self, definition: str, job: str) -> bool:
+        """Whether ``job`` is the breaker's one trial (resourceVersion-checked: of several dispatchers
+        one wins). Raises Unreachable when the API does not answer."""
+        if self.store is None:
+            return True
+        store = self.store
+        claimed = await asyncio.to_thread(store.update, definition, lambda state: trial_claimed(state, job))
+        return claimed is not None
 
 
 def _text(value: Any) -> str:
@@ -231,6 +243,27 @@ async def _first(*waits: Any) -> None:
             task.cancel()
 
 
+def watch_breakers(api_client: Any, namespace: str, name: str, board: BreakerBoard, watch_timeout_s: int) -> Any:
+    """A started watch of the breakers' ConfigMap that feeds ``board``; ``.stop()`` it."""
+    import functools
+
+    from kubernetes import client
+
+    from dispatcher.watching import ResourceWatcher
+
+    core = client.CoreV1Api(api_client)
+    watcher = ResourceWatcher(
+        "BreakerState",
+        functools.partial(core.list_namespaced_config_map, namespace, field_selector=f"metadata.name={name}"),
+        board.replace,
+        board.apply,
+        watch_timeout_s,
+        log_changes=False,
+    )
+    watcher.start()
+    return watcher
+
+
 def watch_jobs(api_client: Any, namespace: str, book: JobBook, watch_timeout_s: int) -> Any:
     """A started watch of openfero's Jobs in ``namespace`` that feeds ``book``; ``.stop()`` it."""
     import functools
@@ -257,7 +290,20 @@ class StormControl:
     """A dispatcher's storm control, assembled: the Job book and its watch, the guard, and the wait
     leader on the Lease ``<prefix>-storm`` (in the dispatchers' namespace)."""
 
-    def __init__(self, api_client: Any, job_namespace: str, lease_namespace: str, broker: Any, settings: Any, lease_times: Any, timeout_s: float, watch_timeout_s: int):
+    def __init__(
+        self,
+        api_client: Any,
+        job_namespace: str,
+        lease_namespace: str,
+        broker: Any,
+        settings: Any,
+        lease_times: Any,
+        timeout_s: float,
+        watch_timeout_s: int,
+        identity: str = "",
+        tick_s: float = 1.0,
+        window_s: float = GLOBAL_WINDOW_S,
+    ):
         from dispatcher.consuming import WORKER
         from dispatcher.leading import LeaderElector
         from dispatcher.naming import dns_label
@@ -266,15 +312,22 @@ class StormControl:
         self.job_namespace = job_namespace
         self.watch_timeout_s = watch_timeout_s
         self.book = JobBook(on_change=self._kick)
+        self.board = BreakerBoard()
+        self.lease_namespace = lease_namespace
+        self.breakers_name = dns_label(f"{broker.queue_prefix}-breakers")
+        self.store = BreakerStore(api_client, lease_namespace, self.breakers_name, timeout_s)
         per_minute = settings.global_jobs_per_minute or None
-        self.guard = StormGuard(self.book, global_per_window=per_minute)
+        self.guard = StormGuard(self.book, global_per_window=per_minute, board=self.board, store=self.store, window_s=window_s)
+        self.breaker_leader = BreakerLeader(self.store, self.board, self.book.knows, tick_s=tick_s)
+        self.book.on_ended = self.breaker_leader.ended
         self.link = BrokerLink(broker)
-        self.leader = WaitLeader(self.link, self.book, self.guard, settings.wait_window, settings.transit_s)
+        self.leader = WaitLeader(self.link, self.book, self.guard, settings.wait_window, settings.transit_s, tick_s)
         self.lease = f"{lease_namespace}/{dns_label(f'{broker.queue_prefix}-storm')}"
-        self.elector = LeaderElector(api_client, lease_namespace, dns_label(f"{broker.queue_prefix}-storm"), WORKER, lease_times, timeout_s, gauge=WAIT_LEADER, role="wait_leader", duty="releases waiting alerts")
+        self.elector = LeaderElector(api_client, lease_namespace, dns_label(f"{broker.queue_prefix}-storm"), identity or WORKER, lease_times, timeout_s, gauge=WAIT_LEADER, role="wait_leader", duty="releases waiting alerts")
         self.stop = asyncio.Event()
         self.tasks: list[asyncio.Task[Any]] = []
         self.watch: Any = None
+        self.board_watch: Any = None
 
     def _kick(self) -> None:
         self.leader.kick_threadsafe()
@@ -282,6 +335,7 @@ class StormControl:
     def start(self, process_stop: asyncio.Event) -> None:
         """Watch the Jobs now (the guard answers from them), and take part in the wait leader's election."""
         self.watch = watch_jobs(self.api_client, self.job_namespace, self.book, self.watch_timeout_s)
+        self.board_watch = watch_breakers(self.api_client, self.lease_namespace, self.breakers_name, self.board, self.watch_timeout_s)
 
         async def stop_with_the_process() -> None:
             await process_stop.wait()
@@ -291,12 +345,13 @@ class StormControl:
             asyncio.create_task(self.link.run(), name="storm-broker-link"),
             asyncio.create_task(self.elector.run(self.stop), name="storm-leader"),
             asyncio.create_task(self.leader.run(self.elector.leading, self.elector.following, self.stop), name="storm-releaser"),
+            asyncio.create_task(self.breaker_leader.run(self.elector.leading, self.elector.following, self.stop), name="storm-breakers"),
             asyncio.create_task(stop_with_the_process(), name="storm-stop"),
         ]
 
     async def synced(self, stop: asyncio.Event) -> bool:
         """Wait until the Jobs are listed: the guard must not answer from an empty book."""
-        while not self.book.synced.is_set():
+        while not self.book.synced.is_set() or not self.board.synced.is_set():
             if stop.is_set():
                 return False
             await asyncio.sleep(0.05)
@@ -304,10 +359,11 @@ class StormControl:
 
     async def close(self) -> None:
         self.stop.set()
-        if self.watch is not None:
-            self.watch.stop()
+        for watch in (self.watch, self.board_watch):
+            if watch is not None:
+                watch.stop()
         if self.tasks:
-            await asyncio.wait(self.tasks[1:3], timeout=15)
+            await asyncio.wait(self.tasks[1:4], timeout=15)
         await self.link.close()
         for task in self.tasks:
             task.cancel()

@@ -16,16 +16,13 @@ from kubernetes import client
 from dispatcher.catalog import Catalog
 from dispatcher.consuming import Dispatcher
 from dispatcher.handling import Handler
-from dispatcher.jobbook import JobBook
 from dispatcher.jobs import JobCreator
-from dispatcher.leading import LeaderElector, LeaseTimes
-from dispatcher.metrics import WAIT_LEADER
+from dispatcher.leading import LeaseTimes
 from dispatcher.rendering import JobRules
 from dispatcher.retrying import RetryPolicy
-from dispatcher.storming import StormGuard, WaitLeader, watch_jobs
-from shared.broker import BrokerLink
+from dispatcher.storming import StormControl
 from shared.envelope import Envelope, envelopes_from_webhook
-from shared.settings import BrokerSettings, KubeSettings
+from shared.settings import BrokerSettings, KubeSettings, StormSettings
 from shared.topology import ALERT_ROUTING_KEY, Names, declare
 from tests.kube_double import KubeDouble
 
@@ -102,7 +99,7 @@ class JobController:
 
 
 class Storm:
-    """``dispatchers`` dispatchers of one installation, each with its book, guard and wait leader."""
+    """``dispatchers`` dispatchers of one installation, each with its storm control as the dispatcher command assembles it."""
 
     def __init__(self, kube: KubeDouble, api: client.ApiClient, broker: BrokerSettings, configmap: dict[str, Any], dispatchers: int = 1, prefetch: int = 8, global_per_window: int | None = None, window_s: float = 60.0):
         self.kube = kube
@@ -114,35 +111,28 @@ class Storm:
         self.closers: list[Any] = []
         self.parts: list[dict[str, Any]] = []
         kube.apply("configmaps", "default", configmap)
+        settings = StormSettings(global_jobs_per_minute=global_per_window or 0, transit_s=10.0)
         for i in range(dispatchers):
             catalog = Catalog()
             catalog.replace_configmaps([kube.get("configmaps", "default", configmap["metadata"]["name"])])
             catalog.replace_operarii([])
-            leader_box: list[WaitLeader] = []
-            book = JobBook(on_change=lambda box=leader_box: box[0].kick_threadsafe() if box else None)
-            guard = StormGuard(book, global_per_window=global_per_window, window_s=window_s)
+            control = StormControl(api, "default", "default", broker, settings, LeaseTimes(2, 1.5, 0.2), 2.0, 30, identity=f"dispatcher-{i}", tick_s=0.2, window_s=window_s)
             creator = JobCreator(api, KubeSettings(job_namespace="default", request_timeout_s=5), concurrency=8)
-            handler = Handler(catalog, creator, JobRules(600, "default"), storm=guard)
+            handler = Handler(catalog, creator, JobRules(600, "default"), storm=control.guard)
             dispatcher = Dispatcher(broker, handler, prefetch, RetryPolicy(DELAYS, max_attempts=4, operator_min_delay_s=0.0))
-            link = BrokerLink(broker)
-            leader = WaitLeader(link, book, guard, tick_s=0.2)
-            leader_box.append(leader)
-            elector = LeaderElector(api, "default", f"{broker.queue_prefix}-storm", f"dispatcher-{i}", LeaseTimes(2, 1.5, 0.2), 2.0, gauge=WAIT_LEADER, role="wait_leader", duty="releases waiting alerts")
-            self.parts.append({"book": book, "guard": guard, "dispatcher": dispatcher, "leader": leader, "elector": elector, "link": link})
+            self.parts.append({"control": control, "book": control.book, "dispatcher": dispatcher, "elector": control.elector})
             self.closers.append(creator.close)
 
     async def start(self) -> None:
         for part in self.parts:
-            part["watch"] = watch_jobs(self.api, "default", part["book"], 30)
-            self.closers.append(part["watch"].stop)
+            part["control"].start(self.stop)
         for part in self.parts:
-            await asyncio.to_thread(part["book"].synced.wait, 10)
-            self.tasks += [
-                asyncio.create_task(part["link"].run()),
-                asyncio.create_task(part["elector"].run(self.stop)),
-                asyncio.create_task(part["leader"].run(part["elector"].leading, part["elector"].following, self.stop)),
-                asyncio.create_task(part["dispatcher"].run(self.stop, grace_s=5)),
-            ]
+            await asyncio.wait_for(part["control"].synced(self.stop), 10)
+            self.tasks.append(asyncio.create_task(part["dispatcher"].run(self.stop, grace_s=5)))
+
+    def leader(self) -> StormControl:
+        [leading] = [p["control"] for p in self.parts if p["elector"].leading.is_set()]
+        return leading
 
     async def publish(self, envelopes: list[Envelope]) -> None:
         connection = await aio_pika.connect(self.broker.amqp_url)
@@ -160,12 +150,8 @@ class Storm:
 
     async def close(self) -> None:
         self.stop.set()
-        links = self.tasks[0::4]  # each part's first task is its wait leader's broker link
-        await asyncio.wait([t for t in self.tasks if t not in links], timeout=15)
+        await asyncio.wait(self.tasks, timeout=15)
         for part in self.parts:
-            await part["link"].close()
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+            await part["control"].close()
         for close in self.closers:
             close()

@@ -19,6 +19,7 @@ from dispatcher.storm import (
     breaker_now,
     gate,
     releasable,
+    trial_claimed,
 )
 from shared import headers as h
 
@@ -110,23 +111,29 @@ def test_which_waiting_alerts_go(waiting: list[Waiting], active: dict, room: int
     ("before", "job", "failed", "after"),
     [
         (BreakerState(), "j", True, BreakerState(Breaker.CLOSED, 1)),
-        (BreakerState(Breaker.CLOSED, 2), "j", True, BreakerState(Breaker.OPEN, 3, 50.0)),  # the third in a row opens it
+        (BreakerState(Breaker.CLOSED, 2), "j", True, BreakerState(Breaker.OPEN, 3, 50.0, 60.0)),  # the third in a row opens it
         (BreakerState(Breaker.CLOSED, 2), "j", False, BreakerState()),  # a success resets the count
         (BreakerState(Breaker.OPEN, 3, 10.0), "j", False, BreakerState(Breaker.OPEN, 3, 10.0)),  # an old Job ends: still open
-        (BreakerState(Breaker.TRIAL, 3, 10.0, "t"), "t", False, BreakerState()),  # the trial succeeded: closed
-        (BreakerState(Breaker.TRIAL, 3, 10.0, "t"), "t", True, BreakerState(Breaker.OPEN, 4, 50.0)),  # failed: open again, cool-down anew
-        (BreakerState(Breaker.TRIAL, 3, 10.0, "t"), "other", False, BreakerState(Breaker.TRIAL, 3, 10.0, "t")),
+        (BreakerState(Breaker.TRIAL, 3, 10.0, 60.0, "t"), "t", False, BreakerState()),  # the trial succeeded: closed
+        (BreakerState(Breaker.TRIAL, 3, 10.0, 60.0, "t"), "t", True, BreakerState(Breaker.OPEN, 4, 50.0, 60.0)),  # failed: open again, cool-down anew
+        (BreakerState(Breaker.TRIAL, 3, 10.0, 60.0, "t"), "other", False, BreakerState(Breaker.TRIAL, 3, 10.0, 60.0, "t")),
     ],
 )
 def test_what_an_ended_job_does_to_the_breaker(before: BreakerState, job: str, failed: bool, after: BreakerState) -> None:
-    assert breaker_after(before, job, failed, 3, 50.0) == after
+    assert breaker_after(before, job, failed, 3, 60.0, 50.0) == after
 
 
 def test_an_open_breaker_tries_one_job_after_its_cool_down_and_its_state_reads_back() -> None:
-    opened = BreakerState(Breaker.OPEN, 3, 100.0)
-    assert breaker_now(opened, 60, 159.0) == opened
-    assert breaker_now(opened, 60, 160.0).state is Breaker.TRIAL
-    for state in (opened, BreakerState(), BreakerState(Breaker.TRIAL, 4, 1.5, "job-1")):
+    opened = BreakerState(Breaker.OPEN, 3, 100.0, 60.0)
+    assert breaker_now(opened, 159.0) == opened and opened.parks
+    trying = breaker_now(opened, 160.0)
+    assert trying.state is Breaker.TRIAL and not trying.parks
+    # One dispatcher claims the trial; every other alert is parked until it ends
+    claimed = trial_claimed(trying, "job-1")
+    assert claimed is not None and claimed.trial_job == "job-1" and claimed.parks
+    assert trial_claimed(claimed, "job-2") is None and trial_claimed(claimed, "job-1") == claimed
+    assert trial_claimed(opened, "job-1") is None
+    for state in (opened, BreakerState(), BreakerState(Breaker.TRIAL, 4, 1.5, 30.0, "job-1")):
         assert BreakerState.from_text(state.to_text()) == state
     assert BreakerState.from_text("nonsense") == BreakerState()
 
