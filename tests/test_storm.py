@@ -1,9 +1,10 @@
 """Storm control against the real broker and the API double, in one process (tests.storm_rig):
-the concurrency limit, the cool-down, the global limit."""
+the concurrency limit, the cool-down, the global limit, the breaker and its commands."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,11 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from prometheus_client import REGISTRY
+
+from dispatcher.breaking import read_states
 from dispatcher.jobs import load_api_client
+from dispatcher.storm import Breaker, BreakerState
 from shared.settings import BrokerSettings
 from tests.conftest import async_wait_for, queue_depth, write_kubeconfig
 from tests.kube_double import KubeDouble
@@ -123,3 +128,95 @@ async def test_the_global_limit_holds_across_dispatchers_and_the_rest_wait_then_
     assert worst <= 10, worst
     assert storm.outcomes("waiting") >= 5
     assert await queue_depth(channel, storm.names.dead_queue) == 0
+
+
+# -- the breaker ---------------------------------------------------------------------------------
+
+DEFINITION = "default/openfero-kubepodcrashlooping-firing/KubePodCrashLooping"
+
+
+def breaker_of(kube: KubeDouble, prefix: str) -> BreakerState:
+    return read_states(kube.get("configmaps", "default", f"{prefix}-breakers")).get(DEFINITION, BreakerState())
+
+
+async def cli(*args: str, **env: str) -> Any:
+    from click.testing import CliRunner
+
+    from openfero.cli import main
+
+    result = await asyncio.to_thread(CliRunner().invoke, main, list(args), env=env, catch_exceptions=False)
+    return result
+
+
+async def test_the_breaker_opens_after_three_failures_parks_and_closes_by_command(kube_double: KubeDouble, api: client.ApiClient, broker_settings: BrokerSettings, prefix: str, channel: Any) -> None:
+    # Given a breaker of 3 failures with an hour's cool-down, two dispatchers, and Jobs that fail
+    annotations = {"openfero.io/breaker-failures": "3", "openfero.io/breaker-cooldown": "1h"}
+    storm = Storm(kube_double, api, broker_settings, storm_configmap(**annotations), dispatchers=2)
+    failing = {"now": True}
+    controller = JobController(kube_double, run_s=0.05, fails=lambda name: failing["now"])
+    env = {"OPENFERO_QUEUE_PREFIX": prefix, "OPENFERO_AMQP_URL": broker_settings.amqp_url, "OPENFERO_DEFINITIONS_NAMESPACE": "default", "OPENFERO_DISPATCHER_NAMESPACE": "default"}
+
+    async def body() -> None:
+        # When three Jobs fail one after another
+        await storm.publish(alerts(3))
+        await async_wait_for(lambda: breaker_of(kube_double, prefix).state is Breaker.OPEN, 30, "the breaker open")
+        # Then it is open, says so in the metric and in `openfero definitions list`
+        await async_wait_for(lambda: all(p["control"].board.breaker(DEFINITION) is Breaker.OPEN for p in storm.parts), 10, "every dispatcher sees it")
+        assert REGISTRY.get_sample_value("openfero_breaker_open", {"definition": "openfero-kubepodcrashlooping-firing"}) == 1
+        listed = await cli("definitions", "list", **env)
+        assert listed.exit_code == 0, listed.output
+        [line] = [x for x in listed.output.splitlines() if x.startswith("openfero-kubepodcrashlooping-firing")]
+        assert "OPEN" in line and "FFF" in line and "breaker 3/3600s" in line
+        # and new alerts are parked, not run, not dead-lettered
+        await storm.publish(alerts(2, reason="later"))
+        await async_wait_for(lambda: storm.outcomes("parked") == 2, 20, "2 parked")
+        assert len(kube_double.jobs()) == 3
+        assert await queue_depth(channel, storm.names.parked_queue) == 2
+        shown = await cli("parked", "list", "--json", **env)
+        assert json.loads(shown.output)["matched"] == 2
+        # When the operator resumes it and replays what was parked
+        failing["now"] = False
+        resumed = await cli("definitions", "resume", "openfero-kubepodcrashlooping-firing", **env)
+        assert resumed.exit_code == 0, resumed.output
+        assert breaker_of(kube_double, prefix).state is Breaker.CLOSED
+        await async_wait_for(lambda: all(p["control"].board.breaker(DEFINITION) is Breaker.CLOSED for p in storm.parts), 10, "every dispatcher sees it closed")
+        replayed = await cli("parked", "replay", **env)
+        assert "replayed 2" in replayed.output, replayed.output
+        # Then the parked alerts run
+        await async_wait_for(lambda: len(controller.done) == 5, 30, "5 Jobs done")
+        assert await queue_depth(channel, storm.names.parked_queue) == 0
+        again = await cli("definitions", "resume", "openfero-kubepodcrashlooping-firing", **env)
+        assert again.exit_code == 1  # nothing open
+
+    await run_storm(storm, controller, body)
+    assert storm.outcomes("dead_lettered") == 0
+    assert REGISTRY.get_sample_value("openfero_breaker_open", {"definition": "openfero-kubepodcrashlooping-firing"}) == 0
+
+
+async def test_an_open_breaker_lets_one_trial_job_through_after_its_cool_down_and_closes_when_it_succeeds(kube_double: KubeDouble, api: client.ApiClient, broker_settings: BrokerSettings, prefix: str, channel: Any) -> None:
+    annotations = {"openfero.io/breaker-failures": "3", "openfero.io/breaker-cooldown": "1s"}
+    storm = Storm(kube_double, api, broker_settings, storm_configmap(**annotations), dispatchers=2)
+    failing = {"now": True}
+    controller = JobController(kube_double, run_s=0.05, fails=lambda name: failing["now"])
+
+    async def body() -> None:
+        # Given a breaker opened by three failures
+        await storm.publish(alerts(3))
+        await async_wait_for(lambda: breaker_of(kube_double, prefix).state is Breaker.OPEN, 30, "the breaker open")
+        # When its cool-down has passed and three alerts come at once, to both dispatchers
+        await async_wait_for(lambda: all(p["control"].board.state(DEFINITION).state is Breaker.TRIAL for p in storm.parts), 10, "trial")
+        failing["now"] = False
+        controller.hold = True  # the trial runs until the test lets it end
+        await storm.publish(alerts(3, reason="later"))
+        # Then one runs as the trial, the two others are parked
+        await async_wait_for(lambda: storm.outcomes("parked") == 2 and len(kube_double.jobs()) == 4, 20, "one trial, two parked")
+        trial = breaker_of(kube_double, prefix).trial_job
+        assert trial and kube_double.get("jobs", "default", trial) is not None
+        # and when the trial succeeds, the breaker closes
+        controller.hold = False
+        await async_wait_for(lambda: breaker_of(kube_double, prefix).state is Breaker.CLOSED, 20, "closed")
+        await storm.publish(alerts(1, reason="after"))
+        await async_wait_for(lambda: len(kube_double.jobs()) == 5, 20, "a Job again")
+
+    await run_storm(storm, controller, body)
+    assert await queue_depth(channel, storm.names.parked_queue) == 2
