@@ -1,16 +1,20 @@
-"""The breakers' state, kept in the cluster: the ConfigMap ``<prefix>-breakers`` in the dispatchers'
-namespace, one data key per definition whose breaker has counted a failure.
+"""The breakers' state, kept in the cluster: the annotations of the Lease ``<prefix>-breakers`` in
+the dispatchers' namespace, one per definition whose breaker has counted a failure.
 
-Each value is JSON: the definition (``<source>/<key>``, as the Job annotation
-``openfero.io/definition`` names it) and its ``BreakerState`` as text. Every
-write reads the ConfigMap and replaces it with the resourceVersion read; on
-409 it reads and writes again, so the wait leader (which counts failed Jobs
-and opens the breaker), the dispatcher that claims a trial and
-``openfero definitions resume`` never undo each other's writes. The
-ConfigMap has no labels, so the definition selector never picks it up.
+A Lease, not a ConfigMap: the dispatchers may create Leases already, and
+may read and write only the ones their Role names, while a right to create
+ConfigMaps in their namespace would let them write definitions. Nobody
+holds this Lease; it is a record. Each annotation
+``breaker.openfero.io/<hash of the definition>`` holds JSON: the definition
+(``<source>/<key>``, as the Job annotation ``openfero.io/definition`` names
+it) and its ``BreakerState`` as text. Every write reads the Lease and
+replaces it with the resourceVersion read; on 409 it reads and writes
+again, so the wait leader (which counts failed Jobs and opens the breaker),
+the dispatcher that claims a trial and ``openfero definitions resume`` never
+undo each other's writes.
 
 ``BreakerStore`` writes (blocking: call it from a thread); ``BreakerBoard``
-is what every dispatcher reads, fed by a watch of that one ConfigMap.
+is what every dispatcher reads, fed by a GET of that Lease every second.
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ import hashlib
 import json
 import logging
 import random
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -34,10 +37,12 @@ log = logging.getLogger("openfero.dispatcher")
 _MAX_CONFLICTS = 20
 
 
+ANNOTATION_PREFIX = "breaker.openfero.io/"
+
+
 def breaker_key(definition: str) -> str:
-    """The ConfigMap data key of a definition: readable, valid ([-._a-zA-Z0-9]), and unique by a hash."""
-    readable = re.sub(r"[^-._a-zA-Z0-9]", "_", definition)[:200]
-    return f"{readable}.{hashlib.sha256(definition.encode()).hexdigest()[:8]}"
+    """The annotation that holds a definition's breaker (the definition itself is in its value)."""
+    return ANNOTATION_PREFIX + hashlib.sha256(definition.encode()).hexdigest()[:32]
 
 
 def definition_name(definition: str) -> str:
@@ -48,10 +53,13 @@ def definition_name(definition: str) -> str:
     return parts[1] if len(parts) >= 2 else definition
 
 
-def read_states(configmap: dict[str, Any] | None) -> dict[str, BreakerState]:
-    """Definition -> state, from the ConfigMap as read (a value that cannot be read is skipped)."""
+def read_states(lease: dict[str, Any] | None) -> dict[str, BreakerState]:
+    """Definition -> state, from the Lease as read (a value that cannot be read is skipped)."""
     out: dict[str, BreakerState] = {}
-    for value in ((configmap or {}).get("data") or {}).values():
+    annotations = ((lease or {}).get("metadata") or {}).get("annotations") or {}
+    for key, value in annotations.items():
+        if not str(key).startswith(ANNOTATION_PREFIX):
+            continue
         try:
             entry = json.loads(value)
             out[str(entry["definition"])] = BreakerState.from_text(str(entry["state"]))
@@ -69,15 +77,24 @@ class BreakerStore:
 
     @property
     def path(self) -> str:
-        return f"/api/v1/namespaces/{self.namespace}/configmaps/{self.name}"
+        return f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases/{self.name}"
 
     def states(self) -> dict[str, BreakerState]:
         got = call(self.api_client, "GET", self.path, self.timeout_s)
         if got.status == 404:
             return {}
         if not got.ok:
-            raise Unreachable(f"reading ConfigMap {self.namespace}/{self.name}: {got}")
+            raise Unreachable(f"reading Lease {self.namespace}/{self.name}: {got}")
         return read_states(got.body)
+
+    def lease(self) -> dict[str, Any] | None:
+        """The Lease as it is now; None when there is none yet."""
+        got = call(self.api_client, "GET", self.path, self.timeout_s)
+        if got.status == 404:
+            return None
+        if not got.ok:
+            raise Unreachable(f"reading Lease {self.namespace}/{self.name}: {got}")
+        return got.body
 
     def update(self, definition: str, change: Callable[[BreakerState], BreakerState | None]) -> BreakerState | None:
         """Apply ``change`` to a definition's state (None from it: leave it); the state written, or None.
@@ -88,33 +105,35 @@ class BreakerStore:
         for attempt in range(_MAX_CONFLICTS):
             got = call(self.api_client, "GET", self.path, self.timeout_s)
             if got.status == 404:
-                body: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": self.name, "namespace": self.namespace}, "data": {}}
+                body: dict[str, Any] = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": self.name, "namespace": self.namespace}, "spec": {}}
             elif got.ok:
                 body = got.body
             else:
-                raise Unreachable(f"reading ConfigMap {self.namespace}/{self.name}: {got}")
-            data = dict(body.get("data") or {})
-            before = read_states({"data": {key: data[key]}}).get(definition, BreakerState()) if key in data else BreakerState()
+                raise Unreachable(f"reading Lease {self.namespace}/{self.name}: {got}")
+            metadata = dict(body.get("metadata") or {})
+            annotations = dict(metadata.get("annotations") or {})
+            before = read_states({"metadata": {"annotations": {key: annotations[key]}}}).get(definition, BreakerState()) if key in annotations else BreakerState()
             after = change(before)
             if after is None:
                 return None
-            if after == before and key in data:
+            if after == before and key in annotations:
                 return after
-            data[key] = json.dumps({"definition": definition, "state": after.to_text()})
+            annotations[key] = json.dumps({"definition": definition, "state": after.to_text()})
+            written = {**body, "metadata": {**metadata, "annotations": annotations}}
             if got.status == 404:
-                answer = call(self.api_client, "POST", f"/api/v1/namespaces/{self.namespace}/configmaps", self.timeout_s, {**body, "data": data})
+                answer = call(self.api_client, "POST", self.path.rpartition("/")[0], self.timeout_s, written)
             else:
-                answer = call(self.api_client, "PUT", self.path, self.timeout_s, {**body, "data": data})
+                answer = call(self.api_client, "PUT", self.path, self.timeout_s, written)
             if answer.ok:
                 return after
             if answer.status != 409:
-                raise Unreachable(f"writing ConfigMap {self.namespace}/{self.name}: {answer}")
+                raise Unreachable(f"writing Lease {self.namespace}/{self.name}: {answer}")
             time.sleep(random.uniform(0, 0.02 * (attempt + 1)))  # another writer: read again
-        raise Unreachable(f"ConfigMap {self.namespace}/{self.name}: still conflicting after {_MAX_CONFLICTS} attempts")
+        raise Unreachable(f"Lease {self.namespace}/{self.name}: still conflicting after {_MAX_CONFLICTS} attempts")
 
 
 class BreakerBoard:
-    """The breakers as the watch of the ConfigMap last showed them; any thread."""
+    """The breakers as the Lease last showed them; any thread."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -122,12 +141,9 @@ class BreakerBoard:
         self._shown: set[str] = set()
         self.synced = threading.Event()
 
-    def replace(self, configmaps: list[dict[str, Any]]) -> None:
-        self._set(read_states(configmaps[0]) if configmaps else {})
+    def replace(self, lease: dict[str, Any] | None) -> None:
+        self._set(read_states(lease))
         self.synced.set()
-
-    def apply(self, event_type: str, configmap: dict[str, Any]) -> None:
-        self._set({} if event_type == "DELETED" else read_states(configmap))
 
     def _set(self, states: dict[str, BreakerState]) -> None:
         with self._lock:
@@ -186,6 +202,23 @@ class BreakerLeader:
         loop = self._loop
         if self._leading and entry.breaker is not None and entry.ended in ("Succeeded", "Failed") and loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._ended.put_nowait, entry)
+
+    async def poll(self, stop: Any, every_s: float = 1.0) -> None:
+        """Read the breakers into the board every ``every_s`` until ``stop`` (every dispatcher does)."""
+        import asyncio
+        import contextlib
+
+        warned = False
+        while not stop.is_set():
+            try:
+                self.board.replace(await asyncio.to_thread(self.store.lease))
+                warned = False
+            except Unreachable as exc:
+                if not warned:  # the last state read holds meanwhile
+                    log.warning("could not read the breakers: %s", exc, extra={"event": "breaker.error"})
+                    warned = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=every_s)
 
     async def run(self, leading: Any, following: Any, stop: Any) -> None:
         import asyncio

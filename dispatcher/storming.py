@@ -243,27 +243,6 @@ async def _first(*waits: Any) -> None:
             task.cancel()
 
 
-def watch_breakers(api_client: Any, namespace: str, name: str, board: BreakerBoard, watch_timeout_s: int) -> Any:
-    """A started watch of the breakers' ConfigMap that feeds ``board``; ``.stop()`` it."""
-    import functools
-
-    from kubernetes import client
-
-    from dispatcher.watching import ResourceWatcher
-
-    core = client.CoreV1Api(api_client)
-    watcher = ResourceWatcher(
-        "BreakerState",
-        functools.partial(core.list_namespaced_config_map, namespace, field_selector=f"metadata.name={name}"),
-        board.replace,
-        board.apply,
-        watch_timeout_s,
-        log_changes=False,
-    )
-    watcher.start()
-    return watcher
-
-
 def watch_jobs(api_client: Any, namespace: str, book: JobBook, watch_timeout_s: int) -> Any:
     """A started watch of openfero's Jobs in ``namespace`` that feeds ``book``; ``.stop()`` it."""
     import functools
@@ -327,7 +306,7 @@ class StormControl:
         self.stop = asyncio.Event()
         self.tasks: list[asyncio.Task[Any]] = []
         self.watch: Any = None
-        self.board_watch: Any = None
+        self.poll_s = min(1.0, tick_s * 2)
 
     def _kick(self) -> None:
         self.leader.kick_threadsafe()
@@ -335,7 +314,6 @@ class StormControl:
     def start(self, process_stop: asyncio.Event) -> None:
         """Watch the Jobs now (the guard answers from them), and take part in the wait leader's election."""
         self.watch = watch_jobs(self.api_client, self.job_namespace, self.book, self.watch_timeout_s)
-        self.board_watch = watch_breakers(self.api_client, self.lease_namespace, self.breakers_name, self.board, self.watch_timeout_s)
 
         async def stop_with_the_process() -> None:
             await process_stop.wait()
@@ -346,6 +324,7 @@ class StormControl:
             asyncio.create_task(self.elector.run(self.stop), name="storm-leader"),
             asyncio.create_task(self.leader.run(self.elector.leading, self.elector.following, self.stop), name="storm-releaser"),
             asyncio.create_task(self.breaker_leader.run(self.elector.leading, self.elector.following, self.stop), name="storm-breakers"),
+            asyncio.create_task(self.breaker_leader.poll(self.stop, self.poll_s), name="storm-breaker-reader"),
             asyncio.create_task(stop_with_the_process(), name="storm-stop"),
         ]
 
@@ -359,11 +338,10 @@ class StormControl:
 
     async def close(self) -> None:
         self.stop.set()
-        for watch in (self.watch, self.board_watch):
-            if watch is not None:
-                watch.stop()
+        if self.watch is not None:
+            self.watch.stop()
         if self.tasks:
-            await asyncio.wait(self.tasks[1:4], timeout=15)
+            await asyncio.wait(self.tasks[1:5], timeout=15)
         await self.link.close()
         for task in self.tasks:
             task.cancel()

@@ -111,6 +111,12 @@ DISPATCHER_NAMESPACE_GRANTS = {
     ("coordination.k8s.io", "leases", "update", "openfero-outcomes"),
     ("coordination.k8s.io", "leases", "get", "openfero-storm"),  # storm control's wait leader
     ("coordination.k8s.io", "leases", "update", "openfero-storm"),
+    ("coordination.k8s.io", "leases", "get", "openfero-breakers"),  # the breakers' state
+    ("coordination.k8s.io", "leases", "update", "openfero-breakers"),
+}
+# Used only once a breaker counts a failure: tests/test_storm.py checks them
+BREAKER_GRANTS = {
+    ("coordination.k8s.io", "leases", "update", "openfero-breakers"),
 }
 JOB_NAMESPACE_GRANTS = {
     ("batch", "jobs", "create", "*"),
@@ -132,7 +138,7 @@ def test_the_lease_the_role_names_is_the_one_the_shipped_prefix_makes() -> None:
 
     settings = yaml.safe_load((ROOT / "k8s" / "base" / "settings.yaml").read_text())["data"]
     named = {n for (_, r, _, n) in DISPATCHER_NAMESPACE_GRANTS if r == "leases" and n != "*"}
-    assert named == {dns_label(f"{settings['OPENFERO_QUEUE_PREFIX']}-{leader}") for leader in ("outcomes", "storm")}
+    assert named == {dns_label(f"{settings['OPENFERO_QUEUE_PREFIX']}-{lease}") for lease in ("outcomes", "storm", "breakers")}
 
 
 # -- the Go original's CRD -----------------------------------------------------------------

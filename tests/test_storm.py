@@ -136,7 +136,7 @@ DEFINITION = "default/openfero-kubepodcrashlooping-firing/KubePodCrashLooping"
 
 
 def breaker_of(kube: KubeDouble, prefix: str) -> BreakerState:
-    return read_states(kube.get("configmaps", "default", f"{prefix}-breakers")).get(DEFINITION, BreakerState())
+    return read_states(kube.get("leases", "default", f"{prefix}-breakers")).get(DEFINITION, BreakerState())
 
 
 async def cli(*args: str, **env: str) -> Any:
@@ -215,8 +215,43 @@ async def test_an_open_breaker_lets_one_trial_job_through_after_its_cool_down_an
         # and when the trial succeeds, the breaker closes
         controller.hold = False
         await async_wait_for(lambda: breaker_of(kube_double, prefix).state is Breaker.CLOSED, 20, "closed")
+        await async_wait_for(lambda: all(p["control"].board.breaker(DEFINITION) is Breaker.CLOSED for p in storm.parts), 10, "every dispatcher sees it closed")
         await storm.publish(alerts(1, reason="after"))
         await async_wait_for(lambda: len(kube_double.jobs()) == 5, 20, "a Job again")
 
     await run_storm(storm, controller, body)
     assert await queue_depth(channel, storm.names.parked_queue) == 2
+
+
+async def test_what_storm_control_asks_of_the_api_the_shipped_roles_grant_and_its_grants_are_used(kube_double: KubeDouble, api: client.ApiClient, broker_settings: BrokerSettings, prefix: str) -> None:
+    from dispatcher.naming import dns_label
+    from tests.test_manifests import BREAKER_GRANTS, DISPATCHER_NAMESPACE_GRANTS, JOB_NAMESPACE_GRANTS
+
+    # Given a breaker that opens and is resumed, and a limit: every part of storm control at work
+    annotations = {"openfero.io/breaker-failures": "2", "openfero.io/breaker-cooldown": "1h", "openfero.io/concurrency": "2", "openfero.io/cooldown": "1s"}
+    storm = Storm(kube_double, api, broker_settings, storm_configmap(**annotations), dispatchers=2)
+    controller = JobController(kube_double, run_s=0.05, fails=lambda name: True)
+    kube_double.authorized.clear()
+
+    async def body() -> None:
+        await storm.publish(alerts(2))
+        await async_wait_for(lambda: breaker_of(kube_double, prefix).state is Breaker.OPEN, 30, "the breaker open")
+        await async_wait_for(lambda: all(p["control"].board.breaker(DEFINITION) is Breaker.OPEN for p in storm.parts), 10, "seen")
+        await storm.publish(alerts(1, reason="later"))
+        await async_wait_for(lambda: storm.outcomes("parked") == 1, 20, "parked")
+
+    await run_storm(storm, controller, body)
+    leases = {dns_label(f"{prefix}-{lease}"): f"openfero-{lease}" for lease in ("outcomes", "storm", "breakers")}
+    asked = {(g, r, v, leases[n] if r == "leases" and n in leases and v != "create" else "*") for v, g, r, n in kube_double.authorized}
+    storm_grants = {
+        ("coordination.k8s.io", "leases", "create", "*"),
+        ("coordination.k8s.io", "leases", "get", "openfero-storm"),
+        ("coordination.k8s.io", "leases", "update", "openfero-storm"),
+        ("coordination.k8s.io", "leases", "get", "openfero-breakers"),
+        *BREAKER_GRANTS,
+        ("batch", "jobs", "list", "*"),
+        ("batch", "jobs", "watch", "*"),
+    }
+    # Then everything it asked for is granted (the test creates the Jobs through the same Roles), and storm control's grants were all used
+    assert asked - (DISPATCHER_NAMESPACE_GRANTS | JOB_NAMESPACE_GRANTS) == set()
+    assert storm_grants - asked == set()
