@@ -135,7 +135,8 @@ class BreakerStore:
 class BreakerBoard:
     """The breakers as the Lease last showed them; any thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, gauge: bool = True) -> None:
+        self.gauge = gauge  # the dispatchers export openfero_breaker_open; the console does not
         self._lock = threading.Lock()
         self._states: dict[str, BreakerState] = {}
         self._shown: set[str] = set()
@@ -148,6 +149,8 @@ class BreakerBoard:
     def _set(self, states: dict[str, BreakerState]) -> None:
         with self._lock:
             self._states = states
+            if not self.gauge:
+                return
             # The gauge says 1 for each open (or trying) breaker, 0 for one that closed
             for definition, state in states.items():
                 BREAKER_OPEN.labels(definition_name(definition)[:63]).set(1 if state.state is not Breaker.CLOSED else 0)
