@@ -15,8 +15,9 @@ from __future__ import annotations
 import bisect
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -71,28 +72,82 @@ class Entry:
 
 
 class JobBook:
+    """Kept up to date as the watch reports, so that what the guard asks for each alert costs no scan."""
+
     def __init__(self, on_change: Callable[[], None] | None = None):
         self._lock = threading.Lock()
         self._jobs: dict[str, Entry] = {}
         self._claims: dict[str, tuple[Entry, float]] = {}  # name -> (entry, monotonic claimed at)
-        self._sorted: list[float] | None = None  # creation times, sorted (see _times)
+        self._times: list[float] = []  # creation times of the Jobs and claims, sorted
+        self._active: Counter[tuple[str, str]] = Counter()  # not ended, per (definition, target) and (definition, "")
+        self._newest: dict[tuple[str, str], tuple[float, str]] = {}  # per (definition, target): (created, name)
         self.synced = threading.Event()
         self.on_change = on_change  # called (from the watch's thread) after each change
         self.on_ended: Callable[[Entry], None] | None = None  # called once per Job that ends while watched
+
+    # -- the indexes, under the lock -----------------------------------------------------------
+
+    def _index(self, entry: Entry) -> None:
+        bisect.insort(self._times, entry.created)
+        if not entry.ended:
+            self._active[(entry.definition, "")] += 1
+            if entry.target:
+                self._active[(entry.definition, entry.target)] += 1
+        key = (entry.definition, entry.target)
+        if key not in self._newest or self._newest[key] <= (entry.created, entry.name):
+            self._newest[key] = (entry.created, entry.name)
+
+    def _unindex(self, entry: Entry) -> None:
+        i = bisect.bisect_left(self._times, entry.created)
+        if i < len(self._times) and self._times[i] == entry.created:
+            del self._times[i]
+        if not entry.ended:
+            for key in ((entry.definition, ""), (entry.definition, entry.target)) if entry.target else ((entry.definition, ""),):
+                self._active[key] -= 1
+                if self._active[key] <= 0:
+                    del self._active[key]
+        key = (entry.definition, entry.target)
+        if self._newest.get(key, (0.0, ""))[1] == entry.name:
+            # The newest went (deleted, or a claim that never came): the next newest, by a scan of this rare case
+            rest = [(e.created, e.name) for e in self._all() if (e.definition, e.target) == key and e.name != entry.name]
+            if rest:
+                self._newest[key] = max(rest)
+            else:
+                del self._newest[key]
+
+    def _all(self) -> list[Entry]:
+        return [*self._jobs.values(), *(entry for entry, _ in self._claims.values())]
+
+    def _take(self, name: str) -> Entry | None:
+        """Remove what the book holds under ``name`` (a Job or a claim), and say what it was."""
+        entry = self._jobs.pop(name, None)
+        claimed = self._claims.pop(name, None)
+        gone = entry or (claimed[0] if claimed else None)
+        if gone is not None:
+            self._unindex(gone)
+        return gone
+
+    def _expire_claims(self) -> None:
+        now = time.monotonic()
+        for name in [n for n, (_, at) in self._claims.items() if now - at > CLAIM_TTL_S]:
+            self._take(name)
 
     # -- fed by the watch --------------------------------------------------------------------
 
     def replace(self, jobs: list[dict[str, Any]]) -> None:
         entries = {e.name: e for e in map(Entry.of, jobs) if e is not None}
         with self._lock:
+            known = {e.name: e for e in self._all()}
+            claims = {n: c for n, c in self._claims.items() if n not in entries}
+            self._jobs, self._claims, self._times, self._active, self._newest = {}, {}, [], Counter(), {}
             for name, entry in entries.items():
-                known = self._jobs.get(name) or (self._claims.get(name) or (None, 0.0))[0]
-                if known is not None and known.created < entry.created:
-                    entries[name] = Entry(name, entry.definition, entry.target, known.created, entry.ended, entry.ended_at, entry.breaker)
-            self._jobs = entries
-            self._sorted = None
-            for name in entries:
-                self._claims.pop(name, None)
+                if name in known and known[name].created < entry.created:  # the first sight is the closer figure
+                    entry = replace(entry, created=known[name].created)
+                self._jobs[name] = entry
+                self._index(entry)
+            for name, (entry, at) in claims.items():
+                self._claims[name] = (entry, at)
+                self._index(entry)
         self.synced.set()
         self._changed()
 
@@ -100,29 +155,18 @@ class JobBook:
         entry = Entry.of(job)
         if entry is None:
             return
-        ended_now = False
         with self._lock:
             before = self._jobs.get(entry.name)
+            old = self._take(entry.name)
             if event_type == "DELETED":
-                self._jobs.pop(entry.name, None)
                 ended_now = before is not None and not before.ended
-                entry = Entry(entry.name, entry.definition, entry.target, entry.created, before.ended if before and before.ended else "Deleted", time.time(), entry.breaker)
+                entry = replace(entry, created=old.created if old else entry.created, ended=before.ended if before and before.ended else "Deleted", ended_at=time.time())
             else:
-                known = before or (self._claims.get(entry.name) or (None, 0.0))[0]
-                if known is not None and known.created < entry.created:  # the first sight is the closer figure
-                    entry = Entry(entry.name, entry.definition, entry.target, known.created, entry.ended, entry.ended_at, entry.breaker)
+                if old is not None and old.created < entry.created:
+                    entry = replace(entry, created=old.created)
                 self._jobs[entry.name] = entry
+                self._index(entry)
                 ended_now = bool(entry.ended) and (before is None or not before.ended)
-            claimed = self._claims.pop(entry.name, None)
-            if event_type == "DELETED":
-                for gone in (before, claimed[0] if claimed else None):
-                    if gone is not None:
-                        self._drop_time(gone.created)
-            elif before is None and claimed is None:
-                self._add_time(entry.created)
-            elif before is None and claimed is not None and claimed[0].created != entry.created:
-                self._drop_time(claimed[0].created)
-                self._add_time(entry.created)
         if ended_now and self.on_ended is not None:
             self.on_ended(entry)
         self._changed()
@@ -136,38 +180,15 @@ class JobBook:
     def claim(self, name: str, definition: str, target: str) -> None:
         """Count a Job this dispatcher is about to create before the watch shows it."""
         with self._lock:
-            if name not in self._jobs:
-                if name in self._claims:
-                    return
-                self._claims[name] = (Entry(name, definition, target, time.time()), time.monotonic())
-                self._add_time(self._claims[name][0].created)
+            if name not in self._jobs and name not in self._claims:
+                entry = Entry(name, definition, target, time.time())
+                self._claims[name] = (entry, time.monotonic())
+                self._index(entry)
 
     def unclaim(self, name: str) -> None:
         with self._lock:
-            claimed = self._claims.pop(name, None)
-            if claimed is not None:
-                self._drop_time(claimed[0].created)
-
-    def _expire_claims(self) -> None:
-        now = time.monotonic()
-        for name in [n for n, (_, at) in self._claims.items() if now - at > CLAIM_TTL_S]:
-            self._drop_time(self._claims.pop(name)[0].created)
-
-    def _add_time(self, created: float) -> None:
-        if self._sorted is not None:
-            bisect.insort(self._sorted, created)
-
-    def _drop_time(self, created: float) -> None:
-        if self._sorted is not None:
-            i = bisect.bisect_left(self._sorted, created)
-            if i < len(self._sorted) and self._sorted[i] == created:
-                del self._sorted[i]
-            else:
-                self._sorted = None  # not where it should be: rebuild
-
-    def _entries(self) -> list[Entry]:
-        self._expire_claims()
-        return [*self._jobs.values(), *(entry for entry, _ in self._claims.values())]
+            if name in self._claims and name not in self._jobs:
+                self._take(name)
 
     # -- what storm control asks -------------------------------------------------------------
 
@@ -178,51 +199,18 @@ class JobBook:
     def last_job(self, definition: str, target: str) -> tuple[str, float] | None:
         """The newest Job for a definition's target, and when it was created."""
         with self._lock:
-            mine = [e for e in self._entries() if e.definition == definition and e.target == target]
-        if not mine:
-            return None
-        newest = max(mine, key=lambda e: e.created)
-        return newest.name, newest.created
+            self._expire_claims()
+            newest = self._newest.get((definition, target))
+        return (newest[1], newest[0]) if newest else None
 
     def active(self) -> dict[tuple[str, str], int]:
         """Jobs not ended, per (definition, target) and per (definition, "")."""
-        counts: dict[tuple[str, str], int] = {}
-        with self._lock:
-            entries = self._entries()
-        for e in entries:
-            if e.ended:
-                continue
-            counts[(e.definition, "")] = counts.get((e.definition, ""), 0) + 1
-            if e.target:
-                counts[(e.definition, e.target)] = counts.get((e.definition, e.target), 0) + 1
-        return counts
-
-    def active_names(self) -> set[str]:
-        with self._lock:
-            return {e.name for e in self._entries() if not e.ended}
-
-    def created_since(self, since: float) -> int:
-        """Jobs created at or after ``since`` (seconds since the epoch); asked for every alert, so not a scan."""
         with self._lock:
             self._expire_claims()
-            times = self._times()
-            return len(times) - bisect.bisect_left(times, since)
+            return dict(self._active)
 
-    def _times(self) -> list[float]:
-        """The creation times of the Jobs and claims, sorted; rebuilt only after a change."""
-        if self._sorted is None:
-            self._sorted = sorted([*(e.created for e in self._jobs.values()), *(e.created for e, _ in self._claims.values())])
-        return self._sorted
-
-    def recent(self, definition: str, count: int = 10) -> list[Entry]:
-        """A definition's newest ended Jobs, newest first."""
+    def created_since(self, since: float) -> int:
+        """Jobs created at or after ``since`` (seconds since the epoch)."""
         with self._lock:
-            ended = [e for e in self._jobs.values() if e.definition == definition and e.ended]
-        return sorted(ended, key=lambda e: e.ended_at or 0.0, reverse=True)[:count]
-
-    def by_definition(self) -> dict[str, list[Entry]]:
-        with self._lock:
-            out: dict[str, list[Entry]] = {}
-            for e in self._jobs.values():
-                out.setdefault(e.definition, []).append(e)
-            return out
+            self._expire_claims()
+            return len(self._times) - bisect.bisect_left(self._times, since)

@@ -18,7 +18,9 @@ an ended Job does to a definition's breaker.
 
 from __future__ import annotations
 
+import bisect
 import enum
+import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -177,20 +179,62 @@ def releasable(
     (None: no limit). An alert whose slot is full does not hold back a later
     one whose slot is free.
     """
-    taken: dict[tuple[str, str], int] = dict(active)
-    out: list[int] = []
-    for alert in sorted(waiting, key=lambda w: (w.received, w.tag)):
-        if room_global is not None and room_global <= 0:
-            break
-        if alert.limit is not None:
-            slot = (alert.definition, alert.target)
-            if taken.get(slot, 0) >= alert.limit:
-                continue
-            taken[slot] = taken.get(slot, 0) + 1
-        out.append(alert.tag)
-        if room_global is not None:
-            room_global -= 1
-    return out
+    held = WaitList()
+    for alert in waiting:
+        held.add(alert)
+    return held.releasable(active, room_global)
+
+
+class WaitList:
+    """The alerts the wait leader holds, by slot, each slot oldest first: choosing what goes costs a
+    step per slot with room, not one per waiting alert."""
+
+    def __init__(self) -> None:
+        self._slots: dict[tuple[str, str], list[tuple[str, int]]] = {}  # slot -> [(received, tag)], sorted
+        self._alerts: dict[int, Waiting] = {}
+
+    @staticmethod
+    def slot(alert: Waiting) -> tuple[str, str]:
+        # Alerts that wait for the global limit alone share one slot without a limit of its own
+        return (alert.definition, alert.target) if alert.limit is not None else ("", "")
+
+    def __len__(self) -> int:
+        return len(self._alerts)
+
+    def add(self, alert: Waiting) -> None:
+        self._alerts[alert.tag] = alert
+        bisect.insort(self._slots.setdefault(self.slot(alert), []), (alert.received, alert.tag))
+
+    def remove(self, tag: int) -> None:
+        alert = self._alerts.pop(tag)
+        slot = self._slots[self.slot(alert)]
+        del slot[bisect.bisect_left(slot, (alert.received, tag))]
+        if not slot:
+            del self._slots[self.slot(alert)]
+
+    def get(self, tag: int) -> Waiting:
+        return self._alerts[tag]
+
+    def releasable(self, active: Mapping[tuple[str, str], int], room_global: int | None) -> list[int]:
+        """The tags that go now, oldest first (see ``releasable``)."""
+        taken = dict(active)
+        heads = [(queue[0][0], queue[0][1], slot, 0) for slot, queue in self._slots.items()]
+        heapq.heapify(heads)
+        out: list[int] = []
+        while heads and (room_global is None or room_global > 0):
+            _, tag, slot, index = heapq.heappop(heads)
+            alert = self._alerts[tag]
+            if alert.limit is not None:
+                if taken.get(slot, 0) >= alert.limit:
+                    continue  # this slot is full: nothing more of it goes now
+                taken[slot] = taken.get(slot, 0) + 1
+            out.append(tag)
+            if room_global is not None:
+                room_global -= 1
+            queue = self._slots[slot]
+            if index + 1 < len(queue):
+                heapq.heappush(heads, (queue[index + 1][0], queue[index + 1][1], slot, index + 1))
+        return out
 
 
 # -- the breaker -------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from dispatcher.jobbook import JobBook
 from dispatcher.metrics import STORM_RELEASED, STORM_WAITING, WAIT_LEADER
 from dispatcher.rendering import RenderedJob
 from dispatcher.breaking import BreakerBoard, BreakerLeader, BreakerStore
-from dispatcher.storm import Breaker, Gate, Verdict, Waiting, gate, releasable, trial_claimed
+from dispatcher.storm import Breaker, Gate, Verdict, Waiting, WaitList, gate, trial_claimed
 from shared import headers as h
 from shared.broker import BrokerLink
 from shared.confirming import publish_confirmed
@@ -44,6 +44,7 @@ log = logging.getLogger("openfero.dispatcher")
 
 GLOBAL_WINDOW_S = 60.0
 _PUBLISH_TIMEOUT_S = 10.0
+_BATCH_S = 0.02
 
 
 class StormGuard:
@@ -126,7 +127,8 @@ class WaitLeader:
         self.transit_s = transit_s
         self.tick_s = tick_s
         self.released = 0
-        self._held: dict[int, tuple[AbstractIncomingMessage, Waiting]] = {}
+        self._held: dict[int, AbstractIncomingMessage] = {}
+        self._waiting = WaitList()
         self._transit: dict[str, tuple[str, str, float]] = {}  # job -> (definition, target, monotonic released at)
         self._transit_at: dict[str, float] = {}  # job -> wall-clock release (for the global window)
         self._kick = asyncio.Event()
@@ -164,7 +166,8 @@ class WaitLeader:
             async def held(message: AbstractIncomingMessage) -> None:
                 tag = message.delivery_tag or 0
                 headers = message.headers if isinstance(message.headers, dict) else {}
-                self._held[tag] = (message, waiting_of(tag, headers))
+                self._held[tag] = message
+                self._waiting.add(waiting_of(tag, headers))
                 self._kick.set()
 
             tag = await queue.consume(held)
@@ -173,12 +176,14 @@ class WaitLeader:
                     await asyncio.wait_for(self._kick.wait(), timeout=self.tick_s)
                 self._kick.clear()
                 await self.release()
+                await asyncio.sleep(_BATCH_S)  # the events of a moment make one pass
             with contextlib.suppress(Exception):
                 await queue.cancel(tag)
         finally:
             WAIT_LEADER.set(0)
             STORM_WAITING.set(0)
             self._held.clear()  # unacknowledged: they go back to the queue with the channel
+            self._waiting = WaitList()
             self._transit.clear()
             with contextlib.suppress(Exception):
                 await channel.close()
@@ -209,9 +214,9 @@ class WaitLeader:
         STORM_WAITING.set(len(self._held))
         if not self._held:
             return 0
-        tags = releasable((w for _, w in self._held.values()), self._active(), self._room_global())
+        tags = self._waiting.releasable(self._active(), self._room_global())
         for tag in tags:
-            message, waiting = self._held[tag]
+            message, waiting = self._held[tag], self._waiting.get(tag)
             headers = {k: h.writable(v) for k, v in (message.headers or {}).items() if not k.startswith("x-")}
             headers[h.ADMITTED] = waiting.job or "1"
             copy = aio_pika.Message(
@@ -228,6 +233,7 @@ class WaitLeader:
             await publish_confirmed(self.link, [(copy, RETRY_ROUTING_KEY)], _PUBLISH_TIMEOUT_S)
             await message.ack()
             del self._held[tag]
+            self._waiting.remove(tag)
             self.released += 1
             STORM_RELEASED.inc()
         STORM_WAITING.set(len(self._held))

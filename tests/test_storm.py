@@ -228,7 +228,7 @@ async def test_what_storm_control_asks_of_the_api_the_shipped_roles_grant_and_it
     from tests.test_manifests import BREAKER_GRANTS, DISPATCHER_NAMESPACE_GRANTS, JOB_NAMESPACE_GRANTS
 
     # Given a breaker that opens and is resumed, and a limit: every part of storm control at work
-    annotations = {"openfero.io/breaker-failures": "2", "openfero.io/breaker-cooldown": "1h", "openfero.io/concurrency": "2", "openfero.io/cooldown": "1s"}
+    annotations = {"openfero.io/breaker-failures": "2", "openfero.io/breaker-cooldown": "1h", "openfero.io/concurrency": "2", "openfero.io/cooldown": "1s", "openfero.io/target-key": "pod"}
     storm = Storm(kube_double, api, broker_settings, storm_configmap(**annotations), dispatchers=2)
     controller = JobController(kube_double, run_s=0.05, fails=lambda name: True)
     kube_double.authorized.clear()
