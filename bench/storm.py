@@ -56,7 +56,7 @@ class Controller:
             self.samples.append((now, active))
 
 
-def storm(amqp_url: str, alerts: int, tmp: Path, concurrency: int = 10, run_s: float = 1.0) -> dict[str, Any]:
+def storm(amqp_url: str, alerts: int, tmp: Path, concurrency: int = 10, run_s: float = 1.0, track_outcomes: bool = True) -> dict[str, Any]:
     double = KubeDouble().start()
     configmap = copy.deepcopy(REFERENCE_CONFIGMAP)
     configmap["metadata"].setdefault("annotations", {})["openfero.io/concurrency"] = str(concurrency)
@@ -69,6 +69,7 @@ def storm(amqp_url: str, alerts: int, tmp: Path, concurrency: int = 10, run_s: f
                 "OPENFERO_QUEUE_PREFIX": prefix,
                 "KUBECONFIG": str(_kubeconfig(double, tmp / f"kubeconfig-{uuid.uuid4().hex[:6]}")),
                 "OPENFERO_METRICS_ADDR": "127.0.0.1:0",
+                "OPENFERO_TRACK_OUTCOMES": "1" if track_outcomes else "0",
             }
             started = time.time()
             dispatcher = Service("dispatcher", env)
