@@ -201,7 +201,7 @@ class Handler:
                 return replace(known, kind=Kind.SUPPRESSED, reason=reason, covering_job=verdict.covering_job)
             if verdict.gate in (Gate.WAIT, Gate.PARK):
                 limit = job.storm.concurrency if verdict.why == "concurrency" else None
-                hold = Hold(known.definition, job.target if job.storm.target_key else "", limit, job.name, verdict.why or "breaker", received)
+                hold = Hold(known.definition, job.concurrency_target, limit, job.name, verdict.why or "breaker", received)
                 return replace(known, kind=Kind.WAITING if verdict.gate is Gate.WAIT else Kind.PARKED, hold=hold)
         silence = ""
         try:

@@ -1,5 +1,5 @@
 """The Jobs openfero made, as a list and watch of the Job namespace shows them: the source of truth
-for storm control (active Jobs per definition and target, the newest Job per target, creations
+for storm control (active Jobs per definition and target, the newest Job per cool-down target, creations
 in the last minute, how Jobs ended).
 
 Each dispatcher keeps one (``JobBook``), fed by a ``ResourceWatcher`` on
@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from dispatcher.rendering import ANNOTATION_DEFINITION
-from dispatcher.storm import ANNOTATION_TARGET, InvalidStormRule, StormRules
+from dispatcher.storm import ANNOTATION_CONCURRENCY_TARGET, ANNOTATION_COOLDOWN_TARGET, InvalidStormRule, StormRules
 
 CLAIM_TTL_S = 30.0  # a claim the watch never confirms (the create failed) is forgotten after this
 
@@ -40,11 +40,12 @@ def _epoch(text: Any) -> float | None:
 class Entry:
     name: str
     definition: str
-    target: str
+    target: str  # as the concurrency limit counts (openfero.io/concurrency-target)
     created: float  # seconds since the epoch
     ended: str = ""  # "", "Succeeded", "Failed", "Deleted" (before it finished)
     ended_at: float | None = None
     breaker: tuple[int, float] | None = None  # the definition's breaker when the Job was made: failures, cool-down (s)
+    cooldown_target: str = ""  # as the cool-down counts (openfero.io/cooldown-target)
 
     @classmethod
     def of(cls, job: dict[str, Any]) -> Entry | None:
@@ -68,7 +69,8 @@ class Entry:
         except InvalidStormRule:
             rules = StormRules()
         breaker = (rules.breaker_failures, rules.breaker_cooldown_s) if rules.breaker_failures is not None else None
-        return cls(meta.get("name", ""), definition, str(annotations.get(ANNOTATION_TARGET, "")), created, ended, ended_at, breaker)
+        target, cooldown_target = str(annotations.get(ANNOTATION_CONCURRENCY_TARGET, "")), str(annotations.get(ANNOTATION_COOLDOWN_TARGET, ""))
+        return cls(meta.get("name", ""), definition, target, created, ended, ended_at, breaker, cooldown_target)
 
 
 class JobBook:
@@ -80,7 +82,7 @@ class JobBook:
         self._claims: dict[str, tuple[Entry, float]] = {}  # name -> (entry, monotonic claimed at)
         self._times: list[float] = []  # creation times of the Jobs and claims, sorted
         self._active: Counter[tuple[str, str]] = Counter()  # not ended, per (definition, target) and (definition, "")
-        self._newest: dict[tuple[str, str], tuple[float, str]] = {}  # per (definition, target): (created, name)
+        self._newest: dict[tuple[str, str], tuple[float, str]] = {}  # per (definition, cool-down target): (created, name)
         self.synced = threading.Event()
         self.on_change = on_change  # called (from the watch's thread) after each change
         self.on_ended: Callable[[Entry], None] | None = None  # called once per Job that ends while watched
@@ -93,7 +95,7 @@ class JobBook:
             self._active[(entry.definition, "")] += 1
             if entry.target:
                 self._active[(entry.definition, entry.target)] += 1
-        key = (entry.definition, entry.target)
+        key = (entry.definition, entry.cooldown_target)
         if key not in self._newest or self._newest[key] <= (entry.created, entry.name):
             self._newest[key] = (entry.created, entry.name)
 
@@ -106,10 +108,10 @@ class JobBook:
                 self._active[key] -= 1
                 if self._active[key] <= 0:
                     del self._active[key]
-        key = (entry.definition, entry.target)
+        key = (entry.definition, entry.cooldown_target)
         if self._newest.get(key, (0.0, ""))[1] == entry.name:
             # The newest went (deleted, or a claim that never came): the next newest, by a scan of this rare case
-            rest = [(e.created, e.name) for e in self._all() if (e.definition, e.target) == key and e.name != entry.name]
+            rest = [(e.created, e.name) for e in self._all() if (e.definition, e.cooldown_target) == key and e.name != entry.name]
             if rest:
                 self._newest[key] = max(rest)
             else:
@@ -177,11 +179,11 @@ class JobBook:
 
     # -- a dispatcher's own decisions --------------------------------------------------------
 
-    def claim(self, name: str, definition: str, target: str) -> None:
+    def claim(self, name: str, definition: str, target: str, cooldown_target: str = "") -> None:
         """Count a Job this dispatcher is about to create before the watch shows it."""
         with self._lock:
             if name not in self._jobs and name not in self._claims:
-                entry = Entry(name, definition, target, time.time())
+                entry = Entry(name, definition, target, time.time(), cooldown_target=cooldown_target)
                 self._claims[name] = (entry, time.monotonic())
                 self._index(entry)
 
@@ -197,7 +199,7 @@ class JobBook:
             return name in self._jobs or name in self._claims
 
     def last_job(self, definition: str, target: str) -> tuple[str, float] | None:
-        """The newest Job for a definition's target, and when it was created."""
+        """The newest Job for a definition's cool-down target, and when it was created."""
         with self._lock:
             self._expire_claims()
             newest = self._newest.get((definition, target))

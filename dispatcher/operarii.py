@@ -41,8 +41,9 @@ from dispatcher.storm import (
     ANNOTATION_BREAKER_COOLDOWN,
     ANNOTATION_BREAKER_FAILURES,
     ANNOTATION_CONCURRENCY,
+    ANNOTATION_CONCURRENCY_KEY,
     ANNOTATION_COOLDOWN,
-    ANNOTATION_TARGET_KEY,
+    ANNOTATION_COOLDOWN_KEY,
 )
 from shared.envelope import Alert
 
@@ -144,9 +145,10 @@ def _storm_annotations(storm: Any) -> dict[str, str]:
     ):
         if value is not None:
             out[annotation] = str(value)
-    key = storm.get("targetKey")
-    if isinstance(key, list):
-        out[ANNOTATION_TARGET_KEY] = ",".join(str(label) for label in key)
+    for field_name, annotation in (("concurrencyKey", ANNOTATION_CONCURRENCY_KEY), ("cooldownKey", ANNOTATION_COOLDOWN_KEY)):
+        key = storm.get(field_name)
+        if isinstance(key, list):
+            out[annotation] = ",".join(str(label) for label in key)
     return out
 
 

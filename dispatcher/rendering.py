@@ -41,7 +41,7 @@ import pydantic
 from kubernetes.client import V1Job
 
 from dispatcher.definitions import Definition
-from dispatcher.storm import ANNOTATION_BREAKER_COOLDOWN, ANNOTATION_BREAKER_FAILURES, ANNOTATION_TARGET, InvalidStormRule, StormRules
+from dispatcher.storm import ANNOTATION_BREAKER_COOLDOWN, ANNOTATION_BREAKER_FAILURES, ANNOTATION_CONCURRENCY_TARGET, ANNOTATION_COOLDOWN_TARGET, InvalidStormRule, StormRules
 from dispatcher.naming import MAX_NAME, dns_label, env_collisions, env_name, group_key_label, label_value
 from dispatcher.templating import MissingValue, TemplateError, is_template, render_tree
 from shared.durations import parse_duration
@@ -103,7 +103,8 @@ class RenderedJob:
     body: dict[str, Any]
     dropped_fields: list[str] = field(default_factory=list)
     storm: StormRules = field(default_factory=StormRules)  # what the definition asks of storm control
-    target: str = ""  # the target the alert is for, by the definition's target key
+    concurrency_target: str = ""  # the target the alert is for, by the definition's keys
+    cooldown_target: str = ""
 
 
 # Where the kubelet expands $(VAR): a container's command, args, env values and subPathExpr,
@@ -222,9 +223,11 @@ def render(definition: Definition, envelope: Envelope, rules: JobRules, run_id: 
     )
     if run_id:
         annotations[ANNOTATION_RUN_ID] = run_id
-    target = storm.target(alert.labels)
-    if target:
-        annotations[ANNOTATION_TARGET] = target
+    concurrency_target, cooldown_target = storm.concurrency_target(alert.labels), storm.cooldown_target(alert.labels)
+    if concurrency_target:
+        annotations[ANNOTATION_CONCURRENCY_TARGET] = concurrency_target
+    if cooldown_target:
+        annotations[ANNOTATION_COOLDOWN_TARGET] = cooldown_target
     if storm.breaker_failures is not None:
         # The wait leader reads from the ended Job what its failure does to the breaker
         annotations[ANNOTATION_BREAKER_FAILURES] = str(storm.breaker_failures)
@@ -253,7 +256,7 @@ def render(definition: Definition, envelope: Envelope, rules: JobRules, run_id: 
         if size - injected <= MAX_RENDERED_BYTES:
             raise Refused(f"{where}: {message}, because of the alert's labels", "too_large")
         raise RenderError(f"{where}: {message}")
-    return RenderedJob(name=name, body=body, dropped_fields=dropped, storm=storm, target=target)
+    return RenderedJob(name=name, body=body, dropped_fields=dropped, storm=storm, concurrency_target=concurrency_target, cooldown_target=cooldown_target)
 
 
 # Where a Job runs and with which rights is the definition's to say, never an alert's.

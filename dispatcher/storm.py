@@ -3,9 +3,10 @@
 A definition may ask (ConfigMap annotations, or the Operarius'
 ``spec.stormControl``, which maps onto them):
 
-    openfero.io/concurrency: "3"          at most 3 of its Jobs active at once (per target with a key)
-    openfero.io/target-key: namespace,pod  the alert labels that name a target
+    openfero.io/concurrency: "3"          at most 3 of its Jobs active at once ...
+    openfero.io/concurrency-key: namespace  ... per namespace (the alert labels that name a target)
     openfero.io/cooldown: 10m             after a Job for a target, suppress its alerts for 10 min
+    openfero.io/cooldown-key: namespace,pod  the labels that name a target for the cool-down
     openfero.io/breaker-failures: "5"     after 5 failed Jobs in a row, open the breaker
     openfero.io/breaker-cooldown: 15m     an open breaker tries one Job again after 15 min
 
@@ -27,12 +28,14 @@ from dataclasses import dataclass
 from shared.durations import parse_duration
 
 ANNOTATION_CONCURRENCY = "openfero.io/concurrency"
-ANNOTATION_TARGET_KEY = "openfero.io/target-key"
+ANNOTATION_CONCURRENCY_KEY = "openfero.io/concurrency-key"
+ANNOTATION_COOLDOWN_KEY = "openfero.io/cooldown-key"
 ANNOTATION_COOLDOWN = "openfero.io/cooldown"
 ANNOTATION_BREAKER_FAILURES = "openfero.io/breaker-failures"
 ANNOTATION_BREAKER_COOLDOWN = "openfero.io/breaker-cooldown"
-# On each Job of a definition with a target key: which target it is for.
-ANNOTATION_TARGET = "openfero.io/target"
+# On each Job of a definition with a key: which target it is for.
+ANNOTATION_CONCURRENCY_TARGET = "openfero.io/concurrency-target"
+ANNOTATION_COOLDOWN_TARGET = "openfero.io/cooldown-target"
 
 DEFAULT_BREAKER_COOLDOWN_S = 600.0
 
@@ -44,8 +47,9 @@ class InvalidStormRule(ValueError):
 @dataclass(frozen=True)
 class StormRules:
     concurrency: int | None = None  # None: no limit
-    target_key: tuple[str, ...] = ()  # labels that name a target; () is the whole definition
+    concurrency_key: tuple[str, ...] = ()  # labels that name a target of the limit; () is the whole definition
     cooldown_s: float | None = None
+    cooldown_key: tuple[str, ...] = ()  # labels that name a target of the cool-down; () is the whole definition
     breaker_failures: int | None = None
     breaker_cooldown_s: float = DEFAULT_BREAKER_COOLDOWN_S
 
@@ -56,18 +60,31 @@ class StormRules:
     @classmethod
     def of(cls, annotations: Mapping[str, str]) -> StormRules:
         """The rules a definition's annotations ask for; InvalidStormRule for one that cannot be read."""
-        key = tuple(part.strip() for part in str(annotations.get(ANNOTATION_TARGET_KEY, "")).split(",") if part.strip())
         return cls(
             concurrency=_count(annotations, ANNOTATION_CONCURRENCY),
-            target_key=key,
+            concurrency_key=_labels(annotations, ANNOTATION_CONCURRENCY_KEY),
             cooldown_s=_seconds(annotations, ANNOTATION_COOLDOWN),
+            cooldown_key=_labels(annotations, ANNOTATION_COOLDOWN_KEY),
             breaker_failures=_count(annotations, ANNOTATION_BREAKER_FAILURES),
             breaker_cooldown_s=_seconds(annotations, ANNOTATION_BREAKER_COOLDOWN) or DEFAULT_BREAKER_COOLDOWN_S,
         )
 
-    def target(self, labels: Mapping[str, str]) -> str:
-        """The target an alert is for: ``namespace=shop,pod=web-1`` ("" without a key; a missing label is empty)."""
-        return ",".join(f"{name}={labels.get(name, '')}" for name in self.target_key)
+    def concurrency_target(self, labels: Mapping[str, str]) -> str:
+        """The target an alert is for, as the limit counts: ``namespace=shop`` ("" without a key)."""
+        return target(self.concurrency_key, labels)
+
+    def cooldown_target(self, labels: Mapping[str, str]) -> str:
+        """The target an alert is for, as the cool-down counts: ``namespace=shop,pod=web-1``."""
+        return target(self.cooldown_key, labels)
+
+
+def target(key: tuple[str, ...], labels: Mapping[str, str]) -> str:
+    """``name=value,...`` of the labels ``key`` names (a missing label is empty); "" without a key."""
+    return ",".join(f"{name}={labels.get(name, '')}" for name in key)
+
+
+def _labels(annotations: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in str(annotations.get(name, "")).split(",") if part.strip())
 
 
 def _count(annotations: Mapping[str, str], name: str) -> int | None:

@@ -77,12 +77,12 @@ class StormGuard:
         if not rules.any and self.global_per_window is None:
             return Verdict(Gate.GO)
         now = self.clock()
-        last = self.book.last_job(definition, job.target) if rules.cooldown_s is not None else None
+        last = self.book.last_job(definition, job.cooldown_target) if rules.cooldown_s is not None else None
         breaker = self.board.breaker(definition) if self.board is not None and rules.breaker_failures is not None else Breaker.CLOSED
         # A released alert took its share of the global limit when it was released.
         verdict = gate(rules, job.name, admitted, last, now, breaker, global_full=not admitted and self.global_full())
         if verdict.gate is Gate.GO:
-            self.book.claim(job.name, definition, job.target)
+            self.book.claim(job.name, definition, job.concurrency_target, job.cooldown_target)
         return verdict
 
     async def claim_trial(self, definition: str, job: str) -> bool:

@@ -47,9 +47,9 @@ class Row:
             return "(unreadable annotations)"
         parts = []
         if rules.concurrency is not None:
-            parts.append(f"concurrency {rules.concurrency}" + (f" per {','.join(rules.target_key)}" if rules.target_key else ""))
+            parts.append(f"concurrency {rules.concurrency}" + (f" per {','.join(rules.concurrency_key)}" if rules.concurrency_key else ""))
         if rules.cooldown_s is not None:
-            parts.append(f"cooldown {rules.cooldown_s:g}s" + (f" per {','.join(rules.target_key)}" if rules.target_key else ""))
+            parts.append(f"cooldown {rules.cooldown_s:g}s" + (f" per {','.join(rules.cooldown_key)}" if rules.cooldown_key else ""))
         if rules.breaker_failures is not None:
             parts.append(f"breaker {rules.breaker_failures}/{rules.breaker_cooldown_s:g}s")
         return "; ".join(parts) or "-"

@@ -11,7 +11,8 @@ from dispatcher.jobbook import Entry, JobBook
 def job(name: str, definition: str, target: str, second: int, ended: str = "", deleting: bool = False) -> dict[str, Any]:
     annotations = {"openfero.io/definition": definition}
     if target:
-        annotations["openfero.io/target"] = target
+        annotations["openfero.io/concurrency-target"] = target
+        annotations["openfero.io/cooldown-target"] = target
     meta: dict[str, Any] = {"name": name, "annotations": annotations, "creationTimestamp": f"2026-01-01T00:{second // 60:02d}:{second % 60:02d}Z"}
     if deleting:
         meta["deletionTimestamp"] = "2026-01-01T01:00:00Z"
@@ -28,7 +29,7 @@ def brute(book: JobBook) -> tuple[dict[tuple[str, str], int], dict[tuple[str, st
             active[(e.definition, "")] = active.get((e.definition, ""), 0) + 1
             if e.target:
                 active[(e.definition, e.target)] = active.get((e.definition, e.target), 0) + 1
-        key = (e.definition, e.target)
+        key = (e.definition, e.cooldown_target)
         if key not in newest or (newest[key][1], newest[key][0]) <= (e.created, e.name):
             newest[key] = (e.name, e.created)
     return active, newest, sorted(e.created for e in entries)
@@ -44,7 +45,7 @@ def test_the_indexes_match_a_count_after_any_sequence_of_events() -> None:
             definition, target = rng.choice([("d1", ""), ("d2", "pod=a"), ("d2", "pod=b")])
             op = rng.random()
             if op < 0.2:
-                book.claim(name, definition, target)
+                book.claim(name, definition, target, target)
             elif op < 0.3:
                 book.unclaim(name)
             elif op < 0.8:

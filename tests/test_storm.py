@@ -64,7 +64,7 @@ async def test_fifty_alerts_with_a_limit_of_three_never_run_more_than_three_and_
 
 async def test_a_limit_per_target_lets_other_targets_run_and_keeps_order(kube_double: KubeDouble, api: client.ApiClient, broker_settings: BrokerSettings) -> None:
     # Given one Job at a time per pod
-    annotations = {"openfero.io/concurrency": "1", "openfero.io/target-key": "namespace,pod"}
+    annotations = {"openfero.io/concurrency": "1", "openfero.io/concurrency-key": "namespace,pod"}
     storm = Storm(kube_double, api, broker_settings, storm_configmap(**annotations), dispatchers=2)
     controller = JobController(kube_double, run_s=0.3)
     created: list[str] = []
@@ -77,8 +77,8 @@ async def test_a_limit_per_target_lets_other_targets_run_and_keeps_order(kube_do
         # Then web-b's Job runs at once beside web-a's first, and web-a's run one at a time, oldest first
         await async_wait_for(lambda: len(controller.done) == 5, 60, "5 Jobs done")
         order = sorted(kube_double.jobs(), key=lambda j: (j["metadata"]["creationTimestamp"], int(j["metadata"]["resourceVersion"])))
-        created.extend(j["metadata"]["annotations"]["openfero.io/target"] for j in order)
-        mine = [j for j in order if j["metadata"]["annotations"]["openfero.io/target"] == "namespace=shop,pod=web-a"]
+        created.extend(j["metadata"]["annotations"]["openfero.io/concurrency-target"] for j in order)
+        mine = [j for j in order if j["metadata"]["annotations"]["openfero.io/concurrency-target"] == "namespace=shop,pod=web-a"]
         ns = [int(next(e["value"] for e in j["spec"]["template"]["spec"]["containers"][0]["env"] if e["name"] == "OPENFERO_N")) for j in mine]
         assert ns == [0, 1, 2, 3]
 
@@ -90,7 +90,7 @@ async def test_a_limit_per_target_lets_other_targets_run_and_keeps_order(kube_do
 async def test_an_alert_within_the_cool_down_of_its_target_is_suppressed_not_dead_lettered(kube_double: KubeDouble, api: client.ApiClient, broker_settings: BrokerSettings, channel: Any, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "openfero.dispatcher")
     # Given a cool-down of an hour per pod
-    annotations = {"openfero.io/cooldown": "1h", "openfero.io/target-key": "pod"}
+    annotations = {"openfero.io/cooldown": "1h", "openfero.io/cooldown-key": "pod"}
     storm = Storm(kube_double, api, broker_settings, storm_configmap(**annotations), dispatchers=1)
     controller = JobController(kube_double, run_s=0.05)
 
@@ -103,7 +103,7 @@ async def test_an_alert_within_the_cool_down_of_its_target_is_suppressed_not_dea
 
     await run_storm(storm, controller, body)
     # Then web-a has its one Job, web-b its own; the three are acknowledged and logged with the Job that covers them
-    [first] = [j for j in kube_double.jobs() if j["metadata"]["annotations"]["openfero.io/target"] == "pod=web-a"]
+    [first] = [j for j in kube_double.jobs() if j["metadata"]["annotations"]["openfero.io/cooldown-target"] == "pod=web-a"]
     suppressed = [r for r in caplog.records if getattr(r, "event", "") == "alert.suppressed"]
     assert len(suppressed) == 3 and {r.covering_job for r in suppressed} == {first["metadata"]["name"]}
     assert await queue_depth(channel, storm.names.dead_queue) == 0
@@ -228,7 +228,7 @@ async def test_what_storm_control_asks_of_the_api_the_shipped_roles_grant_and_it
     from tests.test_manifests import BREAKER_GRANTS, DISPATCHER_NAMESPACE_GRANTS, JOB_NAMESPACE_GRANTS
 
     # Given a breaker that opens and is resumed, and a limit: every part of storm control at work
-    annotations = {"openfero.io/breaker-failures": "2", "openfero.io/breaker-cooldown": "1h", "openfero.io/concurrency": "2", "openfero.io/cooldown": "1s", "openfero.io/target-key": "pod"}
+    annotations = {"openfero.io/breaker-failures": "2", "openfero.io/breaker-cooldown": "1h", "openfero.io/concurrency": "2", "openfero.io/cooldown": "1s", "openfero.io/cooldown-key": "pod"}
     storm = Storm(kube_double, api, broker_settings, storm_configmap(**annotations), dispatchers=2)
     controller = JobController(kube_double, run_s=0.05, fails=lambda name: True)
     kube_double.authorized.clear()

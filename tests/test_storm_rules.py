@@ -24,7 +24,7 @@ from dispatcher.storm import (
 from shared import headers as h
 
 LIMITED = StormRules(concurrency=3)
-COOLING = StormRules(cooldown_s=600, target_key=("pod",))
+COOLING = StormRules(cooldown_s=600, cooldown_key=("pod",))
 BREAKING = StormRules(breaker_failures=3)
 
 
@@ -32,16 +32,18 @@ def test_what_a_definition_asks_for() -> None:
     rules = StormRules.of(
         {
             "openfero.io/concurrency": "3",
-            "openfero.io/target-key": "namespace, pod",
+            "openfero.io/concurrency-key": "namespace",
             "openfero.io/cooldown": "10m",
+            "openfero.io/cooldown-key": "namespace, pod",
             "openfero.io/breaker-failures": "5",
             "openfero.io/breaker-cooldown": "15m",
         }
     )
-    assert rules == StormRules(3, ("namespace", "pod"), 600.0, 5, 900.0)
-    assert rules.target({"namespace": "shop", "pod": "web-1", "x": "y"}) == "namespace=shop,pod=web-1"
-    assert rules.target({"namespace": "shop"}) == "namespace=shop,pod="
-    assert not StormRules.of({}).any and StormRules.of({}).target({"pod": "a"}) == ""
+    assert rules == StormRules(3, ("namespace",), 600.0, ("namespace", "pod"), 5, 900.0)
+    assert rules.cooldown_target({"namespace": "shop", "pod": "web-1", "x": "y"}) == "namespace=shop,pod=web-1"
+    assert rules.cooldown_target({"namespace": "shop"}) == "namespace=shop,pod="
+    assert rules.concurrency_target({"namespace": "shop", "pod": "web-1"}) == "namespace=shop"
+    assert not StormRules.of({}).any and StormRules.of({}).cooldown_target({"pod": "a"}) == StormRules.of({}).concurrency_target({"pod": "a"}) == ""
 
 
 @pytest.mark.parametrize(
@@ -168,8 +170,8 @@ def test_an_operariuss_storm_control_maps_onto_the_configmap_forms_annotations()
             "spec": {
                 "alertSelector": {"alertname": "KubePodCrashLooping"},
                 "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}}},
-                "stormControl": {"concurrency": 2, "targetKey": ["namespace", "pod"], "cooldown": "5m", "breaker": {"failures": 4, "cooldown": 300}},
+                "stormControl": {"concurrency": 2, "concurrencyKey": ["namespace"], "cooldown": "5m", "cooldownKey": ["namespace", "pod"], "breaker": {"failures": 4, "cooldown": 300}},
             },
         }
     )
-    assert StormRules.of(operarius.definition.annotations) == StormRules(2, ("namespace", "pod"), 300.0, 4, 300.0)
+    assert StormRules.of(operarius.definition.annotations) == StormRules(2, ("namespace",), 300.0, ("namespace", "pod"), 4, 300.0)
