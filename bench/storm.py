@@ -123,9 +123,14 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 3.5))
-    xs = [at for at, _ in result["active_over_time"] if at >= 0]
-    ys = [n for at, n in result["active_over_time"] if at >= 0]
-    ax.plot(xs, ys, linewidth=0.8, label="Jobs active")
+    # Each second: the mean of the samples (every 0.1 s) and the most at once
+    seconds: dict[int, list[int]] = {}
+    for at, active in result["active_over_time"]:
+        if at >= 0:
+            seconds.setdefault(int(at), []).append(active)
+    xs = sorted(seconds)
+    ax.plot(xs, [sum(seconds[x]) / len(seconds[x]) for x in xs], linewidth=0.9, label="Jobs active (mean of each second)")
+    ax.plot(xs, [max(seconds[x]) for x in xs], linewidth=0.6, color="#55a868", label="most at once in each second")
     ax.axhline(result["concurrency"], linestyle="--", color="#c44e52", label=f"limit ({result['concurrency']})")
     ax.set_xlabel("seconds since the first Job")
     ax.set_ylabel("Jobs active")

@@ -186,23 +186,9 @@ class Handler:
                 extra={**about, "job": job.name, "event": "definition.dropped_fields", "fields": job.dropped_fields},
             )
         if self.storm is not None:
-            verdict = self.storm.verdict(known.definition, job, admitted)
-            if verdict.gate is Gate.GO and verdict.trial:
-                try:
-                    if not await self.storm.claim_trial(known.definition, job.name):
-                        verdict = Verdict(Gate.PARK)  # another dispatcher's alert is the trial
-                except Unreachable as exc:
-                    self.storm.book.unclaim(job.name)
-                    return replace(known, kind=Kind.FAILED, failure=Failure.from_api(None, f"claiming the breaker's trial: {exc}"))
-                if verdict.gate is Gate.PARK:
-                    self.storm.book.unclaim(job.name)
-            if verdict.gate is Gate.SUPPRESS:
-                reason = f"alert suppressed: Job {verdict.covering_job} ran for its target within the cool-down"
-                return replace(known, kind=Kind.SUPPRESSED, reason=reason, covering_job=verdict.covering_job)
-            if verdict.gate in (Gate.WAIT, Gate.PARK):
-                limit = job.storm.concurrency if verdict.why == "concurrency" else None
-                hold = Hold(known.definition, job.concurrency_target, limit, job.name, verdict.why or "breaker", received)
-                return replace(known, kind=Kind.WAITING if verdict.gate is Gate.WAIT else Kind.PARKED, hold=hold)
+            held = await self._storm_gate(job, known, admitted, received)
+            if held is not None:
+                return held
         silence = ""
         try:
             if self.silences is not None and not self.sink.dry_run:
@@ -215,6 +201,30 @@ class Handler:
                 self.storm.book.unclaim(job.name)
             return replace(known, kind=Kind.FAILED, failure=exc.failure)
         return replace(known, kind=Kind.CREATED if created else Kind.DUPLICATE, silence=silence)
+
+
+    async def _storm_gate(self, job: RenderedJob, known: Result, admitted: bool, received: str) -> Result | None:
+        """None to create the Job now; else what storm control made of the alert (dispatcher.storm)."""
+        storm = self.storm
+        assert storm is not None
+        verdict = storm.verdict(known.definition, job, admitted)
+        if verdict.gate is Gate.GO and verdict.trial:
+            try:
+                claimed = await storm.claim_trial(known.definition, job.name)
+            except Unreachable as exc:
+                storm.book.unclaim(job.name)
+                return replace(known, kind=Kind.FAILED, failure=Failure.from_api(None, f"claiming the breaker's trial: {exc}"))
+            if not claimed:  # another dispatcher's alert is the trial
+                storm.book.unclaim(job.name)
+                verdict = Verdict(Gate.PARK)
+        if verdict.gate is Gate.GO:
+            return None
+        if verdict.gate is Gate.SUPPRESS:
+            reason = f"alert suppressed: Job {verdict.covering_job} ran for its target within the cool-down"
+            return replace(known, kind=Kind.SUPPRESSED, reason=reason, covering_job=verdict.covering_job)
+        limit = job.storm.concurrency if verdict.why == "concurrency" else None
+        hold = Hold(known.definition, job.concurrency_target, limit, job.name, verdict.why or "breaker", received)
+        return replace(known, kind=Kind.WAITING if verdict.gate is Gate.WAIT else Kind.PARKED, hold=hold)
 
 
 def _case_variant(keys: list[str], alertname: str) -> str | None:

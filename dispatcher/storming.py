@@ -185,6 +185,7 @@ class WaitLeader:
             self._held.clear()  # unacknowledged: they go back to the queue with the channel
             self._waiting = WaitList()
             self._transit.clear()
+            self._transit_at.clear()
             with contextlib.suppress(Exception):
                 await channel.close()
 
@@ -215,6 +216,7 @@ class WaitLeader:
         if not self._held:
             return 0
         tags = self._waiting.releasable(self._active(), self._room_global())
+        copies = []
         for tag in tags:
             message, waiting = self._held[tag], self._waiting.get(tag)
             headers = {k: h.writable(v) for k, v in (message.headers or {}).items() if not k.startswith("x-")}
@@ -228,11 +230,17 @@ class WaitLeader:
                 type=message.type,
                 timestamp=message.timestamp,
             )
+            copies.append((copy, RETRY_ROUTING_KEY))
+            # The slot is taken from now on, until the Job shows up
             self._transit[waiting.job] = (waiting.definition, waiting.target if waiting.limit is not None else "", time.monotonic())
             self._transit_at[waiting.job] = self.guard.clock()
-            await publish_confirmed(self.link, [(copy, RETRY_ROUTING_KEY)], _PUBLISH_TIMEOUT_S)
-            await message.ack()
-            del self._held[tag]
+        if not copies:
+            return 0
+        # All confirmed in the work queue before any is acknowledged here: a failure in between
+        # leaves them in both, and the second copy finds its Job (a duplicate)
+        await publish_confirmed(self.link, copies, _PUBLISH_TIMEOUT_S)
+        for tag in tags:
+            await self._held.pop(tag).ack()
             self._waiting.remove(tag)
             self.released += 1
             STORM_RELEASED.inc()

@@ -255,3 +255,25 @@ async def test_what_storm_control_asks_of_the_api_the_shipped_roles_grant_and_it
     # Then everything it asked for is granted (the test creates the Jobs through the same Roles), and storm control's grants were all used
     assert asked - (DISPATCHER_NAMESPACE_GRANTS | JOB_NAMESPACE_GRANTS) == set()
     assert storm_grants - asked == set()
+
+
+async def test_when_the_wait_leader_goes_another_releases_the_rest_and_nothing_is_lost(kube_double: KubeDouble, api: client.ApiClient, broker_settings: BrokerSettings, channel: Any) -> None:
+    # Given two dispatchers, a limit of 2, and 20 alerts waiting
+    storm = Storm(kube_double, api, broker_settings, storm_configmap(**{"openfero.io/concurrency": "2"}), dispatchers=2)
+    controller = JobController(kube_double, run_s=0.2)
+
+    async def body() -> None:
+        await storm.publish(alerts(20))
+        await async_wait_for(lambda: len(controller.done) >= 4, 30, "a few Jobs done")
+        # When the wait leader stops (its Lease given up, the alerts it held handed back)
+        first = storm.leader()
+        await first.close()
+        # Then the other leads and releases the rest: every alert runs once
+        await async_wait_for(lambda: len(controller.done) == 20, 60, "20 Jobs done")
+        assert storm.leader() is not first
+        assert await queue_depth(channel, storm.names.wait_queue) == 0
+
+    await run_storm(storm, controller, body)
+    assert len(kube_double.jobs()) == 20
+    # the stated bound at a change of leader: at most the limit again, for the old leader's last releases
+    assert controller.max_active <= 4, controller.max_active
