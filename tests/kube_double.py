@@ -22,8 +22,7 @@ on these endpoints and that openfero depends on:
 - the Job controller, played by a test: ``job_started``, ``job_succeeded``
   and ``job_failed`` (with a condition reason such as BackoffLimitExceeded
   or DeadlineExceeded) write a Job's status as the controller does;
-- label selectors (=, ==, !=, exists, !exists, in, notin), and the field
-  selector ``metadata.name=NAME`` on lists and watches;
+- label selectors (=, ==, !=, exists, !exists, in, notin);
 - a global resourceVersion; watches that replay from a version, send live
   events, end after ``timeoutSeconds`` and answer an expired version with an
   ERROR event of code 410;
@@ -110,7 +109,6 @@ class Watcher:
     namespace: str
     selector: str
     queue: asyncio.Queue[dict[str, Any] | None] = field(default_factory=asyncio.Queue)
-    name: str = ""  # from the field selector metadata.name=NAME; "" for any
 
 
 def status_body(code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -397,7 +395,7 @@ class KubeDouble:
             obj["metadata"]["resourceVersion"] = str(rv)
         self.events.append((rv, resource, namespace, event, obj))
         for w in list(self.watchers):
-            if w.resource == resource and w.namespace == namespace and matches(_labels(obj), w.selector) and _named(obj, w.name):
+            if w.resource == resource and w.namespace == namespace and matches(_labels(obj), w.selector):
                 if self._loop is not None:
                     self._loop.call_soon_threadsafe(w.queue.put_nowait, {"type": event, "object": copy.deepcopy(obj)})
 
@@ -593,9 +591,8 @@ class KubeDouble:
 
     def _list(self, request: web.Request, resource: str, namespace: str) -> web.Response:
         selector = request.query.get("labelSelector", "")
-        name = _field_name(request)
         with self._lock:
-            items = [o for o in self.list(resource, namespace) if matches(_labels(o), selector) and _named(o, name)]
+            items = [o for o in self.list(resource, namespace) if matches(_labels(o), selector)]
             version = str(self.version)
         _, kind = KINDS[resource]
         api_version = KINDS[resource][0]
@@ -607,8 +604,7 @@ class KubeDouble:
         selector = request.query.get("labelSelector", "")
         timeout_s = float(request.query.get("timeoutSeconds", "1800"))
         since = request.query.get("resourceVersion", "")
-        name = _field_name(request)
-        watcher = Watcher(resource, namespace, selector, name=name)
+        watcher = Watcher(resource, namespace, selector)
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(request)
         with self._lock:
@@ -616,12 +612,12 @@ class KubeDouble:
                 backlog = [{"type": "ERROR", "object": status_body(410, "Expired", f"too old resource version: {since} ({self.compacted_rv})")}]
                 watcher = None  # type: ignore[assignment]
             elif since in ("", "0"):
-                backlog = [{"type": "ADDED", "object": o} for o in self.list(resource, namespace) if matches(_labels(o), selector) and _named(o, name)]
+                backlog = [{"type": "ADDED", "object": o} for o in self.list(resource, namespace) if matches(_labels(o), selector)]
             else:
                 backlog = [
                     {"type": t, "object": copy.deepcopy(o)}
                     for rv, r, ns, t, o in self.events
-                    if rv > int(since) and r == resource and ns == namespace and matches(_labels(o), selector) and _named(o, name)
+                    if rv > int(since) and r == resource and ns == namespace and matches(_labels(o), selector)
                 ]
             if watcher is not None:
                 self.watchers.append(watcher)
@@ -758,18 +754,6 @@ def _prune(value: Any, schema: dict[str, Any]) -> Any:
     if isinstance(value, list) and isinstance(schema.get("items"), dict):
         return [_prune(v, schema["items"]) for v in value]
     return value
-
-
-def _field_name(request: web.Request) -> str:
-    """NAME of a field selector metadata.name=NAME ("" without one); other field selectors are not served."""
-    fields = request.query.get("fieldSelector", "")
-    if fields and not fields.startswith("metadata.name="):
-        raise web.HTTPBadRequest(text=f"field selector {fields!r} is not served by the double")
-    return fields.partition("=")[2]
-
-
-def _named(obj: dict[str, Any], name: str) -> bool:
-    return not name or obj.get("metadata", {}).get("name") == name
 
 
 def _labels(obj: dict[str, Any]) -> dict[str, str]:
