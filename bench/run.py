@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from bench import measure
+from bench import measure, storm
 
 TARGETS = {
     "ingest_100_vs_ceiling": 0.7,
@@ -53,6 +53,8 @@ def run_all(amqp_url: str, quick: bool) -> dict[str, Any]:
         ("render_us", measure.render_times_us),
         ("create_call_cpu_us", lambda: measure.create_call_cpu_us(tmp, 300 if quick else 1000)),
         ("console_timeline", lambda: measure.console_timeline(amqp_url, 1000 if quick else 10000, tmp, loads=2 if quick else 5)),
+        # 5,000 alerts for one definition with concurrency 10, each Job ending 1 s after it starts: about 9 minutes.
+        ("storm", lambda: storm.storm(amqp_url, 200 if quick else 5000, tmp)),
     ]
     results: dict[str, Any] = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": quick, "process_counts": list(process_counts)}
     for name, step in steps:
@@ -221,8 +223,22 @@ def summary(results: dict[str, Any]) -> str:
     lines += [
         "",
         f"Console memory (RSS): {c['rss_mb_loaded']:.0f} MB with the window loaded, {c['rss_mb_peak_serving']:.0f} MB at most while serving the pages.",
+        "",
+        *storm_summary(results["storm"]),
     ]
     return "\n".join(lines) + "\n"
+
+
+def storm_summary(s: dict[str, Any]) -> list[str]:
+    return [
+        f"## Storm control ({s['alerts']:,} alerts for one definition, concurrency {s['concurrency']}, each Job ending {s['run_s']:g} s after it starts)",
+        "",
+        f"One dispatcher (the wait leader), outcome tracking on. Drained in {s['drain_s']:.0f} s from the first Job to the last one's end "
+        f"(at best {s['ideal_drain_s']:.0f} s: {s['alerts']:,} / {s['concurrency']} × {s['run_s']:g} s); at most {s['max_active']} Jobs active at once; "
+        f"{s['jobs']:,} Jobs. The dispatcher's CPU while the alerts waited: {s['cpu_share_mean'] * 100:.0f} % of a core on average "
+        f"(p50 of each second {s['cpu_share_p50'] * 100:.0f} %, max {s['cpu_share_max'] * 100:.0f} %), {s['cpu_ms_per_job']:.1f} ms per Job; "
+        "nothing is republished while it waits. Plot: `storm.png`.",
+    ]
 
 
 def plots(results: dict[str, Any], out: Path) -> list[Path]:
@@ -260,6 +276,8 @@ def plots(results: dict[str, Any], out: Path) -> list[Path]:
     written.append(out / "dispatcher.png")
     fig.savefig(written[-1], dpi=100)
     plt.close(fig)
+    if "storm" in results:
+        written.append(storm.plot(results["storm"], out / "storm.png"))
     return written
 
 
@@ -267,13 +285,23 @@ def plots(results: dict[str, Any], out: Path) -> list[Path]:
 @click.option("--amqp-url", envvar="OPENFERO_AMQP_URL", default="amqp://guest:guest@127.0.0.1:5672/", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("bench/results"), show_default=True)
 @click.option("--quick", is_flag=True, help="Shorter runs: a smoke test of the benchmarks, not figures to quote.")
+@click.option("--storm", "storm_only", is_flag=True, help="Instead: the storm alone (bench.storm); writes storm.json, storm.md and storm.png.")
 @click.option(
     "--faults",
     is_flag=True,
     help="Instead: broker node faults on a three-node cluster of its own (bench.faults); writes faults.json and faults.md.",
 )
-def main(amqp_url: str, out: Path, quick: bool, faults: bool) -> None:
+def main(amqp_url: str, out: Path, quick: bool, faults: bool, storm_only: bool) -> None:
     """Measure openfero against its ceilings on this machine; write JSON, Markdown and PNG plots."""
+    if storm_only:
+        out.mkdir(parents=True, exist_ok=True)
+        result = storm.storm(amqp_url, 200 if quick else 5000, Path(tempfile.mkdtemp(prefix="openfero-bench-")))
+        (out / "storm.json").write_text(json.dumps(result, indent=2) + "\n")
+        text = "\n".join(storm_summary(result)) + "\n"
+        (out / "storm.md").write_text(text)
+        click.echo(f"wrote {storm.plot(result, out / 'storm.png')}", err=True)
+        click.echo(text)
+        return
     if faults:
         from bench import faults as fault_runs
 

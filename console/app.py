@@ -36,7 +36,7 @@ from openfero.doctor import ManagementApi
 from openfero.records import Record
 from shared.broker import BrokerLink
 from shared.envelope import Alert
-from shared.settings import BrokerSettings, ConsoleSettings, KubeSettings, SettingsError
+from shared.settings import SERVICE_ACCOUNT_NAMESPACE_FILE, BrokerSettings, ConsoleSettings, KubeSettings, SettingsError
 from shared.topology import Names
 
 log = logging.getLogger("openfero.console")
@@ -163,17 +163,20 @@ class Console:
             self.definitions_changed()
         link_task = loop.create_task(self.link.run(), name="broker-link")
         prune_task = loop.create_task(self._prune(), name="prune")
+        storm_stop = asyncio.Event()
+        storm_task = loop.create_task(self.storm.run(storm_stop), name="storm-controls")
         log.info(
             "console starting",
             extra={"event": "console.starting", "addr": self.settings.addr, "auth": self.gate.mode, "read_only": self.settings.read_only, "prefix": self.broker.queue_prefix, "cluster": self.api_client is not None},
         )
         yield
+        storm_stop.set()
         self.hub.close()
         await self.desk.close()
         self.cluster.stop()
         await self.streams.close()
         await self.link.close()
-        for task in (link_task, prune_task, *self._tasks):
+        for task in (link_task, prune_task, storm_task, *self._tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
@@ -191,9 +194,16 @@ def create_console(
     storm: StormControls | None = None,
 ) -> Console:
     window = timedelta(seconds=settings.window_s)
+    console_box: list[Console] = []
+    if storm is None and api_client is not None:
+        from console.storm import ClusterStormControls
+
+        own = kube.own_namespace or (SERVICE_ACCOUNT_NAMESPACE_FILE.read_text().strip() if SERVICE_ACCOUNT_NAMESPACE_FILE.exists() else "")
+        # The breakers' Lease is where the dispatchers keep it: their namespace
+        storm = ClusterStormControls(api_client, own or kube.definitions_namespace, broker.queue_prefix, lambda: console_box[0].link.connection if console_box else None)
     if settings.max_alerts < 1 or settings.max_streams < 1:
         raise SettingsError("OPENFERO_CONSOLE_MAX_ALERTS and OPENFERO_CONSOLE_MAX_STREAMS need at least 1")
-    return Console(
+    made = Console(
         settings=settings,
         broker=broker,
         kube=kube,
@@ -206,6 +216,8 @@ def create_console(
         storm=storm or NoStormControls(),
         api_client=api_client,
     )
+    console_box.append(made)
+    return made
 
 
 def create_app(console: Console) -> web.Application:

@@ -31,6 +31,7 @@ from dispatcher.naming import dns_label
 from dispatcher.operarii import GROUP, KIND, PLURAL, VERSION
 from dispatcher.reporting import EventWriter, RecordPublisher
 from dispatcher.silencing import SilenceEnder, SilenceKeeper
+from dispatcher.storming import StormControl
 from dispatcher.tracking import OutcomeTracker
 from dispatcher.watching import ResourceWatcher
 from shared.broker import BrokerLink
@@ -41,6 +42,7 @@ from shared.settings import (
     DispatcherSettings,
     KubeSettings,
     OutcomeSettings,
+    StormSettings,
 )
 
 log = logging.getLogger("openfero.dispatcher")
@@ -109,6 +111,7 @@ class Sink:
     status: StatusRecorder | None = None  # the Operarius status, when Operarii are read from the cluster
     silences: SilenceKeeper | None = None  # the silence before a Job, for the definitions that ask
     tracking: OutcomeTracking | None = None  # the outcome leader, when outcomes are tracked
+    storm: StormControl | None = None  # storm control: its Job watch, guard and wait leader
     alertmanagers: tuple[str, ...] = ()  # for the start-up line
     log_fields: Mapping[str, Any] = field(default_factory=dict)  # on every line about a message
 
@@ -121,6 +124,7 @@ def job_sink(
     broker: BrokerSettings,
     outcomes: OutcomeSettings,
     alertmanager: AlertmanagerSettings,
+    storm_settings: StormSettings,
     catalog: Catalog,
 ) -> Sink:
     """Jobs printed (a dry run: nothing else, no status, no silence, no outcome), or created through
@@ -141,7 +145,20 @@ def job_sink(
     if outcomes.track:
         tracking = OutcomeTracking(api_client, kube, broker, outcomes, catalog, status, SilenceEnder(alertmanagers))
         stack.push_async_callback(tracking.close)
-    return Sink(creator, status, keeper, tracking, tuple(alertmanagers.urls))
+    storm = StormControl(
+        api_client, kube.job_namespace, _lease_namespace(kube), broker, storm_settings,
+        LeaseTimes.from_settings(outcomes), kube.request_timeout_s, kube.watch_timeout_s,
+    )
+    stack.push_async_callback(storm.close)
+    return Sink(creator, status, keeper, tracking, storm, tuple(alertmanagers.urls))
+
+
+def _lease_namespace(kube: KubeSettings) -> str:
+    """Where the dispatchers' Leases live: the dispatcher's own namespace, else the definitions'."""
+    namespace = kube.own_namespace
+    if not namespace and SERVICE_ACCOUNT_NAMESPACE_FILE.exists():
+        namespace = SERVICE_ACCOUNT_NAMESPACE_FILE.read_text().strip()
+    return namespace or kube.definitions_namespace
 
 
 class OutcomeTracking:
@@ -157,10 +174,7 @@ class OutcomeTracking:
         status: OperariusStatusWriter | None,
         silences: SilenceEnder | None = None,
     ):
-        namespace = kube.own_namespace
-        if not namespace and SERVICE_ACCOUNT_NAMESPACE_FILE.exists():
-            namespace = SERVICE_ACCOUNT_NAMESPACE_FILE.read_text().strip()
-        namespace = namespace or kube.definitions_namespace
+        namespace = _lease_namespace(kube)
         lease = dns_label(f"{broker.queue_prefix}-outcomes")
         self.link = BrokerLink(broker)
         self.elector = LeaderElector(api_client, namespace, lease, WORKER, LeaseTimes.from_settings(outcomes), kube.request_timeout_s)

@@ -31,6 +31,7 @@ from shared.settings import (
     SERVICE_ACCOUNT_NAMESPACE_FILE,
     RetrySettings,
     ServiceSettings,
+    StormSettings,
     SettingsError,
     help_epilog,
     load,
@@ -75,6 +76,7 @@ async def serve(service: ServiceSettings, dry_run: bool | None, exit_when_idle_s
     kube = load(KubeSettings)
     outcomes = load(OutcomeSettings)
     alertmanager = load(AlertmanagerSettings)
+    storm = load(StormSettings)
     forbidden_accounts = kube.forbidden_accounts()
     retry = RetryPolicy.from_settings(load(RetrySettings))
     health = Health(settings.stall_s)
@@ -82,7 +84,7 @@ async def serve(service: ServiceSettings, dry_run: bool | None, exit_when_idle_s
     # before it has started anything else.
     metrics_runner = await _serve_metrics(service.metrics_addr, health)
     try:
-        await _serve(broker, settings, kube, outcomes, alertmanager, forbidden_accounts, retry, service, health, exit_when_idle_s)
+        await _serve(broker, settings, kube, outcomes, alertmanager, storm, forbidden_accounts, retry, service, health, exit_when_idle_s)
     finally:
         await metrics_runner.cleanup()
 
@@ -93,6 +95,7 @@ async def _serve(
     kube: KubeSettings,
     outcomes: OutcomeSettings,
     alertmanager: AlertmanagerSettings,
+    storm: StormSettings,
     forbidden_accounts: frozenset[tuple[str, str]],
     retry: RetryPolicy,
     service: ServiceSettings,
@@ -110,15 +113,18 @@ async def _serve(
             api_client, context_namespace = load_api_client(kube.request_timeout_s, settings.kube_concurrency)
             kube = resolve_namespaces(kube, context_namespace)
         catalog = assembling.definition_source(stack, kube, api_client)
-        sink = assembling.job_sink(stack, api_client, settings, kube, broker, outcomes, alertmanager, catalog)
+        sink = assembling.job_sink(stack, api_client, settings, kube, broker, outcomes, alertmanager, storm, catalog)
         _log_configured(settings, kube, sink, forbidden_accounts)
         freeze_startup_heap()
-        if not await _wait_synced(catalog, stop):
+        if sink.storm is not None:
+            sink.storm.start(stop)
+        if not await _wait_synced(catalog, stop) or (sink.storm is not None and not await sink.storm.synced(stop)):
             return
         if sink.tracking is not None:
             sink.tracking.start(stop)
         rules = JobRules(settings.job_ttl_s, kube.job_namespace, forbidden_accounts, track_outcomes=sink.tracking is not None)
-        handler = Handler(catalog, sink.jobs, rules, sink.status, sink.silences)
+        storm_guard = sink.storm.guard if sink.storm is not None else None
+        handler = Handler(catalog, sink.jobs, rules, sink.status, sink.silences, storm_guard)
         dispatcher = Dispatcher(broker, handler, settings.prefetch, retry, settings.stall_s, log_fields=sink.log_fields)
         health.dispatcher = dispatcher
         await dispatcher.run(stop, exit_when_idle_s, service.shutdown_grace_s)
@@ -184,7 +190,7 @@ async def _serve_metrics(addr: HostPort, health: Health) -> web.AppRunner:
 
 @click.command(
     "dispatcher",
-    epilog=help_epilog(BrokerSettings, KubeSettings, DispatcherSettings, OutcomeSettings, AlertmanagerSettings, RetrySettings, ServiceSettings),
+    epilog=help_epilog(BrokerSettings, KubeSettings, DispatcherSettings, OutcomeSettings, AlertmanagerSettings, StormSettings, RetrySettings, ServiceSettings),
     context_settings={"max_content_width": 100},
 )
 @click.option("--dry-run", is_flag=True, default=None, help="Print Jobs as YAML instead of creating them.")

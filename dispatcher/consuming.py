@@ -26,17 +26,17 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from aiormq.exceptions import ChannelInvalidStateError
 
-from dispatcher.deciding import Ack, Decision, Republish, decide
+from dispatcher.deciding import Ack, Decision, Republish, SetAside, decide
 from dispatcher.handling import Handler
 from dispatcher.liveness import Progress
-from dispatcher.metrics import HANDLED, OTHER, REFUSED, RETRIES
+from dispatcher.metrics import HANDLED, OTHER, REFUSED, RETRIES, STORM_HELD, STORM_SUPPRESSED
 from dispatcher.results import INTERNAL_ERROR, Failure, Kind, Result
 from dispatcher.retrying import RetryPolicy
 from shared import headers as h
 from shared.broker import BrokerLink
 from shared.confirming import publish_confirmed
 from shared.settings import BrokerSettings
-from shared.topology import Declared
+from shared.topology import WAIT_ROUTING_KEY, Declared
 
 log = logging.getLogger("openfero.dispatcher")
 
@@ -117,13 +117,14 @@ class Dispatcher:
         fields: dict[str, Any] = {**self.log_fields, "message_id": message.message_id, "attempt": attempt, "redelivered": message.redelivered}
         started = time.perf_counter()
         try:
-            result = await self.handler.handle(message.body, fields, run_id if isinstance(run_id, str) else "")
+            admitted = bool(headers.get(h.ADMITTED))
+            result = await self.handler.handle(message.body, fields, run_id if isinstance(run_id, str) else "", admitted=admitted)
         except Exception as exc:  # a bug, not an input: retry it like a passing failure
             log.exception("handler failed", extra={**fields, "event": "message.crashed"})
             result = Result(Kind.FAILED, failure=Failure(f"handler crashed: {exc!r}", INTERNAL_ERROR, transient=True))
         decision = decide(result, attempt, self.retry, headers, _now(), WORKER)
         try:
-            if isinstance(decision, Republish):
+            if isinstance(decision, (Republish, SetAside)):
                 await self._republish(message, decision.routing_key, decision.headers)
             await message.ack()
         except Exception as exc:
@@ -146,13 +147,26 @@ class Dispatcher:
         if result.silence:
             fields["silence"] = result.silence
         label = result.alertname_label or OTHER
+        if isinstance(decision, SetAside):
+            hold = decision.hold
+            kind = "waiting" if decision.routing_key == WAIT_ROUTING_KEY else "parked"
+            self.outcomes[kind] += 1
+            HANDLED.labels(kind, label).inc()
+            STORM_HELD.labels(kind, hold.why).inc()
+            held = {**fields, "event": f"alert.{kind}", "definition": hold.definition, "target": hold.target, "why": hold.why}
+            text = "alert waits for a slot" if kind == "waiting" else "alert parked: the definition's breaker is open"
+            log.info(text, extra=held)
+            return
         if isinstance(decision, Ack):
-            kind = {Kind.CREATED: "created", Kind.DUPLICATE: "duplicate"}.get(result.kind, "no_definition")
+            kind = {Kind.CREATED: "created", Kind.DUPLICATE: "duplicate", Kind.SUPPRESSED: "suppressed"}.get(result.kind, "no_definition")
             self.outcomes[kind] += 1
             HANDLED.labels(kind, label).inc()
             if result.kind is Kind.REFUSED:
                 REFUSED.labels(result.refusal).inc()
                 log.warning("%s", result.reason, extra={**fields, "event": "alert.refused", "reason": result.refusal})
+            elif result.kind is Kind.SUPPRESSED:
+                STORM_SUPPRESSED.inc()
+                log.info(result.reason, extra={**fields, "event": "alert.suppressed", "covering_job": result.covering_job, "definition": result.definition})
             elif result.done:
                 text = "job created" if result.kind is Kind.CREATED else "job exists already: duplicate suppressed"
                 log.info(text, extra={**fields, "event": f"job.{kind}"})

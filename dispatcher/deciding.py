@@ -1,8 +1,10 @@
 """What to do with a message once it is handled: acknowledge it, or put a copy in a delay queue or
 the dead-letter queue first. No I/O here.
 
-``decide`` is the whole rule: a Job that exists, nothing to do and a
-refused alert are acknowledged; a failure that may pass is retried on the
+``decide`` is the whole rule: a Job that exists, nothing to do, a
+refused alert and one suppressed by a cool-down are acknowledged; an
+alert that must wait (a concurrency or the global limit) or be parked (an
+open breaker) is put in the wait or parked queue, never dead-lettered; a failure that may pass is retried on the
 delay tier the attempt count and the retry policy give, until the attempts
 are used up; any other failure is dead-lettered at once. The headers of the
 copy say why (see the README's table of dead-letter headers).
@@ -14,10 +16,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dispatcher.results import Failure, Result
+from dispatcher.results import Failure, Hold, Kind, Result
 from dispatcher.retrying import RetryPolicy
 from shared import headers as h
-from shared.topology import DEAD_ROUTING_KEY, Names
+from shared.topology import DEAD_ROUTING_KEY, PARKED_ROUTING_KEY, WAIT_ROUTING_KEY, Names
 
 PERMANENT = "permanent"  # no retry can help
 RETRIES_EXHAUSTED = "retries-exhausted"
@@ -43,7 +45,16 @@ class Republish:
         return self.delay_s is None
 
 
-Decision = Ack | Republish
+@dataclass(frozen=True)
+class SetAside:
+    """Publish a copy (confirmed) to the wait or the parked queue, then acknowledge the message."""
+
+    routing_key: str
+    headers: dict[str, Any] = field(compare=False)
+    hold: Hold
+
+
+Decision = Ack | Republish | SetAside
 
 
 def decide(result: Result, attempts: int, policy: RetryPolicy, previous: Mapping[str, Any], now: str, worker: str) -> Decision:
@@ -54,7 +65,10 @@ def decide(result: Result, attempts: int, policy: RetryPolicy, previous: Mapping
     headers of a copy.
     """
     failure = result.failure
-    if failure is None:  # not FAILED (dispatcher.results holds the two together)
+    if result.kind in (Kind.WAITING, Kind.PARKED) and result.hold is not None:
+        key = WAIT_ROUTING_KEY if result.kind is Kind.WAITING else PARKED_ROUTING_KEY
+        return SetAside(key, hold_headers(previous, result.hold, result.kind is Kind.PARKED, now), result.hold)
+    if result.kind is not Kind.FAILED or failure is None:
         return Ack()
     if failure.transient:
         delay = policy.delay_after(attempts, failure.needs_operator, failure.retry_after_s)
@@ -87,4 +101,19 @@ def failure_headers(previous: Mapping[str, Any], failure: Failure, attempts: int
         headers[h.HTTP_STATUS] = failure.status
     else:
         headers.pop(h.HTTP_STATUS, None)
+    return headers
+
+
+def hold_headers(previous: Mapping[str, Any], hold: Hold, parked: bool, now: str) -> dict[str, Any]:
+    """The headers of a waiting or parked copy: the message's own (without the broker's ``x-`` ones and
+    an earlier release), and where it stands."""
+    headers = {k: h.writable(v) for k, v in previous.items() if not k.startswith("x-") and k != h.ADMITTED}
+    since = previous.get(h.WAITING_SINCE)
+    headers.update({h.DEFINITION: hold.definition, h.TARGET: hold.target, h.JOB: hold.job, h.RECEIVED: hold.received, h.WAITING_SINCE: since if isinstance(since, str) else now})
+    if hold.limit is not None:
+        headers[h.LIMIT] = hold.limit
+    else:
+        headers.pop(h.LIMIT, None)
+    if parked:
+        headers[h.PARKED_AT] = now
     return headers

@@ -25,7 +25,10 @@ from dispatcher.jobs import ApiFailure
 from dispatcher.metrics import OTHER, alertname_label
 from dispatcher.naming import env_collisions
 from dispatcher.rendering import JobRules, Refused, RenderError, RenderedJob, render
-from dispatcher.results import INVALID_ENVELOPE, RENDER_ERROR, Failure, Kind, Result
+from dispatcher.results import INVALID_ENVELOPE, RENDER_ERROR, Failure, Hold, Kind, Result
+from dispatcher.requesting import Unreachable
+from dispatcher.storm import Gate, Verdict
+from dispatcher.storming import StormGuard
 from dispatcher.silencing import SilenceFailure, SilenceKeeper
 from shared.envelope import Envelope, InvalidEnvelope
 
@@ -68,18 +71,28 @@ class PrintingSink:
 
 
 class Handler:
-    def __init__(self, catalog: Catalog, sink: JobSink, rules: JobRules, status: StatusRecorder | None = None, silences: SilenceKeeper | None = None):
+    def __init__(
+        self,
+        catalog: Catalog,
+        sink: JobSink,
+        rules: JobRules,
+        status: StatusRecorder | None = None,
+        silences: SilenceKeeper | None = None,
+        storm: StormGuard | None = None,
+    ):
         self.catalog = catalog
         self.sink = sink
         self.status = status
         self.rules = rules
         self.silences = silences  # Alertmanager silences for the definitions that ask (dispatcher.silencing)
+        self.storm = storm  # concurrency, cool-down, breaker and the global limit (dispatcher.storming)
         self._warned: set[tuple[str, str, int]] = set()
         self._warned_keys: set[tuple[str, tuple[str, ...]]] = set()
 
-    async def handle(self, body: bytes, message: Mapping[str, Any] | None = None, run_id: str = "") -> Result:
+    async def handle(self, body: bytes, message: Mapping[str, Any] | None = None, run_id: str = "", admitted: bool = False) -> Result:
         """Handle one message body. ``message`` names it in the warnings logged on the way (its id,
-        the attempt); ``run_id`` comes from a forced replay and makes new Job names."""
+        the attempt); ``run_id`` comes from a forced replay and makes new Job names; ``admitted``:
+        the wait leader released it (storm control)."""
         message = message or {}
         try:
             envelope = Envelope.from_json(body)
@@ -104,8 +117,10 @@ class Handler:
             operarius=found.operarius,
             alertname_label=alertname_label(alert.alertname) if self._names(found, alert.alertname) else OTHER,
         )
-        result = await self._handle_found(found, rendered, known, about)
-        if found.operarius is not None and self.status is not None and not (result.failure and result.failure.transient):
+        result = await self._handle_found(found, rendered, known, about, admitted, envelope.receivedAt)
+        # A storm's held and suppressed alerts write no status: thousands of them would each be a write.
+        held = result.kind in (Kind.SUPPRESSED, Kind.WAITING, Kind.PARKED)
+        if found.operarius is not None and self.status is not None and not held and not (result.failure and result.failure.transient):
             self.status.record(found.operarius, result.job, _status_word(result))
         return result
 
@@ -144,7 +159,7 @@ class Handler:
             return found, exc
 
     async def _handle_found(
-        self, found: Lookup, rendered: RenderedJob | RenderError | Refused | None, known: Result, about: Mapping[str, Any]
+        self, found: Lookup, rendered: RenderedJob | RenderError | Refused | None, known: Result, about: Mapping[str, Any], admitted: bool = False, received: str = ""
     ) -> Result:
         alertname = known.alert.alertname if known.alert else ""
         if found.definition is None:
@@ -167,6 +182,10 @@ class Handler:
                 "definition has fields a Job does not have; they were dropped",
                 extra={**about, "job": job.name, "event": "definition.dropped_fields", "fields": job.dropped_fields},
             )
+        if self.storm is not None:
+            held = await self._storm_gate(job, known, admitted, received)
+            if held is not None:
+                return held
         silence = ""
         try:
             if self.silences is not None:
@@ -175,8 +194,34 @@ class Handler:
             else:
                 created = await self.sink.create(job.body)
         except (SilenceFailure, ApiFailure) as exc:
+            if self.storm is not None:
+                self.storm.book.unclaim(job.name)
             return replace(known, kind=Kind.FAILED, failure=exc.failure)
         return replace(known, kind=Kind.CREATED if created else Kind.DUPLICATE, silence=silence)
+
+
+    async def _storm_gate(self, job: RenderedJob, known: Result, admitted: bool, received: str) -> Result | None:
+        """None to create the Job now; else what storm control made of the alert (dispatcher.storm)."""
+        storm = self.storm
+        assert storm is not None
+        verdict = storm.verdict(known.definition, job, admitted)
+        if verdict.gate is Gate.GO and verdict.trial:
+            try:
+                claimed = await storm.claim_trial(known.definition, job.name)
+            except Unreachable as exc:
+                storm.book.unclaim(job.name)
+                return replace(known, kind=Kind.FAILED, failure=Failure.from_api(None, f"claiming the breaker's trial: {exc}"))
+            if not claimed:  # another dispatcher's alert is the trial
+                storm.book.unclaim(job.name)
+                verdict = Verdict(Gate.PARK)
+        if verdict.gate is Gate.GO:
+            return None
+        if verdict.gate is Gate.SUPPRESS:
+            reason = f"alert suppressed: Job {verdict.covering_job} ran for its target within the cool-down"
+            return replace(known, kind=Kind.SUPPRESSED, reason=reason, covering_job=verdict.covering_job)
+        limit = job.storm.concurrency if verdict.why == "concurrency" else None
+        hold = Hold(known.definition, job.concurrency_target, limit, job.name, verdict.why or "breaker", received)
+        return replace(known, kind=Kind.WAITING if verdict.gate is Gate.WAIT else Kind.PARKED, hold=hold)
 
 
 def _case_variant(keys: list[str], alertname: str) -> str | None:

@@ -50,6 +50,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from kubernetes.client import ApiClient
+from prometheus_client import Gauge
 
 from dispatcher.metrics import LEADER
 from dispatcher.requesting import Answer, Unreachable, call
@@ -77,7 +78,10 @@ class LeaseTimes:
 
 
 class LeaderElector:
-    def __init__(self, api_client: ApiClient, namespace: str, name: str, identity: str, times: LeaseTimes, timeout_s: float):
+    def __init__(self, api_client: ApiClient, namespace: str, name: str, identity: str, times: LeaseTimes, timeout_s: float, gauge: Gauge = LEADER, role: str = "leader", duty: str = "follows the Jobs"):
+        self.gauge = gauge  # 1 while leading: each Lease has a gauge of its own
+        self.role = role  # the first word of its log events: leader.elected, wait_leader.elected
+        self.duty = duty
         self.api_client = api_client
         self.namespace = namespace
         self.name = name
@@ -126,21 +130,21 @@ class LeaderElector:
         self.terms += 1
         self.following.clear()
         self.leading.set()
-        LEADER.set(1)
-        log.info("leading: this dispatcher follows the Jobs", extra={"event": "leader.elected", "lease": f"{self.namespace}/{self.name}", "identity": self.identity})
+        self.gauge.set(1)
+        log.info("leading: this dispatcher %s", self.duty, extra={"event": f"{self.role}.elected", "lease": f"{self.namespace}/{self.name}", "identity": self.identity})
 
     def _stop_leading(self, why: str, warn: bool = True) -> None:
         self.leading.clear()
         self.following.set()
-        LEADER.set(0)
-        log.log(logging.WARNING if warn else logging.INFO, "stopped leading: %s", why, extra={"event": "leader.lost", "lease": f"{self.namespace}/{self.name}", "reason": why})
+        self.gauge.set(0)
+        log.log(logging.WARNING if warn else logging.INFO, "stopped leading: %s", why, extra={"event": f"{self.role}.lost", "lease": f"{self.namespace}/{self.name}", "reason": why})
 
     async def _attempt(self) -> bool:
         loop = asyncio.get_running_loop()
         try:
             return await asyncio.wait_for(loop.run_in_executor(self._pool, self._try_acquire_or_renew), self.call_timeout_s * 2 + 1)
         except (Unreachable, TimeoutError) as exc:
-            log.debug("Lease not reachable: %s", exc, extra={"event": "leader.unreachable"})
+            log.debug("Lease not reachable: %s", exc, extra={"event": f"{self.role}.unreachable"})
             return False
 
     def _try_acquire_or_renew(self) -> bool:
@@ -195,7 +199,7 @@ class LeaderElector:
         try:
             await asyncio.wait_for(loop.run_in_executor(self._pool, self._release_blocking), self.call_timeout_s * 2 + 1)
         except (Unreachable, TimeoutError) as exc:
-            log.info("could not give the Lease up: %s", exc, extra={"event": "leader.release_failed"})
+            log.info("could not give the Lease up: %s", exc, extra={"event": f"{self.role}.release_failed"})
 
     def _release_blocking(self) -> None:
         got = self._call("GET", self.path)
@@ -208,7 +212,7 @@ class LeaderElector:
         log.info(
             "gave the Lease up" if released.ok else "could not give the Lease up: %s",
             *(() if released.ok else (released,)),
-            extra={"event": "leader.released" if released.ok else "leader.release_failed", "lease": f"{self.namespace}/{self.name}"},
+            extra={"event": f"{self.role}.released" if released.ok else f"{self.role}.release_failed", "lease": f"{self.namespace}/{self.name}"},
         )
 
     def _call(self, method: str, path: str, body: Any = None) -> Answer:
@@ -220,4 +224,4 @@ class LeaderElector:
         if now - self._warned.get(answer.status, float("-inf")) < _WARN_EVERY_S:
             return
         self._warned[answer.status] = now
-        log.warning("could not %s the Lease: %s", what, answer, extra={"event": "leader.error", "http_status": answer.status, "lease": f"{self.namespace}/{self.name}"})
+        log.warning("could not %s the Lease: %s", what, answer, extra={"event": f"{self.role}.error", "http_status": answer.status, "lease": f"{self.namespace}/{self.name}"})

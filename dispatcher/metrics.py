@@ -6,7 +6,8 @@ from shared.metrics import LATENCY_BUCKETS_S
 
 HANDLED = Counter(
     "openfero_messages_handled_total",
-    "Messages handled, by outcome (created, duplicate, no_definition, retried, dead_lettered) and alertname: "
+    "Messages handled, by outcome (created, duplicate, no_definition, suppressed, waiting, parked, retried, "
+    "dead_lettered) and alertname: "
     "alertnames a definition names, cut to 100 characters, each on its own; all others as 'other'.",
     ["outcome", "alertname"],
 )
@@ -88,4 +89,22 @@ SILENCE_CREATE_FAILURES = Counter(
     "Attempts to create a silence that failed, by reason: unavailable (no Alertmanager answered; the message "
     "is retried), rejected (refused: credentials, URL, or the silence itself), not_configured (no Alertmanager URL).",
     ["reason"],
+)
+
+# Storm control (dispatcher.storm).
+STORM_HELD = Counter(
+    "openfero_alerts_held_total",
+    "Alerts put in the wait queue (waiting) or the parked queue (parked), by why (concurrency, global, breaker).",
+    ["outcome", "why"],
+)
+STORM_SUPPRESSED = Counter(
+    "openfero_alerts_suppressed_total", "Alerts suppressed by a definition's cool-down (a Job for their target ran within it)."
+)
+STORM_RELEASED = Counter("openfero_alerts_released_total", "Waiting alerts the wait leader released to the work queue.")
+STORM_WAITING = Gauge("openfero_alerts_waiting", "Alerts the wait leader holds in the wait queue (on the leader; 0 elsewhere).")
+WAIT_LEADER = Gauge("openfero_wait_leader", "1 while this dispatcher holds the storm Lease and releases waiting alerts, else 0.")
+BREAKER_OPEN = Gauge(
+    "openfero_breaker_open",
+    "1 while a definition's breaker is open or trying one Job (trial), else 0; by definition (its name, cut to 63 characters).",
+    ["definition"],
 )

@@ -37,6 +37,14 @@ from dispatcher.matching import InvalidMatcher, Matcher, matches_all, parse
 from dispatcher.naming import AsTheJobSeesThem
 from dispatcher.rendering import ANNOTATION_RERUN_AFTER
 from dispatcher.silences import ANNOTATION_AFTER_SUCCESS, ANNOTATION_SILENCE
+from dispatcher.storm import (
+    ANNOTATION_BREAKER_COOLDOWN,
+    ANNOTATION_BREAKER_FAILURES,
+    ANNOTATION_CONCURRENCY,
+    ANNOTATION_CONCURRENCY_KEY,
+    ANNOTATION_COOLDOWN,
+    ANNOTATION_COOLDOWN_KEY,
+)
 from shared.envelope import Alert
 
 GROUP = "openfero.io"
@@ -104,6 +112,7 @@ class Operarius:
                 annotations[ANNOTATION_SILENCE] = "true" if silence["enabled"] is True else "false"
             if silence.get("afterSuccess") is not None:
                 annotations[ANNOTATION_AFTER_SUCCESS] = str(silence["afterSuccess"])
+        annotations.update(_storm_annotations(spec.get("stormControl")))
         definition = Definition(
             source=f"{namespace}/{KIND}/{name}", key="jobTemplate", text="", manifest=manifest, annotations=annotations, operarius=name
         )
@@ -118,6 +127,27 @@ class Operarius:
             priority=int(spec.get("priority") or 0),
             enabled=spec.get("enabled", True) is not False,
         )
+
+
+def _storm_annotations(storm: Any) -> dict[str, str]:
+    """spec.stormControl as the ConfigMap form's annotations (dispatcher.storm), which it wins over."""
+    if not isinstance(storm, dict):
+        return {}
+    out: dict[str, str] = {}
+    breaker = storm.get("breaker") if isinstance(storm.get("breaker"), dict) else {}
+    for value, annotation in (
+        (storm.get("concurrency"), ANNOTATION_CONCURRENCY),
+        (storm.get("cooldown"), ANNOTATION_COOLDOWN),
+        (breaker.get("failures"), ANNOTATION_BREAKER_FAILURES),
+        (breaker.get("cooldown"), ANNOTATION_BREAKER_COOLDOWN),
+    ):
+        if value is not None:
+            out[annotation] = str(value)
+    for field_name, annotation in (("concurrencyKey", ANNOTATION_CONCURRENCY_KEY), ("cooldownKey", ANNOTATION_COOLDOWN_KEY)):
+        key = storm.get(field_name)
+        if isinstance(key, list):
+            out[annotation] = ",".join(str(label) for label in key)
+    return out
 
 
 # What one Operarius' selector may cost for each alert; ordinary ones use a few percent of it.

@@ -43,6 +43,7 @@ from kubernetes.client import V1Job
 from dispatcher.definitions import Definition
 from dispatcher import naming
 from dispatcher.naming import env_collisions, env_name, group_key_label, label_value
+from dispatcher.storm import ANNOTATION_BREAKER_COOLDOWN, ANNOTATION_BREAKER_FAILURES, ANNOTATION_CONCURRENCY_TARGET, ANNOTATION_COOLDOWN_TARGET, InvalidStormRule, StormRules
 from dispatcher.templating import MissingValue, TemplateError, is_template, render_tree
 from shared.durations import parse_duration
 from shared.envelope import Envelope
@@ -109,6 +110,9 @@ class RenderedJob:
     name: str
     body: dict[str, Any]
     dropped_fields: list[str] = field(default_factory=list)
+    storm: StormRules = field(default_factory=StormRules)  # what the definition asks of storm control
+    concurrency_target: str = ""  # the target the alert is for, by the definition's keys
+    cooldown_target: str = ""
 
 
 # Where the kubelet expands $(VAR): a container's command, args, env values and subPathExpr,
@@ -191,6 +195,10 @@ def render(definition: Definition, envelope: Envelope, rules: JobRules, run_id: 
     except ValueError as exc:
         raise RenderError(where, f"annotation {ANNOTATION_RERUN_AFTER}: {exc}") from None
     name = job_name(str(base), envelope, rerun_after_s, run_id)
+    try:
+        storm = StormRules.of({**definition.annotations, **{str(k): str(v) for k, v in (metadata.get("annotations") or {}).items()}})
+    except InvalidStormRule as exc:
+        raise RenderError(where, str(exc)) from None
     metadata["name"] = name
     metadata.pop("namespace", None)  # the dispatcher decides where Jobs go
     if rules.track_outcomes:
@@ -222,6 +230,15 @@ def render(definition: Definition, envelope: Envelope, rules: JobRules, run_id: 
     )
     if run_id:
         annotations[ANNOTATION_RUN_ID] = run_id
+    concurrency_target, cooldown_target = storm.concurrency_target(alert.labels), storm.cooldown_target(alert.labels)
+    if concurrency_target:
+        annotations[ANNOTATION_CONCURRENCY_TARGET] = concurrency_target
+    if cooldown_target:
+        annotations[ANNOTATION_COOLDOWN_TARGET] = cooldown_target
+    if storm.breaker_failures is not None:
+        # The wait leader reads from the ended Job what its failure does to the breaker
+        annotations[ANNOTATION_BREAKER_FAILURES] = str(storm.breaker_failures)
+        annotations[ANNOTATION_BREAKER_COOLDOWN] = f"{storm.breaker_cooldown_s:g}s"
 
     spec = _mapping(job, "spec", where)
     spec.setdefault("ttlSecondsAfterFinished", rules.default_ttl_s)
@@ -246,7 +263,7 @@ def render(definition: Definition, envelope: Envelope, rules: JobRules, run_id: 
         if size - injected <= MAX_RENDERED_BYTES:
             raise Refused(where, f"{message}, because of the alert's labels", "too_large")
         raise RenderError(where, message)
-    return RenderedJob(name=name, body=body, dropped_fields=dropped)
+    return RenderedJob(name=name, body=body, dropped_fields=dropped, storm=storm, concurrency_target=concurrency_target, cooldown_target=cooldown_target)
 
 
 # Where a Job runs and with which rights is the definition's to say, never an alert's.

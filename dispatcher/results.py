@@ -53,6 +53,21 @@ class Kind(enum.Enum):
     NO_DEFINITION = "no_definition"  # nothing to do
     REFUSED = "refused"  # the alert's own data cannot be handed to a Job (not a dead letter)
     FAILED = "failed"  # see ``failure``
+    SUPPRESSED = "suppressed"  # a Job for the same target ran within the definition's cool-down (``covering_job``)
+    WAITING = "waiting"  # over a concurrency or the global limit: into the wait queue (``hold``)
+    PARKED = "parked"  # the definition's breaker is open: into the parked queue (``hold``)
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Where a waiting or parked alert stands: written into its headers."""
+
+    definition: str
+    target: str = ""
+    limit: int | None = None  # the concurrency limit it waits for; None for the global limit alone
+    job: str = ""
+    why: str = ""  # concurrency, global, breaker
+    received: str = ""  # the alert's receivedAt
 
 
 @dataclass(frozen=True)
@@ -66,6 +81,8 @@ class Result:
     operarius: tuple[str, str] | None = None  # (namespace, name) when an Operarius was chosen
     job: str = ""  # the Job's name, once rendered
     silence: str = ""  # the id of the Alertmanager silence made (or found) before the Job
+    covering_job: str = ""  # with SUPPRESSED: the Job that covers the target
+    hold: Hold | None = None  # with WAITING and PARKED
     alertname_label: str = ""  # the metric label for the alertname (bounded: see dispatcher.metrics)
 
     def __post_init__(self) -> None:

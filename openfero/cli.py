@@ -10,7 +10,8 @@ from ingest.cli import command as ingest_command
 from openfero.authoring import render_command, validate_command
 from openfero.doctor import doctor
 from openfero.history import history
-from openfero.operations import dlq, replay
+from openfero.definitions import definitions
+from openfero.operations import dlq, parked, replay
 
 
 @click.group(context_settings={"max_content_width": 100})
@@ -28,3 +29,5 @@ main.add_command(validate_command)
 main.add_command(doctor)
 main.add_command(console_command)
 main.add_command(history)
+main.add_command(definitions)
+main.add_command(parked)

@@ -59,8 +59,8 @@ class Health:
 
 
 def ours(names: Names, queue_names: list[str]) -> list[str]:
-    """openfero's queues among ``queue_names``: the work, dead and archive queues, the outcome stream and every delay tier."""
-    fixed = {names.work_queue, names.dead_queue, names.archive, names.outcomes}
+    """openfero's queues among ``queue_names``: the work, dead, wait and parked queues, the archive, the outcome stream and every delay tier."""
+    fixed = {names.work_queue, names.dead_queue, names.wait_queue, names.parked_queue, names.archive, names.outcomes}
     delay = names.prefix + ".delay."
     return sorted(n for n in queue_names if n in fixed or n.startswith(delay))
 

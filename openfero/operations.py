@@ -18,6 +18,7 @@ import aio_pika
 import click
 
 from openfero.records import Filter, Record
+from shared import headers as h
 from openfero.replaying import Archive, DeadLetters, Result
 from shared.durations import parse_time
 from shared.settings import BrokerSettings, help_epilog, load
@@ -220,6 +221,67 @@ def dlq_purge(yes: bool, as_json: bool, **kwargs: Any) -> None:
     result = _run(lambda c, n: DeadLetters(c, n).purge(selector, progress))
     progress.close()
     _emit(as_json, {**result.counts(), "ids": [r.id for r in result.matched]}, f"purged {result.done} of {result.read} dead letters")
+
+
+@click.group(epilog=EPILOG, context_settings={"max_content_width": 100})
+def parked() -> None:
+    """Inspect, replay and purge the alerts parked by open breakers (<prefix>.parked)."""
+
+
+@parked.command("list", epilog=EPILOG)
+@filter_options(reason=True)
+@_json_option
+def parked_list(as_json: bool, **kwargs: Any) -> None:
+    """List parked alerts; they stay in the queue. --since and --until read when each was parked."""
+    selector = _filter(kwargs)
+    result = _run(lambda c, n: DeadLetters(c, n, parked=True).select(selector))
+    text = _parked_table(result.matched) + f"\n\n{len(result.matched)} of {result.read} parked alerts matched"
+    _emit(as_json, {**result.counts(), "parked": [{**r.summary(), "definition": r.headers.get(h.DEFINITION)} for r in result.matched]}, text)
+
+
+@parked.command("replay", epilog=EPILOG)
+@filter_options(reason=True)
+@click.option("--dry-run", is_flag=True, help="Say what would be replayed; change nothing.")
+@_json_option
+def parked_replay(dry_run: bool, as_json: bool, **kwargs: Any) -> None:
+    """Move parked alerts back into the work queue (after `openfero definitions resume`, or they are parked again)."""
+    selector = _filter(kwargs)
+    progress = Progress("replaying")
+
+    async def work(connection: aio_pika.abc.AbstractConnection, names: Names) -> Result:
+        queue = DeadLetters(connection, names, parked=True)
+        return await (queue.select(selector) if dry_run else queue.replay(selector, progress))
+
+    result = _run(work)
+    progress.close()
+    verb = "would replay" if dry_run else "replayed"
+    text = f"matched {len(result.matched)}, {verb} {len(result.matched) if dry_run else result.done}, skipped {result.skipped}"
+    _emit(as_json, {**result.counts(), "dry_run": dry_run, "ids": [r.id for r in result.matched]}, text)
+
+
+@parked.command("purge", epilog=EPILOG)
+@filter_options(reason=True)
+@click.option("--yes", is_flag=True, help="Really delete them.")
+@_json_option
+def parked_purge(yes: bool, as_json: bool, **kwargs: Any) -> None:
+    """Delete parked alerts for good."""
+    if not yes:
+        raise click.UsageError("purge deletes parked alerts for good: add --yes")
+    selector = _filter(kwargs)
+    progress = Progress("purging")
+    result = _run(lambda c, n: DeadLetters(c, n, parked=True).purge(selector, progress))
+    progress.close()
+    _emit(as_json, {**result.counts(), "ids": [r.id for r in result.matched]}, f"purged {result.done} of {result.read} parked alerts")
+
+
+def _parked_table(records: list[Record]) -> str:
+    rows = [("PARKED", "ALERTNAME", "FINGERPRINT", "DEFINITION", "ID")]
+    for r in records:
+        when = r.when.strftime("%Y-%m-%d %H:%M:%S") if r.when else "-"
+        definition = r.headers.get(h.DEFINITION)
+        rows.append((when, r.alertname or "-", r.fingerprint or "-", definition if isinstance(definition, str) else "-", r.id))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
 @click.command("replay", epilog=EPILOG, context_settings={"max_content_width": 100})

@@ -68,7 +68,7 @@ class Record:
         except InvalidEnvelope:
             envelope = None
         if dead:
-            when = _when(headers.get(h.LAST_FAILURE, ""))
+            when = _when(headers.get(h.LAST_FAILURE, "") or headers.get(h.PARKED_AT, ""))
             if when is None and _deaths(headers):  # dead-lettered by the broker itself
                 when = _when(_deaths(headers)[0].get("time"))
         else:

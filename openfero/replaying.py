@@ -32,7 +32,11 @@ from shared.topology import RETRY_ROUTING_KEY, Names
 Progress = Callable[[int, "int | None"], None]
 
 # Headers about a past failure that a replay must not carry into its new attempts.
-_FAILURE_HEADERS = {h.ATTEMPTS, h.ERROR, h.ERROR_CLASS, h.HTTP_STATUS, h.FIRST_FAILURE, h.LAST_FAILURE, h.WORKER, h.DEAD_REASON}
+_FAILURE_HEADERS = {
+    h.ATTEMPTS, h.ERROR, h.ERROR_CLASS, h.HTTP_STATUS, h.FIRST_FAILURE, h.LAST_FAILURE, h.WORKER, h.DEAD_REASON,
+    # where a parked or waiting alert stood: a replay starts it afresh
+    h.DEFINITION, h.TARGET, h.LIMIT, h.JOB, h.RECEIVED, h.WAITING_SINCE, h.PARKED_AT, h.ADMITTED,
+}
 _BATCH = 200
 _SETTLE_S = 3.0
 # Stream offsets by time are chunk-granular; start this much earlier and filter exactly.
@@ -74,18 +78,20 @@ def replay_message(record: Record, source: str, run_id: str = "") -> aio_pika.Me
 
 
 class DeadLetters:
-    """The dead-letter queue, held for one operation on a channel of its own."""
+    """The dead-letter queue (or the parked queue), held for one operation on a channel of its own."""
 
-    def __init__(self, connection: AbstractConnection, names: Names):
+    def __init__(self, connection: AbstractConnection, names: Names, parked: bool = False):
         self.connection = connection
         self.names = names
+        self.queue = names.parked_queue if parked else names.dead_queue
+        self.source = "parked-queue" if parked else "dead-letter-queue"
 
     async def _take_all(self, channel: AbstractChannel) -> tuple[AbstractQueue, list[tuple[AbstractIncomingMessage, Record]]]:
         """Take every dead letter, unacknowledged, on ``channel``."""
         taken = []
         deadline = asyncio.get_running_loop().time() + _SETTLE_S
         while True:
-            queue = await channel.declare_queue(self.names.dead_queue, passive=True)
+            queue = await channel.declare_queue(self.queue, passive=True)
             while (message := await queue.get(no_ack=False, fail=False)) is not None:
                 taken.append((message, Record.of(message.body, message.headers, message.message_id, dead=True)))
             # Messages handed back a moment ago can be on their way into
@@ -110,7 +116,7 @@ class DeadLetters:
         try:
             deadline = asyncio.get_running_loop().time() + _SETTLE_S
             while asyncio.get_running_loop().time() < deadline:
-                queue = await channel.declare_queue(self.names.dead_queue, passive=True)
+                queue = await channel.declare_queue(self.queue, passive=True)
                 if (queue.declaration_result.message_count or 0) >= expected:
                     return
                 await asyncio.sleep(0.05)
@@ -124,7 +130,7 @@ class DeadLetters:
             exchange = await channel.get_exchange(self.names.exchange, ensure=False)
             await asyncio.gather(
                 *(
-                    exchange.publish(replay_message(r, "dead-letter-queue"), routing_key=RETRY_ROUTING_KEY, mandatory=True)
+                    exchange.publish(replay_message(r, self.source), routing_key=RETRY_ROUTING_KEY, mandatory=True)
                     for _, r in batch
                 )
             )

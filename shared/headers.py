@@ -23,6 +23,17 @@ LAST_FAILURE = "openfero-last-failure"
 WORKER = "openfero-worker"  # host/pid of the dispatcher that made the last attempt
 DEAD_REASON = "openfero-dead-reason"  # why it was dead-lettered: permanent, retries-exhausted
 
+# Set by the dispatcher on an alert it puts in the wait or parked queue (storm control), and by
+# the wait leader on one it releases:
+DEFINITION = "openfero-definition"  # "<source>/<key>" of the definition
+TARGET = "openfero-target"  # the target it is for ("" for the whole definition)
+LIMIT = "openfero-limit"  # the definition's concurrency limit; absent when it waits for the global limit
+RECEIVED = "openfero-received"  # when ingest received the alert (its envelope's receivedAt): oldest first
+JOB = "openfero-job"  # the Job it would create
+WAITING_SINCE = "openfero-waiting-since"  # RFC 3339 UTC, when it first waited
+PARKED_AT = "openfero-parked-at"  # RFC 3339 UTC
+ADMITTED = "openfero-admitted"  # set by the wait leader: create the Job, its slot is taken
+
 # Set by `openfero dlq replay` and `openfero replay` on what they republish:
 REPLAYED_AT = "openfero-replayed-at"  # RFC 3339 UTC
 REPLAYED_FROM = "openfero-replayed-from"  # "dead-letter-queue" or "archive"

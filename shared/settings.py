@@ -571,6 +571,34 @@ class OutcomeSettings:
 
 
 @dataclass(frozen=True)
+class StormSettings:
+    """Storm control (dispatcher.storm): what holds for all definitions; each definition asks for its own limits."""
+
+    global_jobs_per_minute: int = setting(
+        "OPENFERO_GLOBAL_JOBS_PER_MINUTE",
+        120000,
+        "At most this many Job creations per minute across all dispatchers; alerts over it wait on "
+        "the broker. 0: no limit. The default (2,000 a second) is above what the benchmarks reach.",
+    )
+    wait_window: int = setting(
+        "OPENFERO_WAIT_WINDOW",
+        10000,
+        "How many waiting alerts the wait leader holds at once to choose from (its prefetch on "
+        "<prefix>.wait); those beyond wait their turn in the queue.",
+    )
+    transit_s: float = setting(
+        "OPENFERO_WAIT_TRANSIT_SECONDS",
+        30.0,
+        "How long a released alert holds its slot before its Job shows up (seconds); after that the "
+        "slot counts as free again.",
+    )
+
+    def __post_init__(self) -> None:
+        if self.global_jobs_per_minute < 0 or self.wait_window < 1 or self.transit_s <= 0:
+            raise SettingsError("OPENFERO_GLOBAL_JOBS_PER_MINUTE >= 0, OPENFERO_WAIT_WINDOW >= 1 and OPENFERO_WAIT_TRANSIT_SECONDS > 0 are needed")
+
+
+@dataclass(frozen=True)
 class AlertmanagerSettings:
     """Alertmanager's API v2, where the dispatchers hold a silence while a remediation runs (dispatcher.silencing)."""
 

@@ -13,6 +13,11 @@ the whole topology when they connect, with the same arguments.
                                               archive's retention)
       -- "retry"    -->  <prefix>.work        (retries come back here)
       -- "dead"     -->  <prefix>.dead        quorum: what could not be handled
+      -- "wait"     -->  <prefix>.wait        quorum: alerts over a concurrency or
+                                              the global limit, until the wait
+                                              leader releases them (storm control)
+      -- "parked"   -->  <prefix>.parked      quorum: alerts of definitions whose
+                                              breaker is open, until replayed
       -- "delay.5s" -->  <prefix>.delay.5s    quorum, one per retry tier: a
                          message waits out the tier's TTL, then is
                          dead-lettered back with routing key "retry"
@@ -50,6 +55,8 @@ ALERT_ROUTING_KEY = "alert"
 RETRY_ROUTING_KEY = "retry"
 DEAD_ROUTING_KEY = "dead"
 OUTCOME_ROUTING_KEY = "outcome"
+WAIT_ROUTING_KEY = "wait"
+PARKED_ROUTING_KEY = "parked"
 
 # Each requeue counts, crashes and lost channels included; after this many a
 # message is dead-lettered rather than taking down worker after worker.
@@ -80,6 +87,14 @@ class Names:
     def outcomes(self) -> str:
         return f"{self.prefix}.outcomes"
 
+    @property
+    def wait_queue(self) -> str:
+        return f"{self.prefix}.wait"
+
+    @property
+    def parked_queue(self) -> str:
+        return f"{self.prefix}.parked"
+
     @staticmethod
     def delay_routing_key(delay_s: float) -> str:
         return f"delay.{delay_s:g}s"
@@ -88,7 +103,7 @@ class Names:
         return f"{self.prefix}.{self.delay_routing_key(delay_s)}"
 
     def all_queues(self, delays_s: tuple[float, ...] = ()) -> list[str]:
-        return [self.work_queue, self.dead_queue, self.archive, self.outcomes, *(self.delay_queue(d) for d in delays_s)]
+        return [self.work_queue, self.dead_queue, self.archive, self.outcomes, self.wait_queue, self.parked_queue, *(self.delay_queue(d) for d in delays_s)]
 
 
 @dataclass(frozen=True)
@@ -196,6 +211,9 @@ async def declare(
         outcomes = await _ensure_queue(channel, lookup, names.outcomes, stream_arguments(retention, group_size))
         dead = await _ensure_queue(channel, lookup, names.dead_queue, {"x-queue-type": "quorum", **quorum})
         work = await _ensure_queue(channel, lookup, names.work_queue, {**work_queue_arguments(names), **quorum})
+        # No TTL and no delivery limit: a waiting or parked alert stays until it is released or replayed.
+        wait = await _ensure_queue(channel, lookup, names.wait_queue, {"x-queue-type": "quorum", **quorum})
+        parked = await _ensure_queue(channel, lookup, names.parked_queue, {"x-queue-type": "quorum", **quorum})
         delays = [
             (delay, await _ensure_queue(channel, lookup, names.delay_queue(delay), {**delay_queue_arguments(names, delay), **quorum}))
             for delay in delays_s
@@ -207,6 +225,8 @@ async def declare(
     await dead.bind(exchange, routing_key=DEAD_ROUTING_KEY)
     await work.bind(exchange, routing_key=ALERT_ROUTING_KEY)
     await work.bind(exchange, routing_key=RETRY_ROUTING_KEY)
+    await wait.bind(exchange, routing_key=WAIT_ROUTING_KEY)
+    await parked.bind(exchange, routing_key=PARKED_ROUTING_KEY)
     for delay, queue in delays:
         await queue.bind(exchange, routing_key=names.delay_routing_key(delay))
     return Declared(exchange=exchange, work_queue=work, dead_queue=dead)

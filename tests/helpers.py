@@ -188,14 +188,22 @@ DISPATCHER_NAMESPACE_GRANTS = {
     ("openfero.io", "operariuses", "watch", "*"),
     ("openfero.io", "operariuses/status", "update", "*"),  # resourceVersion-checked replaces
     ("", "events", "create", "*"),  # RemediationSucceeded / RemediationFailed / RemediationDeleted
-    ("coordination.k8s.io", "leases", "create", "*"),  # the outcome leader's Lease, the first time
+    ("coordination.k8s.io", "leases", "create", "*"),  # the outcome and wait leaders' Leases, the first time
     ("coordination.k8s.io", "leases", "get", "openfero-outcomes"),
     ("coordination.k8s.io", "leases", "update", "openfero-outcomes"),
+    ("coordination.k8s.io", "leases", "get", "openfero-storm"),  # storm control's wait leader
+    ("coordination.k8s.io", "leases", "update", "openfero-storm"),
+    ("coordination.k8s.io", "leases", "get", "openfero-breakers"),  # the breakers' state
+    ("coordination.k8s.io", "leases", "update", "openfero-breakers"),
+}
+# Used only once a breaker counts a failure: tests/test_storm.py checks them
+BREAKER_GRANTS = {
+    ("coordination.k8s.io", "leases", "update", "openfero-breakers"),
 }
 JOB_NAMESPACE_GRANTS = {
     ("batch", "jobs", "create", "*"),
     ("batch", "jobs", "get", "*"),
-    ("batch", "jobs", "list", "*"),  # the outcome leader follows the Jobs
+    ("batch", "jobs", "list", "*"),  # the outcome leader follows the Jobs; every dispatcher's storm control counts them
     ("batch", "jobs", "watch", "*"),
     ("batch", "jobs", "patch", "*"),  # marks an outcome, removes the finalizer
 }

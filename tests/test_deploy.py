@@ -321,7 +321,10 @@ def test_every_overlay_ships_the_console_reading_what_it_shows_and_nothing_more(
         *(("openfero", "openfero.io", "operariuses", v) for v in read),
         *(("openfero-jobs", "batch", "jobs", v) for v in read),
         *(("openfero-jobs", "", "events", v) for v in read),
+        ("openfero", "coordination.k8s.io", "leases", "get"),  # the breakers' Lease, by its name alone
     }
+    [console_role] = [o for o in by_kind(objects, "Role") if o["metadata"]["name"] == "openfero-console" and o["metadata"]["namespace"] == "openfero"]
+    assert [rule.get("resourceNames") for rule in console_role["rules"] if rule["resources"] == ["leases"]] == [["openfero-breakers"]]
     for binding in (b for b in by_kind(objects, "RoleBinding") if b["metadata"]["name"] == "openfero-console"):
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "openfero-console", "namespace": "openfero"}] or binding["subjects"] == [
             {"kind": "ServiceAccount", "name": "openfero-console"}

@@ -31,8 +31,8 @@ def test_three_members_on_three_nodes_is_all_well() -> None:
 
 
 def test_only_this_installations_queues_count() -> None:
-    names = ["openfero.work", "openfero.delay.5s", "openfero.delayed", "other.work", "openfero-x.work", "openfero.archive", "openfero.outcomes", "other.outcomes"]
-    assert ours(NAMES, names) == ["openfero.archive", "openfero.delay.5s", "openfero.outcomes", "openfero.work"]
+    names = ["openfero.work", "openfero.delay.5s", "openfero.delayed", "other.work", "openfero-x.work", "openfero.archive", "openfero.outcomes", "other.outcomes", "openfero.wait", "openfero.parked", "other.wait"]
+    assert ours(NAMES, names) == ["openfero.archive", "openfero.delay.5s", "openfero.outcomes", "openfero.parked", "openfero.wait", "openfero.work"]
 
 
 def test_a_queue_with_fewer_members_than_wanted_gets_the_commands_to_grow_it() -> None:

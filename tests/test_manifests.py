@@ -80,7 +80,7 @@ def test_the_lease_the_role_names_is_the_one_the_shipped_prefix_makes() -> None:
 
     settings = yaml.safe_load((ROOT / "k8s" / "base" / "settings.yaml").read_text())["data"]
     named = {n for (_, r, _, n) in DISPATCHER_NAMESPACE_GRANTS if r == "leases" and n != "*"}
-    assert named == {dns_label(f"{settings['OPENFERO_QUEUE_PREFIX']}-outcomes")}
+    assert named == {dns_label(f"{settings['OPENFERO_QUEUE_PREFIX']}-{lease}") for lease in ("outcomes", "storm", "breakers")}
 
 
 # -- the Go original's CRD -----------------------------------------------------------------
@@ -133,3 +133,13 @@ def test_the_superset_check_notices_a_narrower_schema() -> None:
     narrower["properties"]["status"]["properties"].pop("lastExecutedJobName")
     narrower["required"] = ["spec"]
     assert len(_narrowing(narrower, GO_CRD["schema"], "")) == 3
+
+
+def test_the_console_may_read_and_nothing_more() -> None:
+    console = ROOT / "k8s" / "components" / "console" / "rbac.yaml"
+    roles = [d for d in yaml.safe_load_all(console.read_text()) if d["kind"] == "Role"]
+    granted = {(role["metadata"].get("namespace", ""), g, r, v, n) for role in roles for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"] for n in rule.get("resourceNames") or ["*"]}
+    assert {v for (_, _, _, v, _) in granted} == {"get", "list", "watch"}
+    # the breakers' state, by its one name: the console shows each definition's breaker
+    assert ("", "coordination.k8s.io", "leases", "get", "openfero-breakers") in granted
+    assert {x for x in granted if x[2] == "leases"} == {("", "coordination.k8s.io", "leases", "get", "openfero-breakers")}
