@@ -147,7 +147,7 @@ def job_sink(
         stack.push_async_callback(tracking.close)
     storm = StormControl(
         api_client, kube.job_namespace, _lease_namespace(kube), broker, storm_settings,
-        LeaseTimes.from_settings(outcomes), kube.request_timeout_s, kube.watch_timeout_s,
+        LeaseTimes.from_settings(outcomes), kube.request_timeout_s, kube.watch_timeout_s, identity=WORKER,
     )
     stack.push_async_callback(storm.close)
     return Sink(creator, status, keeper, tracking, storm, tuple(alertmanagers.urls))

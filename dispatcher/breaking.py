@@ -276,7 +276,11 @@ class BreakerLeader:
                 first = self._missing_since.setdefault(state.trial_job, time.monotonic())
                 if time.monotonic() - first >= self.trial_lost_s:
                     lost = state.trial_job
-                    self.store.update(definition, lambda s: BreakerState(s.state, s.failures, s.since, s.cooldown_s) if s.trial_job == lost else None)
+
+                    def without_trial(s: BreakerState, lost: str = lost) -> BreakerState | None:
+                        return BreakerState(s.state, s.failures, s.since, s.cooldown_s) if s.trial_job == lost else None
+
+                    self.store.update(definition, without_trial)
                     self._missing_since.pop(lost, None)
                     log.warning("breaker trial given up: its Job never came", extra={"event": "breaker.trial_lost", "definition": definition, "job": lost})
             if state.state is Breaker.OPEN and breaker_now(state, now) != state:

@@ -117,7 +117,7 @@ class Handler:
             operarius=found.operarius,
             alertname_label=alertname_label(alert.alertname) if self._names(found, alert.alertname) else OTHER,
         )
-        result = await self._handle_found(found, rendered, known, about, admitted, envelope.receivedAt)
+        result = await self._handle_found(found, rendered, known, about, admitted, envelope.received_at)
         # A storm's held and suppressed alerts write no status: thousands of them would each be a write.
         held = result.kind in (Kind.SUPPRESSED, Kind.WAITING, Kind.PARKED)
         if found.operarius is not None and self.status is not None and not held and not (result.failure and result.failure.transient):

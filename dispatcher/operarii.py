@@ -134,7 +134,7 @@ def _storm_annotations(storm: Any) -> dict[str, str]:
     if not isinstance(storm, dict):
         return {}
     out: dict[str, str] = {}
-    breaker = storm.get("breaker") if isinstance(storm.get("breaker"), dict) else {}
+    breaker: dict[str, Any] = storm["breaker"] if isinstance(storm.get("breaker"), dict) else {}
     for value, annotation in (
         (storm.get("concurrency"), ANNOTATION_CONCURRENCY),
         (storm.get("cooldown"), ANNOTATION_COOLDOWN),

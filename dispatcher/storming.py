@@ -293,11 +293,10 @@ class StormControl:
         lease_times: Any,
         timeout_s: float,
         watch_timeout_s: int,
-        identity: str = "",
+        identity: str,
         tick_s: float = 1.0,
         window_s: float = GLOBAL_WINDOW_S,
     ):
-        from dispatcher.consuming import WORKER
         from dispatcher.leading import LeaderElector
         from dispatcher.naming import dns_label
 
@@ -316,7 +315,7 @@ class StormControl:
         self.link = BrokerLink(broker)
         self.leader = WaitLeader(self.link, self.book, self.guard, settings.wait_window, settings.transit_s, tick_s)
         self.lease = f"{lease_namespace}/{dns_label(f'{broker.queue_prefix}-storm')}"
-        self.elector = LeaderElector(api_client, lease_namespace, dns_label(f"{broker.queue_prefix}-storm"), identity or WORKER, lease_times, timeout_s, gauge=WAIT_LEADER, role="wait_leader", duty="releases waiting alerts")
+        self.elector = LeaderElector(api_client, lease_namespace, dns_label(f"{broker.queue_prefix}-storm"), identity, lease_times, timeout_s, gauge=WAIT_LEADER, role="wait_leader", duty="releases waiting alerts")
         self.stop = asyncio.Event()
         self.tasks: list[asyncio.Task[Any]] = []
         self.watch: Any = None

@@ -137,8 +137,8 @@ def table(rows: list[Row], now: float) -> str:
     header = ("DEFINITION", "KIND", "LIMITS", "BREAKER", "ACTIVE", "RECENT")
     letters = {"Succeeded": "S", "Failed": "F", "Deleted": "D"}
     lines = [(r.name, r.kind, r.limits(), r.state(now), str(r.active), "".join(letters.get(o, "?") for o in r.recent) or "-") for r in rows]
-    widths = [max(len(x) for x in column) for column in zip(header, *lines)]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in [header, *lines])
+    widths = [max(len(x) for x in column) for column in zip(header, *lines, strict=False)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=False)).rstrip() for line in [header, *lines])
 
 
 @click.group("definitions", epilog=EPILOG, context_settings={"max_content_width": 100})

@@ -281,7 +281,7 @@ def _parked_table(records: list[Record]) -> str:
         definition = r.headers.get(h.DEFINITION)
         rows.append((when, r.alertname or "-", r.fingerprint or "-", definition if isinstance(definition, str) else "-", r.id))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)).rstrip() for row in rows)
 
 
 @click.command("replay", epilog=EPILOG, context_settings={"max_content_width": 100})
