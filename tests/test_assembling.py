@@ -10,7 +10,8 @@ from dispatcher import assembling
 from dispatcher.handling import PrintingSink
 from dispatcher.jobs import JobCreator, OperariusStatusWriter
 from dispatcher.silencing import SilenceKeeper
-from shared.settings import AlertmanagerSettings, BrokerSettings, DispatcherSettings, KubeSettings, OutcomeSettings
+from dispatcher.storming import StormControl
+from shared.settings import AlertmanagerSettings, BrokerSettings, DispatcherSettings, KubeSettings, OutcomeSettings, StormSettings
 from tests.conftest import DEFINITIONS
 from tests.kube_double import KubeDouble
 
@@ -19,7 +20,7 @@ BROKER = BrokerSettings(queue_prefix="oftest-assembling")
 
 def sink(stack: contextlib.AsyncExitStack, api: client.ApiClient | None, dry_run: bool, kube: KubeSettings, track: bool = True) -> assembling.Sink:
     catalog = assembling.definition_source(stack, KubeSettings(definitions_path=str(DEFINITIONS)), None)
-    return assembling.job_sink(stack, api, DispatcherSettings(dry_run=dry_run), kube, BROKER, OutcomeSettings(track=track), AlertmanagerSettings(), catalog)
+    return assembling.job_sink(stack, api, DispatcherSettings(dry_run=dry_run), kube, BROKER, OutcomeSettings(track=track), AlertmanagerSettings(), StormSettings(), catalog)
 
 
 def test_the_cluster_is_used_only_when_it_is_the_definition_source_or_the_sink() -> None:
@@ -41,7 +42,7 @@ async def test_a_dry_run_prints_and_brings_nothing_else() -> None:
         made = sink(stack, None, dry_run=True, kube=KubeSettings(definitions_path=str(DEFINITIONS)))
     # Then no status, no silence before a Job, no outcome leader; each line says it is a dry run
     assert isinstance(made.jobs, PrintingSink)
-    assert (made.status, made.silences, made.tracking) == (None, None, None)
+    assert (made.status, made.silences, made.tracking, made.storm) == (None, None, None, None)
     assert made.log_fields == {"dry_run": True}
 
 
@@ -51,6 +52,7 @@ async def test_the_cluster_sink_brings_status_silences_and_the_outcome_leader(ap
         made = sink(stack, api, dry_run=False, kube=kube)
         assert isinstance(made.jobs, JobCreator) and isinstance(made.status, OperariusStatusWriter) and isinstance(made.silences, SilenceKeeper)
         assert made.tracking is not None and made.tracking.lease == "default/oftest-assembling-outcomes"
+        assert isinstance(made.storm, StormControl)
         assert made.log_fields == {}
         creator = made.jobs
     # and closing the stack closes what it started
