@@ -135,9 +135,9 @@ class WaitLeader:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def kick_threadsafe(self) -> None:
-        """Something changed (a Job, from the watch's thread): look again."""
+        """Something changed (a Job, from the watch's thread): look again, if anything waits here."""
         loop = self._loop
-        if loop is not None and not loop.is_closed():
+        if self._held and loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._kick.set)
 
     async def run(self, leading: asyncio.Event, following: asyncio.Event, stop: asyncio.Event) -> None:
