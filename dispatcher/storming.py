@@ -213,8 +213,8 @@ class WaitLeader:
     async def release(self) -> int:
         """Release what may go now; how many went."""
         STORM_WAITING.set(len(self._held))
-        if not self._held:
-            return 0
+        if not self._held or not self.book.synced.is_set():
+            return 0  # nothing waits, or the Jobs that take the slots are not known yet
         tags = self._waiting.releasable(self._active(), self._room_global())
         copies = []
         for tag in tags:
@@ -342,11 +342,23 @@ class StormControl:
             asyncio.create_task(stop_with_the_process(), name="storm-stop"),
         ]
 
-    async def synced(self, stop: asyncio.Event) -> bool:
-        """Wait until the Jobs are listed: the guard must not answer from an empty book."""
+    async def synced(self, stop: asyncio.Event, timeout_s: float = 10.0) -> bool:
+        """Wait until the Jobs are listed and the breakers read, for ``timeout_s`` at most; False once ``stop`` is set.
+
+        Past it the dispatcher goes on (the watch keeps trying): alerts without
+        a limit are not held up by the API, a cool-down may let an alert through,
+        and the wait leader releases nothing until its book is listed.
+        """
+        deadline = time.monotonic() + timeout_s
         while not self.book.synced.is_set() or not self.board.synced.is_set():
             if stop.is_set():
                 return False
+            if time.monotonic() > deadline:
+                log.warning(
+                    "storm control has not read the Jobs or the breakers yet: consuming anyway",
+                    extra={"event": "storm.unsynced", "jobs_listed": self.book.synced.is_set(), "breakers_read": self.board.synced.is_set()},
+                )
+                return True
             await asyncio.sleep(0.05)
         return True
 
