@@ -106,6 +106,11 @@ async def test_an_alert_within_the_cool_down_of_its_target_is_suppressed_not_dea
     [first] = [j for j in kube_double.jobs() if j["metadata"]["annotations"]["openfero.io/cooldown-target"] == "pod=web-a"]
     suppressed = [r for r in caplog.records if getattr(r, "event", "") == "alert.suppressed"]
     assert len(suppressed) == 3 and {r.covering_job for r in suppressed} == {first["metadata"]["name"]}
+    # and `openfero history` shows them as suppressed, naming that Job
+    env = {"OPENFERO_QUEUE_PREFIX": broker_settings.queue_prefix, "OPENFERO_AMQP_URL": broker_settings.amqp_url}
+    history = json.loads((await cli("history", "--since", "10m", "--outcome", "suppressed", "--json", **env)).output)
+    assert len(history["alerts"]) == 3
+    assert {o["reason"] for a in history["alerts"] for o in a["jobs"]} == {f"within the cool-down of Job {first['metadata']['name']}"}
     assert await queue_depth(channel, storm.names.dead_queue) == 0
     assert storm.outcomes("dead_lettered") == 0
 

@@ -22,6 +22,7 @@ from dispatcher.storm import (
     trial_claimed,
 )
 from shared import headers as h
+from shared.envelope import envelopes_from_webhook
 
 LIMITED = StormRules(concurrency=3)
 COOLING = StormRules(cooldown_s=600, cooldown_key=("pod",))
@@ -143,6 +144,14 @@ def test_an_open_breaker_tries_one_job_after_its_cool_down_and_its_state_reads_b
 def test_decide_acknowledges_a_suppressed_alert_and_sets_waiting_and_parked_ones_aside() -> None:
     policy = RetryPolicy((1.0,), max_attempts=2, operator_min_delay_s=0)
     assert decide(Result(Kind.SUPPRESSED, covering_job="j"), 1, policy, {}, "now", "w") == Ack()
+    # with the alert and its message id, a record for the outcome stream that names the covering Job (and no Job of its own)
+    [envelope] = envelopes_from_webhook({"alerts": [{"labels": {"alertname": "A", "pod": "p"}, "startsAt": "2026-01-01T00:00:00Z"}]})
+    suppressed = decide(Result(Kind.SUPPRESSED, covering_job="j", alert=envelope.alert, definition="ns/cm/A"), 1, policy, {}, "now", "w", "m1")
+    assert isinstance(suppressed, Ack) and suppressed.record is not None
+    assert {k: suppressed.record[k] for k in ("uid", "outcome", "coveringJob", "messageId", "definition", "alertname")} == {
+        "uid": "suppressed-m1", "outcome": "suppressed", "coveringJob": "j", "messageId": "m1", "definition": "ns/cm/A", "alertname": "A"
+    }
+    assert "job" not in suppressed.record
     hold = Hold("ns/cm/Key", "pod=a", 3, "job-1", "concurrency", "2026-01-01T00:00:00Z")
     previous = {h.ADMITTED: "job-1", "x-delivery-count": 2, "alertname": "A"}
     waiting = decide(Result(Kind.WAITING, hold=hold), 1, policy, previous, "now", "w")
