@@ -184,3 +184,24 @@ def test_an_operariuss_storm_control_maps_onto_the_configmap_forms_annotations()
         }
     )
     assert StormRules.of(operarius.definition.annotations) == StormRules(2, ("namespace",), 300.0, ("namespace", "pod"), 4, 300.0)
+
+
+def test_the_readmes_worked_example_asks_what_the_readme_says() -> None:
+    import yaml
+
+    from dispatcher.definitions import Definition
+    from dispatcher.rendering import JobRules, render
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### A worked example") :]
+    configmap = yaml.safe_load(section[section.index("```yaml") + 7 : section.index("```", section.index("```yaml") + 7)])
+    rules = StormRules.of(configmap["metadata"]["annotations"])
+    # 5 at once in the whole cluster, one pod not twice within 10 minutes, 3 failures open it for 15 minutes
+    assert rules == StormRules(concurrency=5, cooldown_s=600.0, cooldown_key=("namespace", "pod"), breaker_failures=3, breaker_cooldown_s=900.0)
+    [envelope] = envelopes_from_webhook({"alerts": [{"labels": {"alertname": "KubePodCrashLooping", "namespace": "shop", "pod": "web-1"}}]})
+    definition = Definition.parse("openfero/openfero-kubepodcrashlooping-firing", "KubePodCrashLooping", configmap["data"]["KubePodCrashLooping"], configmap["metadata"]["annotations"])
+    job = render(definition, envelope, JobRules(60))
+    assert job.cooldown_target == "namespace=shop,pod=web-1" and job.concurrency_target == ""
+    assert job.body["metadata"]["annotations"]["openfero.io/cooldown-target"] == "namespace=shop,pod=web-1"
+    assert job.body["metadata"]["annotations"]["openfero.io/breaker-failures"] == "3"
