@@ -246,14 +246,9 @@ async def _serve(
             if outcomes.track:
                 tracking = OutcomeTracking(api_client, kube, broker, outcomes, catalog, status, SilenceEnder(alertmanagers))
             # -- storm control (dispatcher.storming): its Job watch, guard and wait leader --------
-            from dispatcher.leading import LeaseTimes
             from dispatcher.storming import StormControl
 
-            lease_namespace = kube.own_namespace or (SERVICE_ACCOUNT_NAMESPACE_FILE.read_text().strip() if SERVICE_ACCOUNT_NAMESPACE_FILE.exists() else "")
-            storm = StormControl(
-                api_client, kube.job_namespace, lease_namespace or kube.definitions_namespace, broker, load(StormSettings),
-                LeaseTimes.from_settings(outcomes), kube.request_timeout_s, kube.watch_timeout_s,
-            )
+            storm = StormControl.for_dispatcher(api_client, kube, broker, outcomes, load(StormSettings))
             # -- end of storm control ------------------------------------------------------------
         log.info(
             "dispatcher configured",

@@ -322,6 +322,24 @@ class StormControl:
         self.watch: Any = None
         self.poll_s = min(1.0, tick_s * 2)
 
+    @classmethod
+    def for_dispatcher(cls, api_client: Any, kube: Any, broker: Any, outcomes: Any, settings: Any) -> StormControl:
+        """As the dispatcher command runs it: its Leases in the dispatchers' namespace, with the outcome leader's timings."""
+        from dispatcher.leading import LeaseTimes
+        from shared.settings import SERVICE_ACCOUNT_NAMESPACE_FILE
+
+        namespace = kube.own_namespace or (SERVICE_ACCOUNT_NAMESPACE_FILE.read_text().strip() if SERVICE_ACCOUNT_NAMESPACE_FILE.exists() else "")
+        return cls(
+            api_client,
+            kube.job_namespace,
+            namespace or kube.definitions_namespace,
+            broker,
+            settings,
+            LeaseTimes.from_settings(outcomes),
+            kube.request_timeout_s,
+            kube.watch_timeout_s,
+        )
+
     def _kick(self) -> None:
         self.leader.kick_threadsafe()
 
