@@ -121,6 +121,11 @@ def hold_headers(previous: Mapping[str, Any], hold: Hold, parked: bool, now: str
         headers[h.LIMIT] = hold.limit
     else:
         headers.pop(h.LIMIT, None)
+    if hold.cooldown_s is not None:
+        headers.update({h.COOLDOWN_TARGET: hold.cooldown_target, h.COOLDOWN_SECONDS: hold.cooldown_s})
+    else:
+        headers.pop(h.COOLDOWN_TARGET, None)
+        headers.pop(h.COOLDOWN_SECONDS, None)
     if parked:
         headers[h.PARKED_AT] = now
     return headers

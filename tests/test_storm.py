@@ -285,3 +285,25 @@ async def test_when_the_wait_leader_goes_another_releases_the_rest_and_nothing_i
     assert len(kube_double.jobs()) == 20
     # the stated bound at a change of leader: at most the limit again, for the old leader's last releases
     assert controller.max_active <= 4, controller.max_active
+
+
+async def test_waiting_alerts_that_will_be_suppressed_take_no_slot(kube_double: KubeDouble, api: client.ApiClient, broker_settings: BrokerSettings) -> None:
+    # Given one Job at a time for the definition, a cool-down per pod, and slots that a released alert
+    # would hold for ten minutes if its Job never came
+    annotations = {"openfero.io/concurrency": "1", "openfero.io/cooldown": "1h", "openfero.io/cooldown-key": "pod"}
+    storm = Storm(kube_double, api, broker_settings, storm_configmap(**annotations), dispatchers=2, transit_s=600.0)
+    controller = JobController(kube_double, run_s=0.3)
+
+    async def body() -> None:
+        # When the slot is taken (web-c's Job runs on), and eleven alerts for web-a, then one for web-b, wait behind it
+        controller.hold = True
+        await storm.publish(alerts(1, pod="web-c"))
+        await async_wait_for(lambda: len(kube_double.jobs()) == 1, 30, "web-c's Job")
+        await storm.publish(alerts(11, pod="web-a") + alerts(1, pod="web-b"))
+        await async_wait_for(lambda: storm.outcomes("waiting") == 13, 30, "all waiting")
+        controller.hold = False
+        # Then web-a's first runs, its ten others are suppressed without holding the slot, and web-b's Job runs
+        await async_wait_for(lambda: len(controller.done) == 3 and storm.outcomes("suppressed") == 10, 30, "web-b's Job")
+
+    await run_storm(storm, controller, body)
+    assert sorted(j["metadata"]["annotations"]["openfero.io/cooldown-target"] for j in kube_double.jobs()) == ["pod=web-a", "pod=web-b", "pod=web-c"]

@@ -110,6 +110,14 @@ def test_which_waiting_alerts_go(waiting: list[Waiting], active: dict, room: int
     assert releasable(waiting, active, room) == expected
 
 
+def test_alerts_that_will_make_no_job_go_at_once_and_take_no_slot() -> None:
+    # A full slot whose oldest alerts are in their target's cool-down: those go (to be suppressed), then the slot stops
+    waiting = [w(1, received="1"), w(2, received="2"), w(3, received="3"), w(4, received="4", definition="e", limit=None)]
+    assert releasable(waiting, {("d", ""): 1}, 0, slotless=lambda a: a.tag in (1, 2)) == [1, 2]
+    # with room, the next one takes the slot the suppressed ones did not
+    assert releasable(waiting, {}, None, slotless=lambda a: a.tag in (1, 2)) == [1, 2, 3, 4]
+
+
 @pytest.mark.parametrize(
     ("before", "job", "failed", "after"),
     [
