@@ -296,7 +296,7 @@ def main(amqp_url: str, out: Path, quick: bool, faults: bool, storm_only: bool) 
     if storm_only:
         out.mkdir(parents=True, exist_ok=True)
         result = storm.storm(amqp_url, 200 if quick else 5000, Path(tempfile.mkdtemp(prefix="openfero-bench-")))
-        (out / "storm.json").write_text(json.dumps(result, indent=2) + "\n")
+        (out / "storm.json").write_text(json.dumps(result) + "\n")
         text = "\n".join(storm_summary(result)) + "\n"
         (out / "storm.md").write_text(text)
         click.echo(f"wrote {storm.plot(result, out / 'storm.png')}", err=True)

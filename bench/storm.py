@@ -109,11 +109,20 @@ def storm(amqp_url: str, alerts: int, tmp: Path, concurrency: int = 10, run_s: f
             "cpu_share_p50": shares[len(shares) // 2] if shares else float("nan"),
             "cpu_share_max": shares[-1] if shares else float("nan"),
             "cpu_ms_per_job": (cpu_after - cpu_before) / max(1, len(controller.done)) * 1000,
-            "active_over_time": [(round(at - first_job, 2), n) for at, n in controller.samples[::5]],
+            "active_per_second": per_second([(at - first_job, n) for at, n in controller.samples]),
             "cpu_over_time": [(round(at, 1), round(share, 4)) for at, share in cpu_samples],
         }
     finally:
         double.stop()
+
+
+def per_second(samples: list[tuple[float, int]]) -> list[tuple[int, float, int]]:
+    """(second, mean, most) of the Jobs active, each second from the first Job on."""
+    seconds: dict[int, list[int]] = {}
+    for at, active in samples:
+        if at >= 0:
+            seconds.setdefault(int(at), []).append(active)
+    return [(second, round(sum(v) / len(v), 2), max(v)) for second, v in sorted(seconds.items())]
 
 
 def plot(result: dict[str, Any], path: Path) -> Path:
@@ -123,14 +132,10 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 3.5))
-    # Each second: the mean of the samples (every 0.1 s) and the most at once
-    seconds: dict[int, list[int]] = {}
-    for at, active in result["active_over_time"]:
-        if at >= 0:
-            seconds.setdefault(int(at), []).append(active)
-    xs = sorted(seconds)
-    ax.plot(xs, [sum(seconds[x]) / len(seconds[x]) for x in xs], linewidth=0.9, label="Jobs active (mean of each second)")
-    ax.plot(xs, [max(seconds[x]) for x in xs], linewidth=0.6, color="#55a868", label="most at once in each second")
+    rows = result["active_per_second"]
+    xs = [second for second, _, _ in rows]
+    ax.plot(xs, [mean for _, mean, _ in rows], linewidth=0.9, label="Jobs active (mean of each second)")
+    ax.plot(xs, [most for _, _, most in rows], linewidth=0.6, color="#55a868", label="most at once in each second")
     ax.axhline(result["concurrency"], linestyle="--", color="#c44e52", label=f"limit ({result['concurrency']})")
     ax.set_xlabel("seconds since the first Job")
     ax.set_ylabel("Jobs active")

@@ -220,6 +220,8 @@ class BreakerLeader:
                 if not warned:  # the last state read holds meanwhile
                     log.warning("could not read the breakers: %s", exc, extra={"event": "breaker.error"})
                     warned = True
+                # Alerts are not held up for it: until it is read, no breaker counts as open
+                self.board.synced.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=every_s)
 

@@ -29,6 +29,7 @@ from aiormq.exceptions import ChannelInvalidStateError
 from dispatcher.deciding import Ack, Decision, Republish, SetAside, decide
 from dispatcher.handling import Handler
 from dispatcher.liveness import Progress
+from dispatcher.reporting import record_message
 from dispatcher.metrics import HANDLED, OTHER, REFUSED, RETRIES, STORM_HELD, STORM_SUPPRESSED
 from dispatcher.results import INTERNAL_ERROR, Failure, Kind, Result
 from dispatcher.retrying import RetryPolicy
@@ -36,7 +37,7 @@ from shared import headers as h
 from shared.broker import BrokerLink
 from shared.confirming import publish_confirmed
 from shared.settings import BrokerSettings
-from shared.topology import WAIT_ROUTING_KEY, Declared
+from shared.topology import OUTCOME_ROUTING_KEY, WAIT_ROUTING_KEY, Declared
 
 log = logging.getLogger("openfero.dispatcher")
 
@@ -122,10 +123,14 @@ class Dispatcher:
         except Exception as exc:  # a bug, not an input: retry it like a passing failure
             log.exception("handler failed", extra={**fields, "event": "message.crashed"})
             result = Result(Kind.FAILED, failure=Failure(f"handler crashed: {exc!r}", INTERNAL_ERROR, transient=True))
-        decision = decide(result, attempt, self.retry, headers, _now(), WORKER)
+        decision = decide(result, attempt, self.retry, headers, _now(), WORKER, message.message_id or "")
         try:
+            record = decision.record if isinstance(decision, (Ack, SetAside)) else None
+            extra = [(record_message(record), OUTCOME_ROUTING_KEY)] if record is not None else []
             if isinstance(decision, (Republish, SetAside)):
-                await self._republish(message, decision.routing_key, decision.headers)
+                await self._republish(message, decision.routing_key, decision.headers, extra)
+            elif extra:  # a suppressed alert's record, confirmed before the ack
+                await publish_confirmed(self.link, extra, _PUBLISH_TIMEOUT_S, wanted=lambda: _can_settle(message))
             await message.ack()
         except Exception as exc:
             # Nothing was acknowledged: the broker hands the message out again.
@@ -185,8 +190,9 @@ class Dispatcher:
             RETRIES.labels(f"{decision.delay_s:g}").inc()
             log.warning("will retry in %g s: %s", decision.delay_s, failure.reason, extra={**failed, "event": "message.retry", "delay_s": decision.delay_s})
 
-    async def _republish(self, message: AbstractIncomingMessage, routing_key: str, headers: dict[str, Any]) -> None:
-        """Publish a copy to a delay queue or the dead-letter queue; return once it is confirmed.
+    async def _republish(self, message: AbstractIncomingMessage, routing_key: str, headers: dict[str, Any], extra: list[Any] | None = None) -> None:
+        """Publish a copy to a delay queue, the dead-letter queue, the wait or the parked queue (and the
+        ``extra`` messages beside it); return once all are confirmed.
 
         Nacks, returns and lost channels are tried again on a fresh channel
         (``shared.confirming``) until _PUBLISH_TIMEOUT_S, so a leader election
@@ -204,7 +210,7 @@ class Dispatcher:
             type=message.type,
             timestamp=message.timestamp,
         )
-        await publish_confirmed(self.link, [(copy, routing_key)], _PUBLISH_TIMEOUT_S, wanted=lambda: _can_settle(message))
+        await publish_confirmed(self.link, [(copy, routing_key), *(extra or [])], _PUBLISH_TIMEOUT_S, wanted=lambda: _can_settle(message))
 
     async def run(self, stop: asyncio.Event, idle_exit_s: float | None = None, grace_s: float = 20.0) -> None:
         """Consume until ``stop`` is set, or, with ``idle_exit_s``, until the queue stays empty that long."""

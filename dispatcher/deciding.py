@@ -27,7 +27,9 @@ RETRIES_EXHAUSTED = "retries-exhausted"
 
 @dataclass(frozen=True)
 class Ack:
-    """Acknowledge: the outcome is safe as it is."""
+    """Acknowledge: the outcome is safe as it is (once ``record``, if any, is confirmed on the outcome stream)."""
+
+    record: dict[str, Any] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -52,22 +54,27 @@ class SetAside:
     routing_key: str
     headers: dict[str, Any] = field(compare=False)
     hold: Hold
+    record: dict[str, Any] | None = field(default=None, compare=False)  # for the outcome stream, in the same confirmed publish
 
 
 Decision = Ack | Republish | SetAside
 
 
-def decide(result: Result, attempts: int, policy: RetryPolicy, previous: Mapping[str, Any], now: str, worker: str) -> Decision:
+def decide(result: Result, attempts: int, policy: RetryPolicy, previous: Mapping[str, Any], now: str, worker: str, message_id: str = "") -> Decision:
     """What to do with a message whose ``attempts``-th handling came to ``result``.
 
     ``previous`` are the message's headers as read (whatever they hold),
     ``now`` an RFC 3339 time and ``worker`` who decides: both go into the
-    headers of a copy.
+    headers of a copy. What storm control held back also gets a record on
+    the outcome stream, which ``message_id`` names.
     """
     failure = result.failure
     if result.kind in (Kind.WAITING, Kind.PARKED) and result.hold is not None:
         key = WAIT_ROUTING_KEY if result.kind is Kind.WAITING else PARKED_ROUTING_KEY
-        return SetAside(key, hold_headers(previous, result.hold, result.kind is Kind.PARKED, now), result.hold)
+        record = held_record(result, message_id, now, worker)
+        return SetAside(key, hold_headers(previous, result.hold, result.kind is Kind.PARKED, now), result.hold, record)
+    if result.kind is Kind.SUPPRESSED:
+        return Ack(held_record(result, message_id, now, worker))
     if result.kind is not Kind.FAILED or failure is None:
         return Ack()
     if failure.transient:
@@ -114,6 +121,48 @@ def hold_headers(previous: Mapping[str, Any], hold: Hold, parked: bool, now: str
         headers[h.LIMIT] = hold.limit
     else:
         headers.pop(h.LIMIT, None)
+    if hold.cooldown_s is not None:
+        headers.update({h.COOLDOWN_TARGET: hold.cooldown_target, h.COOLDOWN_SECONDS: hold.cooldown_s})
+    else:
+        headers.pop(h.COOLDOWN_TARGET, None)
+        headers.pop(h.COOLDOWN_SECONDS, None)
     if parked:
         headers[h.PARKED_AT] = now
     return headers
+
+
+RECORD_VERSION = 1  # as dispatcher.outcomes' records
+
+
+def held_record(result: Result, message_id: str, now: str, worker: str) -> dict[str, Any] | None:
+    """The outcome stream's record of an alert storm control suppressed, set waiting or parked.
+
+    It names no ``job`` (the console keys Job records by it): the Job that
+    covers a suppressed alert is ``coveringJob``. None without a message id
+    (nothing to join it to).
+    """
+    alert = result.alert
+    if not message_id or alert is None:
+        return None
+    hold = result.hold
+    reasons = {
+        Kind.SUPPRESSED: f"within the cool-down of Job {result.covering_job}",
+        Kind.WAITING: f"waits for a slot ({hold.why if hold else ''})",
+        Kind.PARKED: "the definition's breaker is open",
+    }
+    return {
+        "version": RECORD_VERSION,
+        "uid": f"{result.kind.value}-{message_id}",
+        "outcome": result.kind.value,
+        "reason": reasons.get(result.kind, ""),
+        "definition": result.definition,
+        "coveringJob": result.covering_job,
+        "wouldBeJob": hold.job if hold else "",
+        "alertname": alert.alertname,
+        "alertStatus": alert.status,
+        "fingerprint": alert.fingerprint,
+        "startsAt": alert.starts_at,
+        "messageId": message_id,
+        "recordedAt": now,
+        "recordedBy": worker,
+    }

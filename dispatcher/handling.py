@@ -220,7 +220,7 @@ class Handler:
             reason = f"alert suppressed: Job {verdict.covering_job} ran for its target within the cool-down"
             return replace(known, kind=Kind.SUPPRESSED, reason=reason, covering_job=verdict.covering_job)
         limit = job.storm.concurrency if verdict.why == "concurrency" else None
-        hold = Hold(known.definition, job.concurrency_target, limit, job.name, verdict.why or "breaker", received)
+        hold = Hold(known.definition, job.concurrency_target, limit, job.name, verdict.why or "breaker", received, job.cooldown_target, job.storm.cooldown_s)
         return replace(known, kind=Kind.WAITING if verdict.gate is Gate.WAIT else Kind.PARKED, hold=hold)
 
 

@@ -73,12 +73,16 @@ class RecordPublisher:
 
     async def publish(self, record: dict[str, Any]) -> None:
         """Return once the broker confirmed it; raises NotConfirmed after the timeout."""
-        message = aio_pika.Message(
-            orjson.dumps(record),
-            content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=record["uid"] or record["job"],
-            type="openfero.outcome",
-            headers={h.ALERTNAME: record["alertname"], h.FINGERPRINT: record["fingerprint"], h.OUTCOME: record["outcome"]},
-        )
-        await publish_confirmed(self.link, [(message, OUTCOME_ROUTING_KEY)], _PUBLISH_TIMEOUT_S)
+        await publish_confirmed(self.link, [(record_message(record), OUTCOME_ROUTING_KEY)], _PUBLISH_TIMEOUT_S)
+
+
+def record_message(record: dict[str, Any]) -> aio_pika.Message:
+    """An outcome record as the message the outcome stream keeps."""
+    return aio_pika.Message(
+        orjson.dumps(record),
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=record["uid"] or record.get("job", ""),
+        type="openfero.outcome",
+        headers={h.ALERTNAME: record["alertname"], h.FINGERPRINT: record["fingerprint"], h.OUTCOME: record["outcome"]},
+    )

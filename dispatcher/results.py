@@ -68,6 +68,8 @@ class Hold:
     job: str = ""
     why: str = ""  # concurrency, global, breaker
     received: str = ""  # the alert's receivedAt
+    cooldown_target: str = ""  # with a cool-down: its target, and how long (the wait leader lets such alerts go without a slot)
+    cooldown_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import bisect
 import enum
 import heapq
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from shared.durations import parse_duration
@@ -180,12 +180,15 @@ class Waiting:
     limit: int | None  # None: it waits for the global limit only
     job: str
     received: str = ""  # when ingest received the alert (RFC 3339 UTC): oldest first
+    cooldown_target: str = ""  # its target as the definition's cool-down counts
+    cooldown_s: float | None = None  # the definition's cool-down, when it has one
 
 
 def releasable(
     waiting: Iterable[Waiting],
     active: Mapping[tuple[str, str], int],
     room_global: int | None,
+    slotless: Callable[[Waiting], bool] | None = None,
 ) -> list[int]:
     """Which waiting alerts go now, oldest first (by receipt, then as they came to wait): each while
     its definition (or target) has a slot.
@@ -194,12 +197,14 @@ def releasable(
     target) and per (definition, "") for the whole definition;
     ``room_global`` is how many more Jobs the global limit allows now
     (None: no limit). An alert whose slot is full does not hold back a later
-    one whose slot is free.
+    one whose slot is free. ``slotless`` says which alerts will create no Job
+    (their target is in its cool-down, their breaker parks them): at the head
+    of their slot they go at once, full or not, and take nothing.
     """
     held = WaitList()
     for alert in waiting:
         held.add(alert)
-    return held.releasable(active, room_global)
+    return held.releasable(active, room_global, slotless)
 
 
 class WaitList:
@@ -232,22 +237,27 @@ class WaitList:
     def get(self, tag: int) -> Waiting:
         return self._alerts[tag]
 
-    def releasable(self, active: Mapping[tuple[str, str], int], room_global: int | None) -> list[int]:
+    def releasable(self, active: Mapping[tuple[str, str], int], room_global: int | None, slotless: Callable[[Waiting], bool] | None = None) -> list[int]:
         """The tags that go now, oldest first (see ``releasable``)."""
         taken = dict(active)
         heads = [(queue[0][0], queue[0][1], slot, 0) for slot, queue in self._slots.items()]
         heapq.heapify(heads)
         out: list[int] = []
-        while heads and (room_global is None or room_global > 0):
+        while heads:
             _, tag, slot, index = heapq.heappop(heads)
             alert = self._alerts[tag]
-            if alert.limit is not None:
-                if taken.get(slot, 0) >= alert.limit:
-                    continue  # this slot is full: nothing more of it goes now
-                taken[slot] = taken.get(slot, 0) + 1
-            out.append(tag)
-            if room_global is not None:
-                room_global -= 1
+            if slotless is not None and slotless(alert):
+                out.append(tag)  # it will make no Job: it takes no slot and no room
+            else:
+                if room_global is not None and room_global <= 0:
+                    continue
+                if alert.limit is not None:
+                    if taken.get(slot, 0) >= alert.limit:
+                        continue  # this slot is full: nothing more of it goes now
+                    taken[slot] = taken.get(slot, 0) + 1
+                out.append(tag)
+                if room_global is not None:
+                    room_global -= 1
             queue = self._slots[slot]
             if index + 1 < len(queue):
                 heapq.heappush(heads, (queue[index + 1][0], queue[index + 1][1], slot, index + 1))

@@ -105,7 +105,18 @@ def waiting_of(tag: int, headers: dict[str, Any]) -> Waiting:
     """A held message as the rule sees it; a header that is missing or of the wrong type reads as none."""
     limit = headers.get(h.LIMIT)
     limit = limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 else None
-    return Waiting(tag, _text(headers.get(h.DEFINITION)), _text(headers.get(h.TARGET)), limit, _text(headers.get(h.JOB)), _text(headers.get(h.RECEIVED)))
+    cooldown = headers.get(h.COOLDOWN_SECONDS)
+    cooldown = float(cooldown) if isinstance(cooldown, (int, float)) and not isinstance(cooldown, bool) and cooldown > 0 else None
+    return Waiting(
+        tag,
+        _text(headers.get(h.DEFINITION)),
+        _text(headers.get(h.TARGET)),
+        limit,
+        _text(headers.get(h.JOB)),
+        _text(headers.get(h.RECEIVED)),
+        _text(headers.get(h.COOLDOWN_TARGET)),
+        cooldown,
+    )
 
 
 class WaitLeader:
@@ -119,8 +130,10 @@ class WaitLeader:
         window: int = 10_000,
         transit_s: float = 30.0,
         tick_s: float = 1.0,
+        board: BreakerBoard | None = None,
     ):
         self.link = link
+        self.board = board  # the breakers: an alert its breaker parks takes no slot
         self.book = book
         self.guard = guard
         self.window = window  # how many waiting alerts it holds at once (the consumer's prefetch)
@@ -135,9 +148,9 @@ class WaitLeader:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def kick_threadsafe(self) -> None:
-        """Something changed (a Job, from the watch's thread): look again."""
+        """Something changed (a Job, from the watch's thread): look again, if anything waits here."""
         loop = self._loop
-        if loop is not None and not loop.is_closed():
+        if self._held and loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._kick.set)
 
     async def run(self, leading: asyncio.Event, following: asyncio.Event, stop: asyncio.Event) -> None:
@@ -202,6 +215,16 @@ class WaitLeader:
                 counts[(definition, target)] = counts.get((definition, target), 0) + 1
         return counts
 
+    def _slotless(self, alert: Waiting) -> bool:
+        """Whether the dispatcher will make no Job of it: its breaker parks it, or its target is in its cool-down."""
+        if self.board is not None and self.board.state(alert.definition).parks:
+            return True
+        if alert.cooldown_s is not None:
+            last = self.book.last_job(alert.definition, alert.cooldown_target)
+            if last is not None and last[0] != alert.job and self.guard.clock() - last[1] < alert.cooldown_s:
+                return True
+        return False
+
     def _room_global(self) -> int | None:
         guard = self.guard
         if guard.global_per_window is None:
@@ -213,9 +236,9 @@ class WaitLeader:
     async def release(self) -> int:
         """Release what may go now; how many went."""
         STORM_WAITING.set(len(self._held))
-        if not self._held:
-            return 0
-        tags = self._waiting.releasable(self._active(), self._room_global())
+        if not self._held or not self.book.synced.is_set():
+            return 0  # nothing waits, or the Jobs that take the slots are not known yet
+        tags = self._waiting.releasable(self._active(), self._room_global(), self._slotless)
         copies = []
         for tag in tags:
             message, waiting = self._held[tag], self._waiting.get(tag)
@@ -231,6 +254,8 @@ class WaitLeader:
                 timestamp=message.timestamp,
             )
             copies.append((copy, RETRY_ROUTING_KEY))
+            if self._slotless(waiting):
+                continue
             # The slot is taken from now on, until the Job shows up
             self._transit[waiting.job] = (waiting.definition, waiting.target if waiting.limit is not None else "", time.monotonic())
             self._transit_at[waiting.job] = self.guard.clock()
@@ -313,7 +338,7 @@ class StormControl:
         self.breaker_leader = BreakerLeader(self.store, self.board, self.book.knows, tick_s=tick_s)
         self.book.on_ended = self.breaker_leader.ended
         self.link = BrokerLink(broker)
-        self.leader = WaitLeader(self.link, self.book, self.guard, settings.wait_window, settings.transit_s, tick_s)
+        self.leader = WaitLeader(self.link, self.book, self.guard, settings.wait_window, settings.transit_s, tick_s, self.board)
         self.lease = f"{lease_namespace}/{dns_label(f'{broker.queue_prefix}-storm')}"
         self.elector = LeaderElector(api_client, lease_namespace, dns_label(f"{broker.queue_prefix}-storm"), identity, lease_times, timeout_s, gauge=WAIT_LEADER, role="wait_leader", duty="releases waiting alerts")
         self.stop = asyncio.Event()
@@ -341,11 +366,23 @@ class StormControl:
             asyncio.create_task(stop_with_the_process(), name="storm-stop"),
         ]
 
-    async def synced(self, stop: asyncio.Event) -> bool:
-        """Wait until the Jobs are listed: the guard must not answer from an empty book."""
+    async def synced(self, stop: asyncio.Event, timeout_s: float = 10.0) -> bool:
+        """Wait until the Jobs are listed and the breakers read, for ``timeout_s`` at most; False once ``stop`` is set.
+
+        Past it the dispatcher goes on (the watch keeps trying): alerts without
+        a limit are not held up by the API, a cool-down may let an alert through,
+        and the wait leader releases nothing until its book is listed.
+        """
+        deadline = time.monotonic() + timeout_s
         while not self.book.synced.is_set() or not self.board.synced.is_set():
             if stop.is_set():
                 return False
+            if time.monotonic() > deadline:
+                log.warning(
+                    "storm control has not read the Jobs or the breakers yet: consuming anyway",
+                    extra={"event": "storm.unsynced", "jobs_listed": self.book.synced.is_set(), "breakers_read": self.board.synced.is_set()},
+                )
+                return True
             await asyncio.sleep(0.05)
         return True
 

@@ -90,7 +90,7 @@ async def read_history(connection: aio_pika.abc.AbstractConnection, names: Names
 def _outcome(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is None:
         return None
-    allowed = ("Succeeded", "Failed", "Deleted", NO_OUTCOME)
+    allowed = ("Succeeded", "Failed", "Deleted", "suppressed", "waiting", "parked", NO_OUTCOME)
     for word in allowed:
         if value.lower() == word.lower():
             return word
@@ -100,7 +100,7 @@ def _outcome(ctx: click.Context, param: click.Parameter, value: str | None) -> s
 @click.command("history", epilog=EPILOG, context_settings={"max_content_width": 100})
 @click.option("--since", callback=_time, default="24h", show_default=True, help="Alerts received this late or later: a duration ago (2h) or a time (2026-01-02T03:00:00Z).")
 @click.option("--alertname", help="Only alerts of this alertname.")
-@click.option("--outcome", callback=_outcome, metavar="OUTCOME", help="Only alerts with a Job that ended so: Succeeded, Failed, Deleted; or none (no outcome recorded yet).")
+@click.option("--outcome", callback=_outcome, metavar="OUTCOME", help="Only alerts with a Job that ended so: Succeeded, Failed, Deleted; held back by storm control: suppressed, waiting, parked; or none (no outcome recorded yet).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def history(since: datetime, alertname: str | None, outcome: str | None, as_json: bool) -> None:
     """Show the alerts received, the Job each became and how it ended.

@@ -35,7 +35,7 @@ Progress = Callable[[int, "int | None"], None]
 _FAILURE_HEADERS = {
     h.ATTEMPTS, h.ERROR, h.ERROR_CLASS, h.HTTP_STATUS, h.FIRST_FAILURE, h.LAST_FAILURE, h.WORKER, h.DEAD_REASON,
     # where a parked or waiting alert stood: a replay starts it afresh
-    h.DEFINITION, h.TARGET, h.LIMIT, h.JOB, h.RECEIVED, h.WAITING_SINCE, h.PARKED_AT, h.ADMITTED,
+    h.DEFINITION, h.TARGET, h.LIMIT, h.JOB, h.RECEIVED, h.WAITING_SINCE, h.PARKED_AT, h.ADMITTED, h.COOLDOWN_TARGET, h.COOLDOWN_SECONDS,
 }
 _BATCH = 200
 _SETTLE_S = 3.0

@@ -101,7 +101,7 @@ class JobController:
 class Storm:
     """``dispatchers`` dispatchers of one installation, each with its storm control as the dispatcher command assembles it."""
 
-    def __init__(self, kube: KubeDouble, api: client.ApiClient, broker: BrokerSettings, configmap: dict[str, Any], dispatchers: int = 1, prefetch: int = 8, global_per_window: int | None = None, window_s: float = 60.0):
+    def __init__(self, kube: KubeDouble, api: client.ApiClient, broker: BrokerSettings, configmap: dict[str, Any], dispatchers: int = 1, prefetch: int = 8, global_per_window: int | None = None, window_s: float = 60.0, transit_s: float = 10.0):
         self.kube = kube
         self.api = api
         self.broker = broker
@@ -111,7 +111,7 @@ class Storm:
         self.closers: list[Any] = []
         self.parts: list[dict[str, Any]] = []
         kube.apply("configmaps", "default", configmap)
-        settings = StormSettings(global_jobs_per_minute=global_per_window or 0, transit_s=10.0)
+        settings = StormSettings(global_jobs_per_minute=global_per_window or 0, transit_s=transit_s)
         for i in range(dispatchers):
             catalog = Catalog()
             catalog.replace_configmaps([kube.get("configmaps", "default", configmap["metadata"]["name"])])

@@ -70,3 +70,30 @@ async def test_the_console_shows_each_breaker_and_the_parked_alerts(kube_double:
         await async_wait_for(lambda: page("/definitions", ">closed"), 20, "closed")
     finally:
         await client.close()
+
+
+def test_the_timeline_shows_an_alert_held_back_by_storm_control_until_a_job_of_its_own_shows_up() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    import orjson
+
+    from console.outcomes import read_outcome
+    from console.timeline import AlertEntry, Timeline
+    from dispatcher.deciding import decide
+    from dispatcher.results import Kind, Result
+    from dispatcher.retrying import RetryPolicy
+    from shared.envelope import envelopes_from_webhook
+
+    [envelope] = envelopes_from_webhook({"alerts": [{"labels": {"alertname": "KubePodCrashLooping", "pod": "web-1"}}]})
+    now = datetime.now(timezone.utc)
+    timeline = Timeline(timedelta(hours=1), 100)
+    timeline.add_alert(AlertEntry("m1", now, "KubePodCrashLooping", "firing", dict(envelope.alert.labels), envelope.alert.fingerprint, "", QUOTA))
+    # Given the record a dispatcher publishes for a suppressed alert
+    decision = decide(Result(Kind.SUPPRESSED, covering_job="restart-abc", alert=envelope.alert, definition=QUOTA), 1, RetryPolicy((1.0,), 2, 0), {}, now.isoformat(), "w", "m1")
+    record = read_outcome(orjson.dumps(decision.record))
+    assert record is not None
+    timeline.apply_outcome(record)
+    # Then the alert's row says so, naming the Job that covered it, and no Job's row is touched
+    [row] = list(timeline.rows())
+    assert row.outcome == "suppressed" and "restart-abc" in row.detail
+    assert timeline.outcomes == {}

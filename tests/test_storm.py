@@ -63,28 +63,31 @@ async def test_fifty_alerts_with_a_limit_of_three_never_run_more_than_three_and_
 
 
 async def test_a_limit_per_target_lets_other_targets_run_and_keeps_order(kube_double: KubeDouble, api: client.ApiClient, broker_settings: BrokerSettings) -> None:
-    # Given one Job at a time per pod
+    # Given one Job at a time per pod, and a Job for pod web-a running
     annotations = {"openfero.io/concurrency": "1", "openfero.io/concurrency-key": "namespace,pod"}
     storm = Storm(kube_double, api, broker_settings, storm_configmap(**annotations), dispatchers=2)
-    controller = JobController(kube_double, run_s=0.3)
-    created: list[str] = []
+    controller = JobController(kube_double, run_s=0.5)
+
+    def n_of(job: dict[str, Any]) -> int:
+        return int(next(e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"] if e["name"] == "OPENFERO_N"))
 
     async def body() -> None:
-        # When four alerts for pod web-a arrive, then one for web-b
-        same = [a for a in alerts(4, pod="web-a")]
-        other = alerts(1, pod="web-b")
-        await storm.publish(same + other)
-        # Then web-b's Job runs at once beside web-a's first, and web-a's run one at a time, oldest first
+        same = alerts(4, pod="web-a")  # received a millisecond apart, oldest first
+        await storm.publish(same[:1])
+        await async_wait_for(lambda: len(kube_double.jobs()) == 1, 30, "web-a's first Job")
+        # When three more alerts for web-a arrive, newest first, and one for web-b
+        await storm.publish([*reversed(same[1:]), *alerts(1, pod="web-b")])
+        # Then web-b's Job runs at once beside web-a's, and web-a's run one at a time, oldest first
         await async_wait_for(lambda: len(controller.done) == 5, 60, "5 Jobs done")
-        order = sorted(kube_double.jobs(), key=lambda j: (j["metadata"]["creationTimestamp"], int(j["metadata"]["resourceVersion"])))
-        created.extend(j["metadata"]["annotations"]["openfero.io/concurrency-target"] for j in order)
-        mine = [j for j in order if j["metadata"]["annotations"]["openfero.io/concurrency-target"] == "namespace=shop,pod=web-a"]
-        ns = [int(next(e["value"] for e in j["spec"]["template"]["spec"]["containers"][0]["env"] if e["name"] == "OPENFERO_N")) for j in mine]
-        assert ns == [0, 1, 2, 3]
+        created = kube_double.job_creation_times()
+        jobs = {j["metadata"]["name"]: j for j in kube_double.jobs()}
+        order = sorted(created, key=created.__getitem__)
+        targets = [jobs[name]["metadata"]["annotations"]["openfero.io/concurrency-target"] for name in order]
+        assert targets.index("namespace=shop,pod=web-b") == 1
+        assert [n_of(jobs[name]) for name in order if targets[order.index(name)] == "namespace=shop,pod=web-a"] == [0, 1, 2, 3]
 
     await run_storm(storm, controller, body)
     assert controller.max_active == 2
-    assert created.index("namespace=shop,pod=web-b") <= 1
 
 
 async def test_an_alert_within_the_cool_down_of_its_target_is_suppressed_not_dead_lettered(kube_double: KubeDouble, api: client.ApiClient, broker_settings: BrokerSettings, channel: Any, caplog: pytest.LogCaptureFixture) -> None:
@@ -106,6 +109,11 @@ async def test_an_alert_within_the_cool_down_of_its_target_is_suppressed_not_dea
     [first] = [j for j in kube_double.jobs() if j["metadata"]["annotations"]["openfero.io/cooldown-target"] == "pod=web-a"]
     suppressed = [r for r in caplog.records if getattr(r, "event", "") == "alert.suppressed"]
     assert len(suppressed) == 3 and {r.covering_job for r in suppressed} == {first["metadata"]["name"]}
+    # and `openfero history` shows them as suppressed, naming that Job
+    env = {"OPENFERO_QUEUE_PREFIX": broker_settings.queue_prefix, "OPENFERO_AMQP_URL": broker_settings.amqp_url}
+    history = json.loads((await cli("history", "--since", "10m", "--outcome", "suppressed", "--json", **env)).output)
+    assert len(history["alerts"]) == 3
+    assert {o["reason"] for a in history["alerts"] for o in a["jobs"]} == {f"within the cool-down of Job {first['metadata']['name']}"}
     assert await queue_depth(channel, storm.names.dead_queue) == 0
     assert storm.outcomes("dead_lettered") == 0
 
@@ -277,3 +285,25 @@ async def test_when_the_wait_leader_goes_another_releases_the_rest_and_nothing_i
     assert len(kube_double.jobs()) == 20
     # the stated bound at a change of leader: at most the limit again, for the old leader's last releases
     assert controller.max_active <= 4, controller.max_active
+
+
+async def test_waiting_alerts_that_will_be_suppressed_take_no_slot(kube_double: KubeDouble, api: client.ApiClient, broker_settings: BrokerSettings) -> None:
+    # Given one Job at a time for the definition, a cool-down per pod, and slots that a released alert
+    # would hold for ten minutes if its Job never came
+    annotations = {"openfero.io/concurrency": "1", "openfero.io/cooldown": "1h", "openfero.io/cooldown-key": "pod"}
+    storm = Storm(kube_double, api, broker_settings, storm_configmap(**annotations), dispatchers=2, transit_s=600.0)
+    controller = JobController(kube_double, run_s=0.3)
+
+    async def body() -> None:
+        # When the slot is taken (web-c's Job runs on), and eleven alerts for web-a, then one for web-b, wait behind it
+        controller.hold = True
+        await storm.publish(alerts(1, pod="web-c"))
+        await async_wait_for(lambda: len(kube_double.jobs()) == 1, 30, "web-c's Job")
+        await storm.publish(alerts(11, pod="web-a") + alerts(1, pod="web-b"))
+        await async_wait_for(lambda: storm.outcomes("waiting") == 13, 30, "all waiting")
+        controller.hold = False
+        # Then web-a's first runs, its ten others are suppressed without holding the slot, and web-b's Job runs
+        await async_wait_for(lambda: len(controller.done) == 3 and storm.outcomes("suppressed") == 10, 30, "web-b's Job")
+
+    await run_storm(storm, controller, body)
+    assert sorted(j["metadata"]["annotations"]["openfero.io/cooldown-target"] for j in kube_double.jobs()) == ["pod=web-a", "pod=web-b", "pod=web-c"]

@@ -22,6 +22,7 @@ from dispatcher.storm import (
     trial_claimed,
 )
 from shared import headers as h
+from shared.envelope import envelopes_from_webhook
 
 LIMITED = StormRules(concurrency=3)
 COOLING = StormRules(cooldown_s=600, cooldown_key=("pod",))
@@ -109,6 +110,14 @@ def test_which_waiting_alerts_go(waiting: list[Waiting], active: dict, room: int
     assert releasable(waiting, active, room) == expected
 
 
+def test_alerts_that_will_make_no_job_go_at_once_and_take_no_slot() -> None:
+    # A full slot whose oldest alerts are in their target's cool-down: those go (to be suppressed), then the slot stops
+    waiting = [w(1, received="1"), w(2, received="2"), w(3, received="3"), w(4, received="4", definition="e", limit=None)]
+    assert releasable(waiting, {("d", ""): 1}, 0, slotless=lambda a: a.tag in (1, 2)) == [1, 2]
+    # with room, the next one takes the slot the suppressed ones did not
+    assert releasable(waiting, {}, None, slotless=lambda a: a.tag in (1, 2)) == [1, 2, 3, 4]
+
+
 @pytest.mark.parametrize(
     ("before", "job", "failed", "after"),
     [
@@ -143,6 +152,14 @@ def test_an_open_breaker_tries_one_job_after_its_cool_down_and_its_state_reads_b
 def test_decide_acknowledges_a_suppressed_alert_and_sets_waiting_and_parked_ones_aside() -> None:
     policy = RetryPolicy((1.0,), max_attempts=2, operator_min_delay_s=0)
     assert decide(Result(Kind.SUPPRESSED, covering_job="j"), 1, policy, {}, "now", "w") == Ack()
+    # with the alert and its message id, a record for the outcome stream that names the covering Job (and no Job of its own)
+    [envelope] = envelopes_from_webhook({"alerts": [{"labels": {"alertname": "A", "pod": "p"}, "startsAt": "2026-01-01T00:00:00Z"}]})
+    suppressed = decide(Result(Kind.SUPPRESSED, covering_job="j", alert=envelope.alert, definition="ns/cm/A"), 1, policy, {}, "now", "w", "m1")
+    assert isinstance(suppressed, Ack) and suppressed.record is not None
+    assert {k: suppressed.record[k] for k in ("uid", "outcome", "coveringJob", "messageId", "definition", "alertname")} == {
+        "uid": "suppressed-m1", "outcome": "suppressed", "coveringJob": "j", "messageId": "m1", "definition": "ns/cm/A", "alertname": "A"
+    }
+    assert "job" not in suppressed.record
     hold = Hold("ns/cm/Key", "pod=a", 3, "job-1", "concurrency", "2026-01-01T00:00:00Z")
     previous = {h.ADMITTED: "job-1", "x-delivery-count": 2, "alertname": "A"}
     waiting = decide(Result(Kind.WAITING, hold=hold), 1, policy, previous, "now", "w")
@@ -175,3 +192,24 @@ def test_an_operariuss_storm_control_maps_onto_the_configmap_forms_annotations()
         }
     )
     assert StormRules.of(operarius.definition.annotations) == StormRules(2, ("namespace",), 300.0, ("namespace", "pod"), 4, 300.0)
+
+
+def test_the_readmes_worked_example_asks_what_the_readme_says() -> None:
+    import yaml
+
+    from dispatcher.definitions import Definition
+    from dispatcher.rendering import JobRules, render
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### A worked example") :]
+    configmap = yaml.safe_load(section[section.index("```yaml") + 7 : section.index("```", section.index("```yaml") + 7)])
+    rules = StormRules.of(configmap["metadata"]["annotations"])
+    # 5 at once in the whole cluster, one pod not twice within 10 minutes, 3 failures open it for 15 minutes
+    assert rules == StormRules(concurrency=5, cooldown_s=600.0, cooldown_key=("namespace", "pod"), breaker_failures=3, breaker_cooldown_s=900.0)
+    [envelope] = envelopes_from_webhook({"alerts": [{"labels": {"alertname": "KubePodCrashLooping", "namespace": "shop", "pod": "web-1"}}]})
+    definition = Definition.parse("openfero/openfero-kubepodcrashlooping-firing", "KubePodCrashLooping", configmap["data"]["KubePodCrashLooping"], configmap["metadata"]["annotations"])
+    job = render(definition, envelope, JobRules(60))
+    assert job.cooldown_target == "namespace=shop,pod=web-1" and job.concurrency_target == ""
+    assert job.body["metadata"]["annotations"]["openfero.io/cooldown-target"] == "namespace=shop,pod=web-1"
+    assert job.body["metadata"]["annotations"]["openfero.io/breaker-failures"] == "3"
