@@ -54,7 +54,7 @@ def run_all(amqp_url: str, quick: bool) -> dict[str, Any]:
         ("create_call_cpu_us", lambda: measure.create_call_cpu_us(tmp, 300 if quick else 1000)),
         ("console_timeline", lambda: measure.console_timeline(amqp_url, 1000 if quick else 10000, tmp, loads=2 if quick else 5)),
         # 5,000 alerts for one definition with concurrency 10, each Job ending 1 s after it starts: about 9 minutes.
-        ("storm", lambda: storm.storm(amqp_url, 200 if quick else 5000, tmp)),
+        ("storm", lambda: storm.storm(amqp_url, 60 if quick else 5000, tmp, run_s=0.5 if quick else 1.0)),
     ]
     results: dict[str, Any] = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": quick, "process_counts": list(process_counts)}
     for name, step in steps:
