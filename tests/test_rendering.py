@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import re
 
+import orjson
 import pytest
 
 from dispatcher.definitions import Definition
 from dispatcher.naming import label_value
-from dispatcher.rendering import JobRules, RenderError, job_name, render, rerun_window
+from dispatcher.rendering import MAX_RENDERED_BYTES, JobRules, Refused, RenderError, job_name, render, rerun_window, service_account
 from shared.envelope import Envelope, envelopes_from_webhook
 from tests.conftest import reference_alert_bytes, reference_configmap
 
@@ -257,3 +258,56 @@ def test_the_group_key_label_is_the_go_originals_hash(group_key: str, expected: 
     from dispatcher.naming import group_key_label
 
     assert group_key_label(group_key) == expected
+
+
+# -- what rendering adds, drops and refuses, at its edges --------------------------------------
+
+
+def test_the_outcome_finalizer_is_added_once_and_only_when_outcomes_are_tracked() -> None:
+    assert "finalizers" not in render(definition(SIMPLE_JOB), alert({"alertname": "A"}), JobRules(60)).body["metadata"]
+    tracked = render(definition(SIMPLE_JOB), alert({"alertname": "A"}), JobRules(60, track_outcomes=True))
+    assert tracked.body["metadata"]["finalizers"] == ["openfero.io/outcome"]
+    own = SIMPLE_JOB.replace("metadata: {name: fix}", "metadata: {name: fix, finalizers: [example.com/keep, openfero.io/outcome]}")
+    assert render(definition(own), alert({"alertname": "A"}), JobRules(60, track_outcomes=True)).body["metadata"]["finalizers"] == [
+        "example.com/keep",
+        "openfero.io/outcome",
+    ]
+
+
+def test_fields_named_as_python_names_them_are_dropped_and_reported() -> None:
+    text = SIMPLE_JOB.replace("restartPolicy: Never", "restartPolicy: Never\n      service_account_name: other").replace(
+        "image: busybox\n        env", "image: busybox\n        image_pull_policy: Always\n        env"
+    )
+    job = render(definition(text), alert({"alertname": "A"}), JobRules(60))
+    assert sorted(job.dropped_fields) == ["spec.template.spec.containers[0].image_pull_policy", "spec.template.spec.service_account_name"]
+    pod = job.body["spec"]["template"]["spec"]
+    assert "service_account_name" not in pod and "image_pull_policy" not in pod["containers"][0]
+    assert pod["restartPolicy"] == "Never" and pod["containers"][0]["image"] == "busybox"
+
+
+def test_a_job_without_an_api_version_gets_batch_v1() -> None:
+    assert render(definition(SIMPLE_JOB.replace("apiVersion: batch/v1\n", "")), alert({"alertname": "A"}), JobRules(60)).body["apiVersion"] == "batch/v1"
+
+
+@pytest.mark.parametrize(
+    ("pod", "account"),
+    [({"serviceAccountName": "a", "serviceAccount": "b"}, "a"), ({"serviceAccount": "b"}, "b"), ({}, "default"), ({"serviceAccountName": ""}, "default")],
+)
+def test_the_service_account_is_the_name_else_its_alias_else_default(pod: dict, account: str) -> None:
+    assert service_account({"spec": {"template": {"spec": pod}}}) == account
+
+
+def test_a_rendered_job_may_have_1_mib_and_no_more() -> None:
+    padded = SIMPLE_JOB.replace("metadata: {name: fix}", "metadata: {name: fix, annotations: {pad: PAD}}")
+    base = len(orjson.dumps(render(definition(padded.replace("PAD", "''")), alert({"alertname": "A"}), JobRules(60)).body))
+    room = MAX_RENDERED_BYTES - base
+    assert len(orjson.dumps(render(definition(padded.replace("PAD", "x" * room)), alert({"alertname": "A"}), JobRules(60)).body)) == MAX_RENDERED_BYTES
+    with pytest.raises(Refused, match="1048577 bytes, over the limit of 1048576, because of the alert's labels"):
+        render(definition(padded.replace("PAD", "x" * (room + 1))), alert({"alertname": "A"}), JobRules(60))
+
+
+def test_rerun_windows_without_readable_times_count_from_the_epoch() -> None:
+    from shared.envelope import Alert, Group
+
+    assert rerun_window(Envelope("i", "", Alert("firing", {}), Group()), 3600) == 0
+    assert rerun_window(Envelope("i", "1970-01-01T01:00:00+00:00", Alert("firing", {}), Group()), 3600) == 1
