@@ -10,7 +10,17 @@ import pytest
 
 from dispatcher.definitions import Definition
 from dispatcher.naming import label_value
-from dispatcher.rendering import MAX_RENDERED_BYTES, JobRules, Refused, RenderError, job_name, render, rerun_window, service_account
+from dispatcher.rendering import (
+    MAX_RENDERED_BYTES,
+    JobRules,
+    Refused,
+    RenderError,
+    expanded_by_kubelet,
+    job_name,
+    render,
+    rerun_window,
+    service_account,
+)
 from shared.envelope import Envelope, envelopes_from_webhook
 from tests.conftest import reference_alert_bytes, reference_configmap
 
@@ -311,3 +321,68 @@ def test_rerun_windows_without_readable_times_count_from_the_epoch() -> None:
 
     assert rerun_window(Envelope("i", "", Alert("firing", {}), Group()), 3600) == 0
     assert rerun_window(Envelope("i", "1970-01-01T01:00:00+00:00", Alert("firing", {}), Group()), 3600) == 1
+
+
+def test_whose_doing_an_oversized_job_is_decides_refused_or_render_error() -> None:
+    # Both containers get the label as OPENFERO_ALERTNAME: the part of the size that is the alert's
+    injected = 2 * len(orjson.dumps([{"name": "OPENFERO_ALERTNAME", "value": "A"}]))
+    padded = SIMPLE_JOB.replace("metadata: {name: fix}", "metadata: {name: fix, annotations: {pad: PAD}}")
+    base = len(orjson.dumps(render(definition(padded.replace("PAD", "''")), alert({"alertname": "A"}), JobRules(60)).body))
+    room = MAX_RENDERED_BYTES - base
+    with pytest.raises(Refused):  # without the labels, exactly at the limit
+        render(definition(padded.replace("PAD", "x" * (room + injected))), alert({"alertname": "A"}), JobRules(60))
+    with pytest.raises(RenderError, match=f"{MAX_RENDERED_BYTES + injected + 1} bytes, over the limit of {MAX_RENDERED_BYTES}$"):
+        render(definition(padded.replace("PAD", "x" * (room + injected + 1))), alert({"alertname": "A"}), JobRules(60))
+
+
+def test_a_forced_run_gets_its_own_name_and_says_so() -> None:
+    plain = render(definition(SIMPLE_JOB), alert({"alertname": "A"}), JobRules(60))
+    forced = render(definition(SIMPLE_JOB), alert({"alertname": "A"}), JobRules(60), run_id="r1")
+    assert forced.name != plain.name and forced.name != render(definition(SIMPLE_JOB), alert({"alertname": "A"}), JobRules(60), run_id="r2").name
+    assert forced.body["metadata"]["annotations"]["openfero.io/run-id"] == "r1"
+    assert "openfero.io/run-id" not in plain.body["metadata"]["annotations"]
+
+
+def test_an_alert_received_before_it_started_is_in_the_window_before_the_first() -> None:
+    # clocks apart: Alertmanager's startsAt 1 s after the dispatcher's receive time
+    assert rerun_window(received_at({"alertname": "A"}, "2025-01-01T00:00:00+00:00", starts="2025-01-01T00:00:01+00:00"), 3600) == -1
+
+
+@pytest.mark.parametrize(
+    ("path", "expanded"),
+    [
+        ("spec.template.spec.containers[0].command[1]", True),
+        ("spec.template.spec.initContainers[2].args[0]", True),
+        ("spec.template.spec.containers[0].env[3].value", True),
+        ("spec.template.spec.containers[0].volumeMounts[0].subPathExpr", True),
+        ("spec.template.spec.containers[0].livenessProbe.exec.command[0]", True),
+        ("spec.template.spec.containers[0].image", False),
+        ("spec.template.spec.containers[0].env[3].name", False),
+        ("metadata.annotations.x", False),
+        ("spec.template.spec.containers[0].command[1]x", False),
+    ],
+)
+def test_the_fields_the_kubelet_expands(path: str, expanded: bool) -> None:
+    assert expanded_by_kubelet(path) is expanded
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["metadata: {name: fix, namespace: '{{ .Labels.ns }}'}", "serviceAccountName: '{{ .Labels.sa }}'", "serviceAccount: '{{ .Labels.sa }}'"],
+)
+def test_where_and_as_whom_a_job_runs_may_not_be_templates(field: str) -> None:
+    text = SIMPLE_JOB.replace("metadata: {name: fix}", field) if field.startswith("metadata") else SIMPLE_JOB.replace("restartPolicy: Never", "restartPolicy: Never\n      " + field)
+    with pytest.raises(RenderError, match="may not be a template"):
+        render(definition(text), alert({"alertname": "A", "ns": "x", "sa": "y"}), JobRules(60))
+
+
+def test_a_job_without_a_name_is_named_after_its_configmap_and_gets_a_day_to_live_by_default() -> None:
+    job = render(definition(SIMPLE_JOB.replace("metadata: {name: fix}", "metadata: {}")), alert({"alertname": "A"}), JobRules())
+    assert re.fullmatch(r"openfero-a-firing-[0-9a-f]{10}", job.name)
+    assert job.body["spec"]["ttlSecondsAfterFinished"] == 86400
+
+
+def test_finalizers_that_are_not_a_list_fail_the_jobs_validation() -> None:
+    text = SIMPLE_JOB.replace("metadata: {name: fix}", "metadata: {name: fix, finalizers: not-a-list}")
+    with pytest.raises(RenderError, match="finalizers"):
+        render(definition(text), alert({"alertname": "A"}), JobRules(60, track_outcomes=True))
