@@ -9,6 +9,7 @@ from dispatcher.rendering import JobRules, Refused, RenderError, render
 from dispatcher.templating import (
     TemplateError,
     choose_engine,
+    escape_for_kubelet,
     go_data,
     go_to_jinja,
     jinja_data,
@@ -392,3 +393,27 @@ def test_templated_fields_are_every_template_string_by_its_path_in_order() -> No
         ("top", "{{ .GroupKey }}"),
     ]
     assert templated_fields("{{ x }}") == [("", "{{ x }}")] and templated_fields(["a", 1]) == []
+
+
+@pytest.mark.parametrize(
+    ("written", "value", "escaped"),
+    [
+        ([], "", ""),
+        (["x="], "a$b", "a$$b"),
+        (["echo $"], "(PW)", "$(PW)"),  # the lone $ written before is paired ("echo $$(PW)"), not joined to the value
+        (["echo $$"], "x", "x"),
+        (["$", "$", "$"], "x", "$x"),  # $$ then a lone $
+        (["$x "], "y", "y"),
+        (["$(FOO) "], "y", "y"),
+        (["$(FOO)$"], "y", "$y"),
+        ([], "$", "$$"),
+    ],
+)
+def test_what_an_action_prints_reaches_the_container_as_it_is(written: list[str], value: str, escaped: str) -> None:
+    assert escape_for_kubelet(value, written) == escaped
+
+
+@pytest.mark.parametrize("written", [["$(FOO"], ["a $(", "B"], ["$$ $(X) $(Y"]])
+def test_a_value_inside_an_open_reference_is_refused(written: list[str]) -> None:
+    with pytest.raises(TemplateError, match="inside"):
+        escape_for_kubelet("x", written)
