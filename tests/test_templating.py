@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from dispatcher import templating
 from dispatcher.definitions import Definition
 from dispatcher.rendering import JobRules, Refused, RenderError, render
 from dispatcher.templating import (
@@ -417,3 +418,58 @@ def test_what_an_action_prints_reaches_the_container_as_it_is(written: list[str]
 def test_a_value_inside_an_open_reference_is_refused(written: list[str]) -> None:
     with pytest.raises(TemplateError, match="inside"):
         escape_for_kubelet("x", written)
+
+
+DOLLARS = envelopes_from_webhook({"alerts": [{"labels": {"alertname": "A"}, "annotations": {"price": "$5"}}]})[0]
+
+
+@pytest.mark.parametrize("engine", ["go", "jinja"])
+def test_printed_values_are_escaped_for_the_kubelet_only_when_asked(engine: str) -> None:
+    data = go_data(DOLLARS) if engine == "go" else jinja_data(DOLLARS)
+    assert render_string("{{ .Annotations.price }}", engine, data) == "$5"
+    assert render_string("{{ .Annotations.price }}", engine, data, escape=True) == "$$5"
+
+
+def test_an_error_of_python_itself_in_a_jinja_template_is_named_with_its_message() -> None:
+    with pytest.raises(TemplateError, match="ZeroDivisionError: integer division or modulo by zero"):
+        render_string("{{ 1 // 0 }}", "jinja", DATA["jinja"])
+
+
+def test_the_templates_of_one_definition_share_200000_steps_as_the_readme_says() -> None:
+    assert templating.DEFINITION_STEPS == 200_000
+
+
+@pytest.mark.parametrize(("steps", "refused"), [(3, True), (4, False)])
+def test_a_template_after_the_shared_steps_are_spent_is_refused(monkeypatch: pytest.MonkeyPatch, steps: int, refused: bool) -> None:
+    # {{ .Status }} takes 3 steps; a comment takes none, so it runs while any step is left
+    monkeypatch.setattr(templating, "DEFINITION_STEPS", steps)
+    tree = {"a": "{{ .Status }}", "b": "{{/* nothing */}}"}
+    if refused:
+        with pytest.raises(TemplateError, match=f"b: the definition's templates took over {steps} steps in all"):
+            templating.render_tree(tree, ENVELOPE, "go", escape_at=lambda path: False)
+    else:
+        assert templating.render_tree(tree, ENVELOPE, "go", escape_at=lambda path: False) == {"a": "firing", "b": ""}
+
+
+class _Clock:
+    """perf_counter for templating: 0 when the deadline is set, then the times given."""
+
+    def __init__(self, *times: float):
+        self.times = [0.0, *times]
+
+    def perf_counter(self) -> float:
+        return self.times.pop(0) if len(self.times) > 1 else self.times[0]
+
+
+@pytest.mark.parametrize(
+    ("engine", "elapsed", "refused"),
+    [("jinja", 0.25, False), ("jinja", 0.26, True), ("go", 0.26, False)],
+)
+def test_jinja_templates_of_one_definition_get_a_quarter_second_in_all(monkeypatch: pytest.MonkeyPatch, engine: str, elapsed: float, refused: bool) -> None:
+    monkeypatch.setattr(templating, "time", _Clock(elapsed))
+    tree = {"a": "{{ .Status }}", "b": "{{ .Status }}"}
+    if refused:
+        with pytest.raises(TemplateError, match="a: rendering the definition's templates took over 0.25 s"):
+            templating.render_tree(tree, ENVELOPE, engine, escape_at=lambda path: False)
+    else:
+        assert templating.render_tree(tree, ENVELOPE, engine, escape_at=lambda path: False) == {"a": "firing", "b": "firing"}
