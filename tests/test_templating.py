@@ -473,3 +473,8 @@ def test_jinja_templates_of_one_definition_get_a_quarter_second_in_all(monkeypat
             templating.render_tree(tree, ENVELOPE, engine, escape_at=lambda path: False)
     else:
         assert templating.render_tree(tree, ENVELOPE, engine, escape_at=lambda path: False) == {"a": "firing", "b": "firing"}
+
+
+def test_a_jinja_template_nested_too_deep_to_parse_is_a_syntax_error_that_says_so() -> None:
+    with pytest.raises(TemplateError, match="^template syntax error: maximum recursion depth exceeded"):
+        render_string("{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}", "jinja", DATA["jinja"])
