@@ -167,7 +167,7 @@ def test_definitions_written_for_jinja_keep_working() -> None:
 
 
 def test_the_annotation_decides_and_an_unknown_engine_is_an_error() -> None:
-    assert choose_engine((("a", "{{ .Labels.pod }}"),), "jinja").engine == "jinja"
+    assert choose_engine((("a", "{{ .Labels.pod }}"),), "jinja") == templating.EngineChoice("jinja", declared=True)
     with pytest.raises(TemplateError, match="openfero.io/template-engine"):
         choose_engine((("a", "{{ .Labels.pod }}"),), "mustache")
     with pytest.raises(TemplateError, match="^b: template syntax error"):
