@@ -239,8 +239,10 @@ def test_the_engine_annotation_may_sit_on_the_operarius() -> None:
 
 def test_a_definition_without_templates_renders_as_written() -> None:
     plain = "kind: Job\nmetadata: {name: p}\nspec: {template: {spec: {containers: [{name: c, image: i, command: [sh, -c, 'echo ${#A} {% x %}']}]}}}\n"
-    job = render(definition(plain), ENVELOPE, JobRules(60)).body
+    written = definition(plain)
+    job = render(written, ENVELOPE, JobRules(60)).body
     assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["sh", "-c", "echo ${#A} {% x %}"]
+    assert written.manifest == definition(plain).manifest  # rendered from a copy: the next alert gets it as written
 
 
 def test_a_template_error_names_the_definition_and_the_field() -> None:
@@ -406,6 +408,7 @@ def test_templated_fields_are_every_template_string_by_its_path_in_order() -> No
         (["$", "$", "$"], "x", "$x"),  # $$ then a lone $
         (["$x "], "y", "y"),
         (["$(FOO) "], "y", "y"),
+        (["$() "], "y", "y"),
         (["$(FOO)$"], "y", "$y"),
         ([], "$", "$$"),
     ],
