@@ -5,11 +5,22 @@ from __future__ import annotations
 import json
 import re
 
+import orjson
 import pytest
 
 from dispatcher.definitions import Definition
 from dispatcher.naming import label_value
-from dispatcher.rendering import JobRules, RenderError, job_name, render, rerun_window
+from dispatcher.rendering import (
+    MAX_RENDERED_BYTES,
+    JobRules,
+    Refused,
+    RenderError,
+    expanded_by_kubelet,
+    job_name,
+    render,
+    rerun_window,
+    service_account,
+)
 from shared.envelope import Envelope, envelopes_from_webhook
 from tests.conftest import reference_alert_bytes
 from tests.helpers import REFERENCE_ENV, reference_definition, reference_envelope
@@ -233,3 +244,121 @@ def test_the_group_key_label_is_the_go_originals_hash(group_key: str, expected: 
     from dispatcher.naming import group_key_label
 
     assert group_key_label(group_key) == expected
+
+
+# -- what rendering adds, drops and refuses, at its edges --------------------------------------
+
+
+def test_the_outcome_finalizer_is_added_once_and_only_when_outcomes_are_tracked() -> None:
+    assert "finalizers" not in render(definition(SIMPLE_JOB), alert({"alertname": "A"}), JobRules(60)).body["metadata"]
+    tracked = render(definition(SIMPLE_JOB), alert({"alertname": "A"}), JobRules(60, track_outcomes=True))
+    assert tracked.body["metadata"]["finalizers"] == ["openfero.io/outcome"]
+    own = SIMPLE_JOB.replace("metadata: {name: fix}", "metadata: {name: fix, finalizers: [example.com/keep, openfero.io/outcome]}")
+    assert render(definition(own), alert({"alertname": "A"}), JobRules(60, track_outcomes=True)).body["metadata"]["finalizers"] == [
+        "example.com/keep",
+        "openfero.io/outcome",
+    ]
+
+
+def test_fields_named_as_python_names_them_are_dropped_and_reported() -> None:
+    text = SIMPLE_JOB.replace("restartPolicy: Never", "restartPolicy: Never\n      service_account_name: other").replace(
+        "image: busybox\n        env", "image: busybox\n        image_pull_policy: Always\n        env"
+    )
+    job = render(definition(text), alert({"alertname": "A"}), JobRules(60))
+    assert sorted(job.dropped_fields) == ["spec.template.spec.containers[0].image_pull_policy", "spec.template.spec.service_account_name"]
+    pod = job.body["spec"]["template"]["spec"]
+    assert "service_account_name" not in pod and "image_pull_policy" not in pod["containers"][0]
+    assert pod["restartPolicy"] == "Never" and pod["containers"][0]["image"] == "busybox"
+
+
+def test_a_job_without_an_api_version_gets_batch_v1() -> None:
+    assert render(definition(SIMPLE_JOB.replace("apiVersion: batch/v1\n", "")), alert({"alertname": "A"}), JobRules(60)).body["apiVersion"] == "batch/v1"
+
+
+@pytest.mark.parametrize(
+    ("pod", "account"),
+    [({"serviceAccountName": "a", "serviceAccount": "b"}, "a"), ({"serviceAccount": "b"}, "b"), ({}, "default"), ({"serviceAccountName": ""}, "default")],
+)
+def test_the_service_account_is_the_name_else_its_alias_else_default(pod: dict, account: str) -> None:
+    assert service_account({"spec": {"template": {"spec": pod}}}) == account
+
+
+def test_a_rendered_job_may_have_1_mib_and_no_more() -> None:
+    padded = SIMPLE_JOB.replace("metadata: {name: fix}", "metadata: {name: fix, annotations: {pad: PAD}}")
+    base = len(orjson.dumps(render(definition(padded.replace("PAD", "''")), alert({"alertname": "A"}), JobRules(60)).body))
+    room = MAX_RENDERED_BYTES - base
+    assert len(orjson.dumps(render(definition(padded.replace("PAD", "x" * room)), alert({"alertname": "A"}), JobRules(60)).body)) == MAX_RENDERED_BYTES
+    with pytest.raises(Refused, match="1048577 bytes, over the limit of 1048576, because of the alert's labels"):
+        render(definition(padded.replace("PAD", "x" * (room + 1))), alert({"alertname": "A"}), JobRules(60))
+
+
+def test_rerun_windows_without_readable_times_count_from_the_epoch() -> None:
+    from shared.envelope import Alert, Group
+
+    assert rerun_window(Envelope("i", "", Alert("firing", {}), Group()), 1) == 0
+    assert rerun_window(Envelope("i", "1970-01-01T00:00:10+00:00", Alert("firing", {}), Group()), 1) == 10
+
+
+def test_whose_doing_an_oversized_job_is_decides_refused_or_render_error() -> None:
+    # Both containers get the label as OPENFERO_ALERTNAME: the part of the size that is the alert's
+    injected = 2 * len(orjson.dumps([{"name": "OPENFERO_ALERTNAME", "value": "A"}]))
+    padded = SIMPLE_JOB.replace("metadata: {name: fix}", "metadata: {name: fix, annotations: {pad: PAD}}")
+    base = len(orjson.dumps(render(definition(padded.replace("PAD", "''")), alert({"alertname": "A"}), JobRules(60)).body))
+    room = MAX_RENDERED_BYTES - base
+    with pytest.raises(Refused):  # without the labels, exactly at the limit
+        render(definition(padded.replace("PAD", "x" * (room + injected))), alert({"alertname": "A"}), JobRules(60))
+    with pytest.raises(RenderError, match=f"{MAX_RENDERED_BYTES + injected + 1} bytes, over the limit of {MAX_RENDERED_BYTES}$"):
+        render(definition(padded.replace("PAD", "x" * (room + injected + 1))), alert({"alertname": "A"}), JobRules(60))
+
+
+def test_a_forced_run_gets_its_own_name_and_says_so() -> None:
+    plain = render(definition(SIMPLE_JOB), alert({"alertname": "A"}), JobRules(60))
+    forced = render(definition(SIMPLE_JOB), alert({"alertname": "A"}), JobRules(60), run_id="r1")
+    assert forced.name != plain.name and forced.name != render(definition(SIMPLE_JOB), alert({"alertname": "A"}), JobRules(60), run_id="r2").name
+    assert forced.body["metadata"]["annotations"]["openfero.io/run-id"] == "r1"
+    assert "openfero.io/run-id" not in plain.body["metadata"]["annotations"]
+
+
+def test_an_alert_received_before_it_started_is_in_the_window_before_the_first() -> None:
+    # clocks apart: Alertmanager's startsAt 1 s after the dispatcher's receive time
+    assert rerun_window(received_at({"alertname": "A"}, "2025-01-01T00:00:00+00:00", starts="2025-01-01T00:00:01+00:00"), 3600) == -1
+
+
+@pytest.mark.parametrize(
+    ("path", "expanded"),
+    [
+        ("spec.template.spec.containers[0].command[1]", True),
+        ("spec.template.spec.initContainers[2].args[0]", True),
+        ("spec.template.spec.containers[0].env[3].value", True),
+        ("spec.template.spec.containers[0].volumeMounts[0].subPathExpr", True),
+        ("spec.template.spec.containers[0].livenessProbe.exec.command[0]", True),
+        ("spec.template.spec.containers[0].image", False),
+        ("spec.template.spec.containers[0].env[3].name", False),
+        ("metadata.annotations.x", False),
+        ("spec.template.spec.containers[0].command[1]x", False),
+    ],
+)
+def test_the_fields_the_kubelet_expands(path: str, expanded: bool) -> None:
+    assert expanded_by_kubelet(path) is expanded
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["metadata: {name: fix, namespace: '{{ .Labels.ns }}'}", "serviceAccountName: '{{ .Labels.sa }}'", "serviceAccount: '{{ .Labels.sa }}'"],
+)
+def test_where_and_as_whom_a_job_runs_may_not_be_templates(field: str) -> None:
+    text = SIMPLE_JOB.replace("metadata: {name: fix}", field) if field.startswith("metadata") else SIMPLE_JOB.replace("restartPolicy: Never", "restartPolicy: Never\n      " + field)
+    with pytest.raises(RenderError, match="may not be a template"):
+        render(definition(text), alert({"alertname": "A", "ns": "x", "sa": "y"}), JobRules(60))
+
+
+def test_a_job_without_a_name_is_named_after_its_configmap_and_gets_a_day_to_live_by_default() -> None:
+    job = render(definition(SIMPLE_JOB.replace("metadata: {name: fix}", "metadata: {}")), alert({"alertname": "A"}), JobRules())
+    assert re.fullmatch(r"openfero-a-firing-[0-9a-f]{10}", job.name)
+    assert job.body["spec"]["ttlSecondsAfterFinished"] == 86400
+
+
+def test_finalizers_that_are_not_a_list_fail_the_jobs_validation() -> None:
+    text = SIMPLE_JOB.replace("metadata: {name: fix}", "metadata: {name: fix, finalizers: not-a-list}")
+    with pytest.raises(RenderError, match="finalizers"):
+        render(definition(text), alert({"alertname": "A"}), JobRules(60, track_outcomes=True))

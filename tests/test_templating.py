@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from dispatcher import templating
 from dispatcher.definitions import Definition
 from dispatcher.rendering import JobRules, Refused, RenderError, render
 from dispatcher.templating import (
     TemplateError,
     choose_engine,
+    escape_for_kubelet,
     go_data,
     go_to_jinja,
     jinja_data,
@@ -165,7 +167,7 @@ def test_definitions_written_for_jinja_keep_working() -> None:
 
 
 def test_the_annotation_decides_and_an_unknown_engine_is_an_error() -> None:
-    assert choose_engine((("a", "{{ .Labels.pod }}"),), "jinja").engine == "jinja"
+    assert choose_engine((("a", "{{ .Labels.pod }}"),), "jinja") == templating.EngineChoice("jinja", declared=True)
     with pytest.raises(TemplateError, match="openfero.io/template-engine"):
         choose_engine((("a", "{{ .Labels.pod }}"),), "mustache")
     with pytest.raises(TemplateError, match="^b: template syntax error"):
@@ -237,8 +239,10 @@ def test_the_engine_annotation_may_sit_on_the_operarius() -> None:
 
 def test_a_definition_without_templates_renders_as_written() -> None:
     plain = "kind: Job\nmetadata: {name: p}\nspec: {template: {spec: {containers: [{name: c, image: i, command: [sh, -c, 'echo ${#A} {% x %}']}]}}}\n"
-    job = render(definition(plain), ENVELOPE, JobRules(60)).body
+    written = definition(plain)
+    job = render(written, ENVELOPE, JobRules(60)).body
     assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["sh", "-c", "echo ${#A} {% x %}"]
+    assert written.manifest == definition(plain).manifest  # rendered from a copy: the next alert gets it as written
 
 
 def test_a_template_error_names_the_definition_and_the_field() -> None:
@@ -392,3 +396,88 @@ def test_templated_fields_are_every_template_string_by_its_path_in_order() -> No
         ("top", "{{ .GroupKey }}"),
     ]
     assert templated_fields("{{ x }}") == [("", "{{ x }}")] and templated_fields(["a", 1]) == []
+
+
+@pytest.mark.parametrize(
+    ("written", "value", "escaped"),
+    [
+        ([], "", ""),
+        (["x="], "a$b", "a$$b"),
+        (["echo $"], "(PW)", "$(PW)"),  # the lone $ written before is paired ("echo $$(PW)"), not joined to the value
+        (["echo $$"], "x", "x"),
+        (["$", "$", "$"], "x", "$x"),  # $$ then a lone $
+        (["$x "], "y", "y"),
+        (["$(FOO) "], "y", "y"),
+        (["$() "], "y", "y"),
+        (["$(FOO)$"], "y", "$y"),
+        ([], "$", "$$"),
+    ],
+)
+def test_what_an_action_prints_reaches_the_container_as_it_is(written: list[str], value: str, escaped: str) -> None:
+    assert escape_for_kubelet(value, written) == escaped
+
+
+@pytest.mark.parametrize("written", [["$(FOO"], ["a $(", "B"], ["$$ $(X) $(Y"]])
+def test_a_value_inside_an_open_reference_is_refused(written: list[str]) -> None:
+    with pytest.raises(TemplateError, match="inside"):
+        escape_for_kubelet("x", written)
+
+
+DOLLARS = envelopes_from_webhook({"alerts": [{"labels": {"alertname": "A"}, "annotations": {"price": "$5"}}]})[0]
+
+
+@pytest.mark.parametrize("engine", ["go", "jinja"])
+def test_printed_values_are_escaped_for_the_kubelet_only_when_asked(engine: str) -> None:
+    data = go_data(DOLLARS) if engine == "go" else jinja_data(DOLLARS)
+    assert render_string("{{ .Annotations.price }}", engine, data) == "$5"
+    assert render_string("{{ .Annotations.price }}", engine, data, escape=True) == "$$5"
+
+
+def test_an_error_of_python_itself_in_a_jinja_template_is_named_with_its_message() -> None:
+    with pytest.raises(TemplateError, match="ZeroDivisionError: integer division or modulo by zero"):
+        render_string("{{ 1 // 0 }}", "jinja", DATA["jinja"])
+
+
+def test_the_templates_of_one_definition_share_200000_steps_as_the_readme_says() -> None:
+    assert templating.DEFINITION_STEPS == 200_000
+
+
+@pytest.mark.parametrize(("steps", "refused"), [(3, True), (4, False)])
+def test_a_template_after_the_shared_steps_are_spent_is_refused(monkeypatch: pytest.MonkeyPatch, steps: int, refused: bool) -> None:
+    # {{ .Status }} takes 3 steps; a comment takes none, so it runs while any step is left
+    monkeypatch.setattr(templating, "DEFINITION_STEPS", steps)
+    tree = {"a": "{{ .Status }}", "b": "{{/* nothing */}}"}
+    if refused:
+        with pytest.raises(TemplateError, match=f"b: the definition's templates took over {steps} steps in all"):
+            templating.render_tree(tree, ENVELOPE, "go", escape_at=lambda path: False)
+    else:
+        assert templating.render_tree(tree, ENVELOPE, "go", escape_at=lambda path: False) == {"a": "firing", "b": ""}
+
+
+class _Clock:
+    """perf_counter for templating: 0 when the deadline is set, then the times given."""
+
+    def __init__(self, *times: float):
+        self.times = [0.0, *times]
+
+    def perf_counter(self) -> float:
+        return self.times.pop(0) if len(self.times) > 1 else self.times[0]
+
+
+@pytest.mark.parametrize(
+    ("engine", "elapsed", "refused"),
+    [("jinja", 0.25, False), ("jinja", 0.26, True), ("go", 0.26, False)],
+)
+def test_jinja_templates_of_one_definition_get_a_quarter_second_in_all(monkeypatch: pytest.MonkeyPatch, engine: str, elapsed: float, refused: bool) -> None:
+    monkeypatch.setattr(templating, "time", _Clock(elapsed))
+    tree = {"a": "{{ .Status }}", "b": "{{ .Status }}"}
+    if refused:
+        with pytest.raises(TemplateError, match="a: rendering the definition's templates took over 0.25 s"):
+            templating.render_tree(tree, ENVELOPE, engine, escape_at=lambda path: False)
+    else:
+        assert templating.render_tree(tree, ENVELOPE, engine, escape_at=lambda path: False) == {"a": "firing", "b": "firing"}
+
+
+def test_a_jinja_template_nested_too_deep_to_parse_is_a_syntax_error_that_says_so() -> None:
+    with pytest.raises(TemplateError, match="^template syntax error: maximum recursion depth exceeded"):
+        render_string("{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}", "jinja", DATA["jinja"])
