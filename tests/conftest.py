@@ -238,8 +238,15 @@ def raw_text_headers(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def processes() -> Iterator[list[Any]]:
-    """Processes a test started (tests.harness.Process); stopped when it ends."""
+def processes(prefix: str) -> Iterator[list[Any]]:
+    """Processes a test started (tests.harness.Process); stopped when it ends.
+
+    It asks for ``prefix`` so that its processes stop before the prefix's queues are
+    deleted: a dispatcher still running would declare them again while they go, and
+    RabbitMQ 3.10 gives up on dead-lettering for every quorum queue (its
+    rabbit_fifo_dlx_sup exceeds its restart intensity) when a queue's dead-letter
+    worker is deleted as it starts, twice within seconds.
+    """
     started: list[Any] = []
     yield started
     for p in started:
