@@ -22,7 +22,6 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from aiormq.exceptions import ChannelInvalidStateError
 
@@ -35,7 +34,7 @@ from dispatcher.results import INTERNAL_ERROR, Failure, Kind, Result
 from dispatcher.retrying import RetryPolicy
 from shared import headers as h
 from shared.broker import BrokerLink
-from shared.confirming import publish_confirmed
+from shared.confirming import persistent_copy, publish_confirmed
 from shared.settings import BrokerSettings
 from shared.topology import OUTCOME_ROUTING_KEY, WAIT_ROUTING_KEY, Declared
 
@@ -201,15 +200,7 @@ class Dispatcher:
         message out again then, so a copy would only duplicate it): the
         message then stays unacknowledged and comes back.
         """
-        copy = aio_pika.Message(
-            message.body,
-            headers=headers,
-            content_type=message.content_type,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=message.message_id,
-            type=message.type,
-            timestamp=message.timestamp,
-        )
+        copy = persistent_copy(message, headers)
         await publish_confirmed(self.link, [(copy, routing_key), *(extra or [])], _PUBLISH_TIMEOUT_S, wanted=lambda: _can_settle(message))
 
     async def run(self, stop: asyncio.Event, idle_exit_s: float | None = None, grace_s: float = 20.0) -> None:

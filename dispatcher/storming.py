@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
 from dispatcher.jobbook import JobBook
@@ -37,7 +36,8 @@ from dispatcher.breaking import BreakerBoard, BreakerLeader, BreakerStore
 from dispatcher.storm import Breaker, Gate, Verdict, Waiting, WaitList, gate, trial_claimed
 from shared import headers as h
 from shared.broker import BrokerLink
-from shared.confirming import publish_confirmed
+from shared.confirming import persistent_copy, publish_confirmed
+from shared.loop import first_done
 from shared.topology import RETRY_ROUTING_KEY
 
 log = logging.getLogger("openfero.dispatcher")
@@ -156,7 +156,7 @@ class WaitLeader:
     async def run(self, leading: asyncio.Event, following: asyncio.Event, stop: asyncio.Event) -> None:
         self._loop = asyncio.get_running_loop()
         while not stop.is_set():
-            await _first(leading.wait(), stop.wait())
+            await first_done(leading.wait(), stop.wait())
             if stop.is_set():
                 return
             try:
@@ -244,16 +244,7 @@ class WaitLeader:
             message, waiting = self._held[tag], self._waiting.get(tag)
             headers = {k: h.writable(v) for k, v in (message.headers or {}).items() if not k.startswith("x-")}
             headers[h.ADMITTED] = waiting.job or "1"
-            copy = aio_pika.Message(
-                message.body,
-                headers=headers,
-                content_type=message.content_type,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                message_id=message.message_id,
-                type=message.type,
-                timestamp=message.timestamp,
-            )
-            copies.append((copy, RETRY_ROUTING_KEY))
+            copies.append((persistent_copy(message, headers), RETRY_ROUTING_KEY))
             if self._slotless(waiting):
                 continue
             # The slot is taken from now on, until the Job shows up
@@ -271,15 +262,6 @@ class WaitLeader:
             STORM_RELEASED.inc()
         STORM_WAITING.set(len(self._held))
         return len(tags)
-
-
-async def _first(*waits: Any) -> None:
-    tasks = [asyncio.ensure_future(w) for w in waits]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
 
 
 def watch_jobs(api_client: Any, namespace: str, book: JobBook, watch_timeout_s: int) -> Any:

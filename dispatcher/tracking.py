@@ -37,7 +37,6 @@ problem itself.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import random
@@ -75,6 +74,7 @@ from dispatcher.requesting import MERGE_PATCH, Answer, Unreachable, call
 from dispatcher.silencing import SilenceEnder, SilenceFailure
 from dispatcher.watching import ResourceWatcher
 from shared.confirming import NotConfirmed
+from shared.loop import first_done
 
 log = logging.getLogger("openfero.dispatcher")
 
@@ -139,7 +139,7 @@ class OutcomeTracker:
         """Follow the Jobs while ``elector`` leads, until ``stop``."""
         try:
             while not stop.is_set():
-                await _first(elector.leading.wait(), stop.wait())
+                await first_done(elector.leading.wait(), stop.wait())
                 if stop.is_set():
                     break
                 await self._lead(elector, stop)
@@ -161,7 +161,7 @@ class OutcomeTracker:
         watcher.start()
         workers = [asyncio.create_task(self._work(term), name=f"outcomes-{i}") for i in range(self.concurrency)]
         try:
-            await _first(elector.following.wait(), stop.wait())
+            await first_done(elector.following.wait(), stop.wait())
         finally:
             # No new step from here on; the steps under way end at their next check.
             self._term = None
@@ -396,13 +396,3 @@ class OutcomeTracker:
         return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
 
 
-async def _first(*waits: Any) -> None:
-    """Return when the first of ``waits`` is done; cancel the others."""
-    tasks = [asyncio.ensure_future(w) for w in waits]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*tasks, return_exceptions=True)

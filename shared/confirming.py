@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import aio_pika
 import aiormq
@@ -29,6 +30,20 @@ LONGEST_PAUSE_S = 0.5
 
 class NotConfirmed(Exception):
     """Not every message was confirmed before the deadline."""
+
+
+def persistent_copy(message: aio_pika.abc.AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
+    """A persistent copy of ``message`` with ``headers`` instead of its own: what a dispatcher
+    publishes to move a message (a retry, a dead letter, a waiting alert released)."""
+    return aio_pika.Message(
+        message.body,
+        headers=headers,
+        content_type=message.content_type,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=message.message_id,
+        type=message.type,
+        timestamp=message.timestamp,
+    )
 
 
 def why_failed(error: BaseException) -> tuple[str, bool]:

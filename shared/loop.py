@@ -9,8 +9,10 @@ library's loop, for debugging or a platform without uvloop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from shared.settings import SettingsError
 
@@ -43,3 +45,15 @@ def freeze_startup_heap() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+async def first_done(*waits: Awaitable[Any]) -> None:
+    """Return when the first of ``waits`` is done; the others are cancelled and awaited."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*tasks, return_exceptions=True)
