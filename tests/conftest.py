@@ -89,6 +89,7 @@ def broker_cluster() -> Iterator[Any]:
         cluster.remove()
 
 
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     for what, seconds in STARTUP_S.items():
         terminalreporter.write_line(f"{what}: started in {seconds:.1f} s")

@@ -65,9 +65,11 @@ def cluster(broker_cluster: BrokerCluster) -> Iterator[BrokerCluster]:
 
 
 @pytest.fixture
-def cluster_prefix(cluster: BrokerCluster) -> Iterator[str]:
+def cluster_prefix(cluster: BrokerCluster, processes: list[Any]) -> Iterator[str]:
     name = f"oftest-{uuid.uuid4().hex[:10]}"
     yield name
+    for process in processes:  # none may declare the queues again while they are deleted
+        process.stop()
     cluster.heal()
     delays = RetrySettings().delays_s + (0.2, 0.5, 1.0)
     broker_call(cluster.url, lambda channel: delete(channel, Names(name), delays))
